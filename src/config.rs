@@ -1,0 +1,512 @@
+//! Settings: a TOML file for several issuers and clients, overridden by environment and flags,
+//! validated into typed settings with messages that name the key to fix.
+//!
+//! Validation happens once, at startup; everything downstream takes the typed result and never
+//! re-checks. Durations are whole seconds (`*_secs` keys) so the file needs no unit syntax.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::logout_token::{Policy, parse_algorithm};
+use crate::provider::ProviderSettings;
+use crate::store::IndexSettings;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// A setting is wrong; the message says which and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this program (unknown key, wrong type).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("setting `{key}`: {message}")]
+    Invalid {
+        /// The key, as in the file (`issuers[0].clients`) or the environment variable.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `host:port` to listen on.
+    pub listen: Option<String>,
+    /// Redis URL; absent means the in-memory index.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    pub key_prefix: Option<String>,
+    /// How long logout markers refuse late registrations, in seconds.
+    pub marker_ttl_secs: Option<u64>,
+    /// Allow `http://` issuers on non-loopback hosts.
+    pub allow_insecure_http: Option<bool>,
+    /// The trusted issuers.
+    #[serde(default)]
+    pub issuers: Vec<IssuerFile>,
+}
+
+/// One `[[issuers]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerFile {
+    /// The issuer identifier, exactly as in its tokens.
+    pub issuer: String,
+    /// This receiver's client ids at the issuer.
+    #[serde(default)]
+    pub clients: Vec<ClientEntry>,
+    /// Algorithms the clients registered (`id_token_signed_response_alg`); default `["RS256"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Audiences besides the clients that may appear in `aud`.
+    #[serde(default)]
+    pub trusted_audiences: Vec<String>,
+    /// How old a token's `iat` may be, in seconds (default 300).
+    pub max_token_age_secs: Option<u64>,
+    /// Clock skew allowed, in seconds (default 30).
+    pub clock_leeway_secs: Option<u64>,
+    /// Accept tokens without `exp` (Ory Hydra 2.2, older Authentik, LemonLDAP::NG).
+    #[serde(default)]
+    pub accept_missing_exp: bool,
+    /// Minimum seconds between JWKS fetches caused by unknown `kid`s (default 10).
+    pub jwks_refetch_cooldown_secs: Option<u64>,
+    /// Seconds after which keys are refetched in the background (default 3600).
+    pub jwks_max_age_secs: Option<u64>,
+}
+
+/// A client: its id, or its id with its own algorithms.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ClientEntry {
+    /// `"my-app"`: uses the issuer's algorithms.
+    Id(String),
+    /// `{ id = "my-app", algorithms = ["ES256"] }`.
+    Full {
+        /// The client id.
+        id: String,
+        /// Its registered algorithms.
+        algorithms: Vec<String>,
+    },
+}
+
+/// Settings given by flags or environment; they override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `OIDC_LOGOUT_LISTEN`.
+    pub listen: Option<String>,
+    /// `OIDC_LOGOUT_REDIS_URL`.
+    pub redis_url: Option<SecretString>,
+    /// `OIDC_LOGOUT_KEY_PREFIX`.
+    pub key_prefix: Option<String>,
+    /// `OIDC_LOGOUT_ISSUER`.
+    pub issuer: Option<String>,
+    /// `OIDC_LOGOUT_CLIENT_ID`.
+    pub client_id: Option<String>,
+    /// `OIDC_LOGOUT_ALGORITHMS`, comma-separated.
+    pub algorithms: Option<String>,
+    /// `OIDC_LOGOUT_ALLOW_INSECURE_HTTP`.
+    pub allow_insecure_http: Option<bool>,
+}
+
+/// One trusted issuer, validated.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    /// What its tokens must satisfy.
+    pub policy: Policy,
+    /// How its keys are fetched.
+    pub provider: ProviderSettings,
+}
+
+/// Everything the receiver needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Redis URL (holds a password, hence secret); `None` means the in-memory index.
+    pub redis_url: Option<SecretString>,
+    /// Index settings.
+    pub index: IndexSettings,
+    /// The trusted issuers.
+    pub issuers: Vec<IssuerSettings>,
+    /// Things worth a warning at startup (plain http on loopback, in-memory store).
+    pub warnings: Vec<String>,
+}
+
+/// Whether `url` may be used: `https`, or `http` on a loopback host, or `http` anywhere when
+/// `allow_insecure_http`. Returns `Ok(true)` when it is plain http (worth a warning).
+pub fn check_transport(url: &Url, allow_insecure_http: bool) -> Result<bool, String> {
+    match url.scheme() {
+        "https" => Ok(false),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback || allow_insecure_http {
+                Ok(true)
+            } else {
+                Err(format!(
+                    "{url} uses plain http on a non-loopback host; use https, or set \
+                     OIDC_LOGOUT_ALLOW_INSECURE_HTTP=true if it is on a private network"
+                ))
+            }
+        }
+        other => Err(format!("{url}: scheme {other} is not supported; use https")),
+    }
+}
+
+fn parse_algorithms(key: &str, names: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    if names.is_empty() {
+        return Err(invalid(key, "at least one algorithm is required"));
+    }
+    names
+        .iter()
+        .map(|name| {
+            parse_algorithm(name.trim()).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "{name:?} is not supported; use RS256, RS384, RS512, PS256, PS384, PS512, \
+                         ES256, ES384 or EdDSA (none and HMAC are never accepted)"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn secs(value: Option<u64>, default: u64, key: &str) -> Result<Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(invalid(key, "must be at least 1 second")),
+        n => Ok(Duration::from_secs(n)),
+    }
+}
+
+impl Settings {
+    /// Read the optional file, apply the overrides and validate.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let config = match file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let display = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: display.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: display,
+                    message: e.to_string(),
+                })?
+            }
+        };
+        Self::from_parts(config, overrides)
+    }
+
+    /// Validate a parsed file with overrides applied.
+    pub fn from_parts(mut config: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
+        let allow_insecure_http = o
+            .allow_insecure_http
+            .or(config.allow_insecure_http)
+            .unwrap_or(false);
+        match (o.issuer, o.client_id) {
+            (Some(issuer), client) => {
+                let clients: Vec<ClientEntry> = client.into_iter().map(ClientEntry::Id).collect();
+                if let Some(existing) = config.issuers.iter_mut().find(|i| i.issuer == issuer) {
+                    existing.clients.extend(clients);
+                } else {
+                    config.issuers.push(IssuerFile {
+                        issuer,
+                        clients,
+                        ..IssuerFile::default()
+                    });
+                }
+                if let Some(algs) = &o.algorithms {
+                    let algs: Vec<String> = algs.split(',').map(|s| s.trim().to_owned()).collect();
+                    if let Some(last) = config.issuers.last_mut() {
+                        last.algorithms = Some(algs);
+                    }
+                }
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "OIDC_LOGOUT_CLIENT_ID",
+                    "a client id needs an issuer: set OIDC_LOGOUT_ISSUER (or --issuer) too",
+                ));
+            }
+            (None, None) => {}
+        }
+        if config.issuers.is_empty() {
+            return Err(invalid(
+                "issuers",
+                "no issuer configured: set OIDC_LOGOUT_ISSUER and OIDC_LOGOUT_CLIENT_ID, or add \
+                 [[issuers]] to the config file",
+            ));
+        }
+        let mut issuers = Vec::with_capacity(config.issuers.len());
+        for (i, file) in config.issuers.into_iter().enumerate() {
+            let key = |name: &str| format!("issuers[{i}].{name}");
+            let url = Url::parse(&file.issuer).map_err(|e| {
+                invalid(
+                    key("issuer"),
+                    format!("{:?} is not a URL: {e}", file.issuer),
+                )
+            })?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(invalid(key("issuer"), "an issuer has no query or fragment"));
+            }
+            if check_transport(&url, allow_insecure_http).map_err(|m| invalid(key("issuer"), m))? {
+                warnings.push(format!("issuer {} uses plain http", file.issuer));
+            }
+            if issuers
+                .iter()
+                .any(|s: &IssuerSettings| s.policy.issuer == file.issuer)
+            {
+                return Err(invalid(
+                    key("issuer"),
+                    format!("{} is configured twice", file.issuer),
+                ));
+            }
+            let default_algs = match &file.algorithms {
+                Some(names) => parse_algorithms(&key("algorithms"), names)?,
+                None => vec![Algorithm::RS256],
+            };
+            if file.clients.is_empty() {
+                return Err(invalid(
+                    key("clients"),
+                    "at least one client id is required (OIDC_LOGOUT_CLIENT_ID)",
+                ));
+            }
+            let mut clients = Vec::new();
+            for (c, entry) in file.clients.into_iter().enumerate() {
+                let (id, algs) = match entry {
+                    ClientEntry::Id(id) => (id, default_algs.clone()),
+                    ClientEntry::Full { id, algorithms } => (
+                        id,
+                        parse_algorithms(&key(&format!("clients[{c}].algorithms")), &algorithms)?,
+                    ),
+                };
+                if id.trim().is_empty() {
+                    return Err(invalid(
+                        key(&format!("clients[{c}]")),
+                        "a client id cannot be empty",
+                    ));
+                }
+                clients.push((id, algs));
+            }
+            let policy = Policy {
+                issuer: file.issuer,
+                clients,
+                trusted_audiences: file.trusted_audiences,
+                max_age: secs(file.max_token_age_secs, 300, &key("max_token_age_secs"))?,
+                leeway: Duration::from_secs(file.clock_leeway_secs.unwrap_or(30)),
+                accept_missing_exp: file.accept_missing_exp,
+            };
+            let provider = ProviderSettings {
+                refetch_cooldown: secs(
+                    file.jwks_refetch_cooldown_secs,
+                    10,
+                    &key("jwks_refetch_cooldown_secs"),
+                )?,
+                max_key_age: secs(file.jwks_max_age_secs, 3600, &key("jwks_max_age_secs"))?,
+                allow_insecure_http,
+            };
+            issuers.push(IssuerSettings { policy, provider });
+        }
+        let listen_text = o
+            .listen
+            .or(config.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not host:port, e.g. {DEFAULT_LISTEN}"),
+            )
+        })?;
+        let prefix = o
+            .key_prefix
+            .or(config.key_prefix)
+            .unwrap_or_else(|| IndexSettings::default().prefix);
+        if prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "key_prefix",
+                "must not contain { or } (they would change the Redis Cluster hash tag)",
+            ));
+        }
+        let marker_ttl = secs(config.marker_ttl_secs, 86_400, "marker_ttl_secs")?;
+        let redis_url = o.redis_url.or(config.redis_url.map(SecretString::from));
+        if redis_url.is_none() {
+            warnings.push(
+                "no Redis configured (OIDC_LOGOUT_REDIS_URL): using the in-memory index, which \
+                 only this process sees"
+                    .to_owned(),
+            );
+        }
+        Ok(Self {
+            listen,
+            redis_url,
+            index: IndexSettings { prefix, marker_ttl },
+            issuers,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(issuer: &str, client: &str) -> Overrides {
+        Overrides {
+            issuer: Some(issuer.into()),
+            client_id: Some(client.into()),
+            ..Overrides::default()
+        }
+    }
+
+    fn error(config: &str, o: Overrides) -> String {
+        let file: FileConfig = match toml::from_str(config) {
+            Ok(f) => f,
+            Err(e) => return e.to_string(),
+        };
+        match Settings::from_parts(file, o) {
+            Ok(_) => "accepted".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn environment_alone_is_enough() {
+        let s = Settings::from_parts(
+            FileConfig::default(),
+            overrides("https://op.example", "app"),
+        )
+        .expect("valid");
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            s.issuers[0].policy.clients,
+            vec![("app".to_owned(), vec![Algorithm::RS256])]
+        );
+        assert!(s.warnings.iter().any(|w| w.contains("in-memory")));
+    }
+
+    #[test]
+    fn http_issuer_only_on_loopback_or_when_allowed() {
+        assert_eq!(
+            error("", overrides("http://127.0.0.2:9000", "a")),
+            "accepted"
+        );
+        assert_eq!(error("", overrides("http://localhost", "a")), "accepted");
+        assert_eq!(error("", overrides("http://[::1]:8", "a")), "accepted");
+        let e = error("", overrides("http://op.internal", "a"));
+        assert!(e.contains("OIDC_LOGOUT_ALLOW_INSECURE_HTTP"), "{e}");
+        let allowed = Overrides {
+            allow_insecure_http: Some(true),
+            ..overrides("http://op.internal", "a")
+        };
+        assert_eq!(error("", allowed), "accepted");
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let e = error("", Overrides::default());
+        assert!(e.contains("OIDC_LOGOUT_ISSUER"), "{e}");
+        let e = error(
+            "[[issuers]]\nissuer = \"https://a\"\n",
+            Overrides::default(),
+        );
+        assert!(e.contains("issuers[0].clients"), "{e}");
+        let e = error(
+            "[[issuers]]\nissuer = \"https://a\"\nclients = [\"x\"]\nalgorithms = [\"HS256\"]\n",
+            Overrides::default(),
+        );
+        assert!(
+            e.contains("issuers[0].algorithms") && e.contains("HMAC"),
+            "{e}"
+        );
+        let e = error(
+            "[[issuers]]\nissuer = \"https://a\"\nclients = [\"x\"]\nmax_token_age = 3\n",
+            Overrides::default(),
+        );
+        assert!(e.contains("max_token_age"), "{e}");
+        let e = error("key_prefix = \"a{b}\"\n", overrides("https://a", "b"));
+        assert!(e.contains("key_prefix"), "{e}");
+        let e = error(
+            "",
+            Overrides {
+                listen: Some("nowhere".into()),
+                ..overrides("https://a", "b")
+            },
+        );
+        assert!(e.contains("listen"), "{e}");
+        let e = error(
+            "",
+            Overrides {
+                client_id: Some("x".into()),
+                ..Overrides::default()
+            },
+        );
+        assert!(e.contains("OIDC_LOGOUT_ISSUER"), "{e}");
+    }
+
+    #[test]
+    fn file_with_several_issuers_and_per_client_algorithms() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            redis_url = "redis://127.0.0.1/"
+            [[issuers]]
+            issuer = "https://a.example"
+            clients = ["one", { id = "two", algorithms = ["ES256", "EdDSA"] }]
+            [[issuers]]
+            issuer = "https://b.example"
+            clients = ["three"]
+            accept_missing_exp = true
+            "#,
+        )
+        .expect("parses");
+        let s = Settings::from_parts(file, overrides("https://b.example", "four")).expect("valid");
+        assert_eq!(s.issuers.len(), 2);
+        assert_eq!(
+            s.issuers[0].policy.clients[1].1,
+            vec![Algorithm::ES256, Algorithm::EdDSA]
+        );
+        let b = &s.issuers[1].policy;
+        assert!(b.accept_missing_exp);
+        assert_eq!(
+            b.clients.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["three", "four"]
+        );
+        assert!(s.redis_url.is_some());
+    }
+}

@@ -1,0 +1,239 @@
+//! The `oidc-logout` binary: parses the command line, wires the library's parts, nothing else.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use oidc_logout::config::{IssuerSettings, Overrides, Settings};
+use oidc_logout::logout_token::Policy;
+use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
+use oidc_logout::provider::{Provider, ProviderSettings, http_client};
+use oidc_logout::receiver::{PATH, Receiver};
+use oidc_logout::store::{
+    IndexSettings, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, SessionState,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(version, about = "OpenID Connect Back-Channel Logout receiver")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve POST /backchannel-logout for the configured issuers.
+    Serve(ServeArgs),
+    /// Try it with nothing else installed: a built-in issuer, the receiver, one session, and a
+    /// ready-to-send signed logout for it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML file with several issuers and per-issuer settings (see docs/configuration.md).
+    #[arg(long, env = "OIDC_LOGOUT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Issuer URL; discovery is read from <issuer>/.well-known/openid-configuration.
+    #[arg(long, env = "OIDC_LOGOUT_ISSUER")]
+    issuer: Option<String>,
+    /// This receiver's client id at the issuer (the logout token's audience).
+    #[arg(long, env = "OIDC_LOGOUT_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Algorithms the client registered, comma-separated (default RS256).
+    #[arg(long, env = "OIDC_LOGOUT_ALGORITHMS")]
+    algorithms: Option<String>,
+    /// Redis URL (redis://, rediss://); absent: in-memory index for this process only.
+    #[arg(long, env = "OIDC_LOGOUT_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key (default "oidc-logout:").
+    #[arg(long, env = "OIDC_LOGOUT_KEY_PREFIX")]
+    key_prefix: Option<String>,
+    /// host:port to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "OIDC_LOGOUT_LISTEN")]
+    listen: Option<String>,
+    /// Accept http:// issuers on non-loopback hosts (containers on a private network).
+    #[arg(long, env = "OIDC_LOGOUT_ALLOW_INSECURE_HTTP")]
+    allow_insecure_http: Option<bool>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// host:port for the receiver.
+    #[arg(long, env = "OIDC_LOGOUT_LISTEN", default_value = oidc_logout::config::DEFAULT_LISTEN)]
+    listen: String,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => demo(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let overrides = Overrides {
+        listen: args.listen,
+        redis_url: args.redis_url.map(SecretString::from),
+        key_prefix: args.key_prefix,
+        issuer: args.issuer,
+        client_id: args.client_id,
+        algorithms: args.algorithms,
+        allow_insecure_http: args.allow_insecure_http,
+    };
+    let settings = Settings::load(args.config.as_deref(), overrides)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let http = http_client().context("cannot build the HTTP client")?;
+    let mut trusted = Vec::new();
+    for IssuerSettings { policy, provider } in &settings.issuers {
+        let keys = Provider::discover(&policy.issuer, http.clone(), provider.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot load issuer {}: check the issuer URL (OIDC_LOGOUT_ISSUER) and that the \
+                     OP is reachable from here",
+                    policy.issuer
+                )
+            })?;
+        trusted.push((keys, policy.clone()));
+    }
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (OIDC_LOGOUT_LISTEN)", settings.listen))?;
+    match &settings.redis_url {
+        Some(url) => {
+            let index = RedisIndex::connect(url.expose_secret(), settings.index.clone())
+                .await
+                .context("cannot connect to Redis (OIDC_LOGOUT_REDIS_URL): is it running and is the URL right?")?;
+            run(listener, index, trusted).await
+        }
+        None => run(listener, MemoryIndex::new(settings.index.clone()), trusted).await,
+    }
+}
+
+async fn run<S: SessionIndex>(
+    listener: TcpListener,
+    index: S,
+    trusted: Vec<(Arc<Provider>, Policy)>,
+) -> Result<()> {
+    let receiver = trusted
+        .into_iter()
+        .fold(Receiver::new(index), |r, (keys, policy)| {
+            r.with_issuer(keys, policy)
+        });
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}{PATH}");
+    axum::serve(listener, receiver.into_router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight logouts");
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    const CLIENT: &str = "demo-app";
+    // The built-in issuer on a free loopback port.
+    let op_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = format!("http://{}", op_listener.local_addr()?);
+    let key = Arc::new(SigningKey::generate(SigningAlg::Rs256)?);
+    let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
+    let op_router = op.router();
+    tokio::spawn(async move { axum::serve(op_listener, op_router).await });
+
+    let listener = TcpListener::bind(&args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (use --listen 127.0.0.1:<free port>)",
+            args.listen
+        )
+    })?;
+    let endpoint = format!("http://{}{PATH}", listener.local_addr()?);
+    let keys = Provider::discover(&issuer, http_client()?, ProviderSettings::default()).await?;
+    let policy = Policy {
+        issuer: issuer.clone(),
+        clients: vec![(CLIENT.to_owned(), vec![oidc_logout::Algorithm::RS256])],
+        trusted_audiences: Vec::new(),
+        max_age: Duration::from_secs(3600),
+        leeway: Duration::from_secs(30),
+        accept_missing_exp: false,
+    };
+    let index = MemoryIndex::new(IndexSettings::default());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let (session_id, sid) = (random_id(16)?, random_id(12)?);
+    index
+        .register(&SessionRecord {
+            session_id: session_id.clone(),
+            issuer: issuer.clone(),
+            sub: "demo-user".into(),
+            sid: Some(sid.clone()),
+            auth_time: now.saturating_sub(1),
+            ttl: Duration::from_secs(3600),
+        })
+        .await?;
+    let mut claims = logout_claims(&issuer, CLIENT, Some("demo-user"), Some(&sid))?;
+    claims["exp"] = (now + 3600).into();
+    let token = key.sign(
+        &serde_json::Map::from_iter([("typ".into(), "logout+jwt".into())]),
+        &claims,
+    )?;
+
+    println!("oidc-logout demo");
+    println!("  built-in issuer : {issuer}  (client id {CLIENT}, RS256)");
+    println!("  receiver        : {endpoint}  (in-memory index)");
+    println!("  live session    : {session_id}  (sub demo-user, sid {sid})");
+    println!();
+    println!("End that session as the OP would, from another terminal (valid for an hour):");
+    println!();
+    println!("curl -i {endpoint} -d logout_token={token}");
+    println!();
+    println!("Expect HTTP 200 and the session ended; the same command again gets 400 (replay).");
+
+    let watcher = index.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(SessionState::Ended) = watcher.state(&issuer, &session_id).await {
+                println!("session {session_id} ended by the back-channel logout");
+                return;
+            }
+        }
+    });
+    run(listener, index, vec![(keys, policy)]).await
+}

@@ -1,0 +1,214 @@
+//! The back-channel logout endpoint: `POST /backchannel-logout` (Back-Channel Logout §2.5, §2.8).
+//!
+//! One logout reads top to bottom in [`Receiver::process`]: parse the token, pick the issuer it
+//! claims, find its key (refetching the JWKS once if the `kid` is new), verify, then end the
+//! sessions in the index. Responses: 200 with an empty body; 400 with
+//! `{"error":"invalid_request","error_description":…}` for anything wrong with the request; 503
+//! with `Retry-After` when the index cannot be written, because the sessions are not ended and
+//! the OP must not be told they are (a 400 would say the token was bad, which it was not). Every
+//! response carries `Cache-Control: no-store`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::logout_token::{LogoutToken, MAX_TOKEN_BYTES, Policy, Rejection, UnverifiedToken};
+use crate::provider::Provider;
+use crate::store::{LogoutOutcome, SessionIndex, StoreError};
+
+/// The path the receiver serves.
+pub const PATH: &str = "/backchannel-logout";
+
+/// The largest request body read, in bytes: a maximal token plus room for other parameters.
+pub const MAX_BODY_BYTES: usize = MAX_TOKEN_BYTES + 4096;
+
+/// Seconds the OP is asked to wait before retrying after a storage failure.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// Why a logout was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// The request or token is invalid: 400.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The index could not be written: 503, the OP should retry.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// A logout that was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The validated token.
+    pub token: LogoutToken,
+    /// How many live sessions it ended (0 when none was known: already logged out).
+    pub ended: u64,
+}
+
+/// A trusted issuer with its keys and what its tokens must satisfy.
+#[derive(Debug)]
+struct Issuer {
+    provider: Arc<Provider>,
+    policy: Policy,
+}
+
+/// The receiver: trusted issuers and the index whose sessions it ends.
+#[derive(Debug)]
+pub struct Receiver<S> {
+    issuers: HashMap<String, Issuer>,
+    index: S,
+}
+
+impl<S: SessionIndex> Receiver<S> {
+    /// A receiver that ends sessions in `index` and trusts no issuer yet.
+    pub fn new(index: S) -> Self {
+        Self {
+            issuers: HashMap::new(),
+            index,
+        }
+    }
+
+    /// Trust an issuer whose keys `provider` holds; its tokens must satisfy `policy`.
+    #[must_use]
+    pub fn with_issuer(mut self, provider: Arc<Provider>, policy: Policy) -> Self {
+        self.issuers
+            .insert(policy.issuer.clone(), Issuer { provider, policy });
+        self
+    }
+
+    /// The axum router serving [`PATH`], to serve alone or merge into an application's router.
+    pub fn into_router(self) -> Router {
+        Router::new()
+            .route(PATH, post(backchannel_logout::<S>))
+            .with_state(Arc::new(self))
+            .layer(axum::middleware::map_response(no_store))
+    }
+
+    /// Validate a logout token and end the sessions it names.
+    pub async fn process(&self, token: &str) -> Result<Applied, LogoutError> {
+        let unverified = UnverifiedToken::parse(token)?;
+        let issuer = self
+            .issuers
+            .get(unverified.issuer()?)
+            .ok_or(Rejection::UnknownIssuer)?;
+        let (kid, alg) = (unverified.kid().map(str::to_owned), unverified.algorithm());
+        let mut keys = issuer.provider.keys();
+        if keys.matching(kid.as_deref(), alg).next().is_none() {
+            keys = issuer.provider.refetch().await;
+        }
+        let now = unix_now();
+        let token = unverified.verify(keys.matching(kid.as_deref(), alg), &issuer.policy, now)?;
+        match self.index.logout(&token.to_logout(now)).await? {
+            LogoutOutcome::Replayed => Err(Rejection::Replayed.into()),
+            LogoutOutcome::Applied { ended } => {
+                tracing::info!(issuer = %token.issuer, ended, "logout applied");
+                Ok(Applied { token, ended })
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn invalid_request(description: &str) -> Response {
+    let body = serde_json::json!({ "error": "invalid_request", "error_description": description });
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn unavailable() -> Response {
+    let body = serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the session store is unavailable; retry later",
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::RETRY_AFTER, RETRY_AFTER_SECS),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The `logout_token` of a form body: exactly one, other parameters ignored.
+fn form_token(body: &[u8]) -> Result<String, &'static str> {
+    let mut found = None;
+    for (name, value) in form_urlencoded::parse(body) {
+        if name == "logout_token" {
+            if found.is_some() {
+                return Err("logout_token is given more than once");
+            }
+            found = Some(value.into_owned());
+        }
+    }
+    found.ok_or("logout_token is missing")
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+async fn backchannel_logout<S: SessionIndex>(
+    State(receiver): State<Arc<Receiver<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !is_form(&headers) {
+        tracing::info!(reason = "content_type", "logout refused");
+        return invalid_request("content type must be application/x-www-form-urlencoded");
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        tracing::info!(reason = "body", "logout refused");
+        return invalid_request("request body is too large or could not be read");
+    };
+    let token = match form_token(&body) {
+        Ok(token) => token,
+        Err(description) => {
+            tracing::info!(reason = "form", description, "logout refused");
+            return invalid_request(description);
+        }
+    };
+    match receiver.process(&token).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(LogoutError::Rejected(rejection)) => {
+            tracing::info!(reason = rejection.reason(), %rejection, "logout refused");
+            invalid_request(&rejection.to_string())
+        }
+        Err(LogoutError::Unavailable(error)) => {
+            tracing::error!(%error, "logout not applied: session store unavailable");
+            unavailable()
+        }
+    }
+}

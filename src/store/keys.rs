@@ -1,0 +1,124 @@
+//! The Redis key layout, version 1 (`docs/redis-schema.md` is the contract; keep them in step).
+//!
+//! Every key of one issuer carries the same hash tag, `{<encoded issuer>}`, so the scripts that
+//! end sessions touch a single Cluster slot and stay atomic. Components are percent-encoded so
+//! that any bytes in an issuer, sid, sub or session id map to exactly one key and can never
+//! forge a separator or a hash tag.
+
+/// The layout version, part of every key.
+pub const LAYOUT_VERSION: &str = "v1";
+
+/// Percent-encode every byte outside `A-Z a-z 0-9 - . _ ~`, with upper-case hex digits.
+///
+/// This is injective, and its output never contains `:`, `{`, `}` or `%`-free look-alikes of
+/// another input, so two different inputs never share a key.
+pub fn encode_component(raw: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+/// The key names of one issuer.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerKeys {
+    /// `<prefix>v1:{<iss>}:` — everything of this issuer starts with it.
+    base: String,
+}
+
+impl IssuerKeys {
+    pub(crate) fn new(prefix: &str, issuer: &str) -> Self {
+        Self {
+            base: format!("{prefix}{LAYOUT_VERSION}:{{{}}}:", encode_component(issuer)),
+        }
+    }
+
+    /// Prefix of session hashes; the encoded session id follows.
+    pub(crate) fn session_prefix(&self) -> String {
+        format!("{}s:", self.base)
+    }
+    /// Prefix of the sid index sorted sets; the encoded sid follows.
+    pub(crate) fn sid_prefix(&self) -> String {
+        format!("{}sid:", self.base)
+    }
+    /// Prefix of the sub index sorted sets; the encoded sub follows.
+    pub(crate) fn sub_prefix(&self) -> String {
+        format!("{}sub:", self.base)
+    }
+    pub(crate) fn session(&self, session_id: &str) -> String {
+        format!("{}s:{}", self.base, encode_component(session_id))
+    }
+    pub(crate) fn sid(&self, sid: &str) -> String {
+        format!("{}sid:{}", self.base, encode_component(sid))
+    }
+    pub(crate) fn sub(&self, sub: &str) -> String {
+        format!("{}sub:{}", self.base, encode_component(sub))
+    }
+    pub(crate) fn sid_marker(&self, sid: &str) -> String {
+        format!("{}xsid:{}", self.base, encode_component(sid))
+    }
+    pub(crate) fn sub_marker(&self, sub: &str) -> String {
+        format!("{}xsub:{}", self.base, encode_component(sub))
+    }
+    pub(crate) fn jti(&self, jti: &str) -> String {
+        format!("{}jti:{}", self.base, encode_component(jti))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_separators_and_tags() {
+        assert_eq!(
+            encode_component("a b:c|d%e{f}\"g'"),
+            "a%20b%3Ac%7Cd%25e%7Bf%7D%22g%27"
+        );
+        assert_eq!(encode_component("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(encode_component("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn different_inputs_never_share_a_key() {
+        let inputs = [
+            "a:b", "a%3Ab", "a", "a ", "a+", "A", "", "%", "%25", "{a}", "a}", "{",
+        ];
+        let keys: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|s| IssuerKeys::new("p:", "iss").sid(s))
+            .collect();
+        assert_eq!(keys.len(), inputs.len());
+        let issuers: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|s| IssuerKeys::new("p:", s).sid("x"))
+            .collect();
+        assert_eq!(issuers.len(), inputs.len());
+    }
+
+    #[test]
+    fn every_key_of_an_issuer_shares_one_hash_tag() {
+        let k = IssuerKeys::new("p:", "https://op.example/{x}");
+        let tag = "{https%3A%2F%2Fop.example%2F%7Bx%7D}";
+        for key in [
+            k.session("s"),
+            k.sid("a"),
+            k.sub("b"),
+            k.sid_marker("c"),
+            k.sub_marker("d"),
+            k.jti("e"),
+        ] {
+            let open = key.find('{').expect("tag open");
+            let close = key[open..].find('}').expect("tag close") + open;
+            assert_eq!(&key[open..=close], tag, "{key}");
+        }
+    }
+}

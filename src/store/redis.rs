@@ -1,0 +1,286 @@
+//! The Redis backend of the session index: the index applications and receivers share.
+//!
+//! Each operation is one Lua script over the keys of a single issuer (one hash tag, see
+//! [`keys`](super::keys)), so it is atomic on a single Redis and on a Cluster alike. The scripts
+//! percent-encode inside Lua exactly as [`encode_component`](super::encode_component) does, so
+//! that they can derive the keys of related sessions from what is stored.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::keys::{IssuerKeys, encode_component};
+use super::{
+    IndexSettings, Logout, LogoutOutcome, Registration, SessionIndex, SessionRecord, SessionState,
+    StoreError, Target,
+};
+
+/// Lua helper shared by the scripts: the same encoding as `encode_component`.
+const LUA_ENCODE: &str = r#"
+local function enc(s)
+  return (string.gsub(s, '[^A-Za-z0-9%-%._~]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+local function extend(key, ms)
+  local t = redis.call('PTTL', key)
+  if t >= 0 and t < ms then redis.call('PEXPIRE', key, ms) end
+  if t == -1 then redis.call('PEXPIRE', key, ms) end
+end
+"#;
+
+/// KEYS: jti, index (sid or sub set), marker. ARGV: mode, iat, sub, jti_ttl_ms, marker_ttl_ms,
+/// session prefix, sid prefix, sub prefix, now, has_jti.
+/// Returns the number of sessions ended, or -1 when the jti was seen before.
+const LUA_LOGOUT: &str = r#"
+if ARGV[10] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local mode, iat, sub = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local ended = 0
+local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', iat)
+for _, m in ipairs(members) do
+  local sk = ARGV[6] .. m
+  local h = redis.call('HMGET', sk, 'sub', 'sid', 'ended')
+  if not h[1] then
+    redis.call('ZREM', KEYS[2], m)
+  elseif mode ~= 'sidsub' or h[1] == sub then
+    if not h[3] then
+      redis.call('HSET', sk, 'ended', ARGV[9])
+      ended = ended + 1
+    end
+    redis.call('ZREM', ARGV[8] .. enc(h[1]), m)
+    if h[2] then redis.call('ZREM', ARGV[7] .. enc(h[2]), m) end
+  end
+end
+local mttl = tonumber(ARGV[5])
+if mode == 'sub' then
+  local cur = tonumber(redis.call('GET', KEYS[3]) or '-1')
+  if iat > cur then redis.call('SET', KEYS[3], iat, 'PX', mttl) else extend(KEYS[3], mttl) end
+else
+  local field = '*'
+  if mode == 'sidsub' then field = 's:' .. sub end
+  local cur = tonumber(redis.call('HGET', KEYS[3], field) or '-1')
+  if iat > cur then redis.call('HSET', KEYS[3], field, iat) end
+  extend(KEYS[3], mttl)
+end
+if ARGV[10] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[4]) end
+return ended
+"#;
+
+/// KEYS: session, sub set, sid set, sub marker, sid marker. ARGV: sub, sid, has_sid, auth,
+/// ttl_ms, member, sid prefix, sub prefix, now.
+/// Returns 1 when registered, 0 when a logout already covers the session.
+const LUA_REGISTER: &str = r#"
+local sub, sid, has_sid, auth, ttl = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
+local old = redis.call('HMGET', KEYS[1], 'ended', 'sub', 'sid')
+if old[1] then return 0 end
+local covered = false
+local xs = redis.call('GET', KEYS[4])
+if xs and tonumber(xs) >= auth then covered = true end
+if has_sid and not covered then
+  local x = redis.call('HMGET', KEYS[5], '*', 's:' .. sub)
+  for i = 1, 2 do
+    if x[i] and tonumber(x[i]) >= auth then covered = true end
+  end
+end
+if old[2] and old[2] ~= sub then redis.call('ZREM', ARGV[8] .. enc(old[2]), ARGV[6]) end
+if old[3] and ((not has_sid) or old[3] ~= sid) then redis.call('ZREM', ARGV[7] .. enc(old[3]), ARGV[6]) end
+redis.call('DEL', KEYS[1])
+if covered then
+  redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth, 'ended', ARGV[9])
+  if has_sid then redis.call('HSET', KEYS[1], 'sid', sid) end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth)
+if has_sid then redis.call('HSET', KEYS[1], 'sid', sid) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], auth, ARGV[6])
+extend(KEYS[2], ttl)
+if has_sid then
+  redis.call('ZADD', KEYS[3], auth, ARGV[6])
+  extend(KEYS[3], ttl)
+end
+return 1
+"#;
+
+/// KEYS: session. ARGV: member, sid prefix, sub prefix, now, tombstone_ttl_ms.
+/// Returns 1 when a live session was ended.
+const LUA_END_SESSION: &str = r#"
+local h = redis.call('HMGET', KEYS[1], 'sub', 'sid', 'ended')
+if h[3] then return 0 end
+redis.call('HSET', KEYS[1], 'ended', ARGV[4])
+if not h[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 0
+end
+redis.call('ZREM', ARGV[3] .. enc(h[1]), ARGV[1])
+if h[2] then redis.call('ZREM', ARGV[2] .. enc(h[2]), ARGV[1]) end
+return 1
+"#;
+
+/// The session index in Redis. Clones share one multiplexed connection that reconnects by
+/// itself; while Redis is unreachable every call fails fast with [`StoreError::Redis`].
+#[derive(Clone)]
+pub struct RedisIndex {
+    conn: ConnectionManager,
+    settings: IndexSettings,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+struct Scripts {
+    logout: Script,
+    register: Script,
+    end_session: Script,
+}
+
+impl std::fmt::Debug for RedisIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisIndex")
+            .field("prefix", &self.settings.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisIndex {
+    /// Connect to Redis (`redis://`, `rediss://` or `unix://` URL) and check that it answers.
+    pub async fn connect(url: &str, settings: IndexSettings) -> Result<Self, StoreError> {
+        let client = Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let script = |body: &str| Script::new(&format!("{LUA_ENCODE}\n{body}"));
+        let index = Self {
+            conn,
+            settings,
+            scripts: std::sync::Arc::new(Scripts {
+                logout: script(LUA_LOGOUT),
+                register: script(LUA_REGISTER),
+                end_session: script(LUA_END_SESSION),
+            }),
+        };
+        index.ping().await?;
+        Ok(index)
+    }
+
+    fn keys(&self, issuer: &str) -> IssuerKeys {
+        IssuerKeys::new(&self.settings.prefix, issuer)
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SessionIndex for RedisIndex {
+    async fn register(&self, s: &SessionRecord) -> Result<Registration, StoreError> {
+        let k = self.keys(&s.issuer);
+        let sid = s.sid.as_deref().unwrap_or("");
+        let has_sid = s.sid.is_some();
+        let mut inv = self.scripts.register.prepare_invoke();
+        inv.key(k.session(&s.session_id))
+            .key(k.sub(&s.sub))
+            // Without a sid, the sid keys are placeholders in the same slot that are never touched.
+            .key(k.sid(sid))
+            .key(k.sub_marker(&s.sub))
+            .key(k.sid_marker(sid))
+            .arg(&s.sub)
+            .arg(sid)
+            .arg(if has_sid { "1" } else { "0" })
+            .arg(s.auth_time)
+            .arg(millis(s.ttl))
+            .arg(encode_component(&s.session_id))
+            .arg(k.sid_prefix())
+            .arg(k.sub_prefix())
+            .arg(now_secs());
+        let registered: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match registered {
+            1 => Registration::Registered,
+            _ => Registration::LoggedOut,
+        })
+    }
+
+    async fn logout(&self, l: &Logout<'_>) -> Result<LogoutOutcome, StoreError> {
+        let k = self.keys(l.issuer);
+        let (mode, index, marker, sub) = match l.target {
+            Target::Sid { sid, sub: None } => ("sid", k.sid(sid), k.sid_marker(sid), ""),
+            Target::Sid {
+                sid,
+                sub: Some(sub),
+            } => ("sidsub", k.sid(sid), k.sid_marker(sid), sub),
+            Target::Sub { sub } => ("sub", k.sub(sub), k.sub_marker(sub), sub),
+        };
+        let (jti_key, jti_ttl, has_jti) = match l.jti {
+            Some((jti, ttl)) => (k.jti(jti), millis(ttl), "1"),
+            None => (k.jti(""), 1, "0"),
+        };
+        let mut inv = self.scripts.logout.prepare_invoke();
+        inv.key(jti_key)
+            .key(index)
+            .key(marker)
+            .arg(mode)
+            .arg(l.issued_at)
+            .arg(sub)
+            .arg(jti_ttl)
+            .arg(millis(self.settings.marker_ttl))
+            .arg(k.session_prefix())
+            .arg(k.sid_prefix())
+            .arg(k.sub_prefix())
+            .arg(now_secs())
+            .arg(has_jti);
+        let ended: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        match u64::try_from(ended) {
+            Ok(ended) => Ok(LogoutOutcome::Applied { ended }),
+            Err(_) if ended == -1 => Ok(LogoutOutcome::Replayed),
+            Err(_) => Err(StoreError::Unexpected(format!(
+                "logout script returned {ended}"
+            ))),
+        }
+    }
+
+    async fn end_session(&self, issuer: &str, session_id: &str) -> Result<bool, StoreError> {
+        let k = self.keys(issuer);
+        let mut inv = self.scripts.end_session.prepare_invoke();
+        inv.key(k.session(session_id))
+            .arg(encode_component(session_id))
+            .arg(k.sid_prefix())
+            .arg(k.sub_prefix())
+            .arg(now_secs())
+            .arg(millis(self.settings.marker_ttl));
+        let ended: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(ended == 1)
+    }
+
+    async fn state(&self, issuer: &str, session_id: &str) -> Result<SessionState, StoreError> {
+        let key = self.keys(issuer).session(session_id);
+        let (sub, ended): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg("sub")
+            .arg("ended")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(match (sub, ended) {
+            (_, Some(_)) => SessionState::Ended,
+            (Some(_), None) => SessionState::Active,
+            (None, None) => SessionState::Unknown,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unexpected(format!("PING answered {pong:?}")))
+        }
+    }
+}
