@@ -356,15 +356,19 @@ impl<'a> UnverifiedToken<'a> {
             Some(_) => return Err(Rejection::InvalidClaim("aud")),
         };
         let mut clients = Vec::new();
+        let mut untrusted = false;
         for aud in named {
             if let Some((_, algs)) = policy.clients.iter().find(|(id, _)| id == aud) {
                 clients.push(algs.as_slice());
             } else if !policy.trusted_audiences.iter().any(|t| t == aud) {
-                return Err(Rejection::UntrustedAudience);
+                untrusted = true;
             }
         }
         if clients.is_empty() {
             return Err(Rejection::AudienceMismatch);
+        }
+        if untrusted {
+            return Err(Rejection::UntrustedAudience);
         }
         Ok(clients)
     }

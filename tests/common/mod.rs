@@ -1,0 +1,301 @@
+//! Test setup: a real `redis-server` on a free loopback port, the built-in OP over real HTTP,
+//! and receivers served on loopback. Every server stops when its handle is dropped.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use oidc_logout::logout_token::Policy;
+use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
+use oidc_logout::provider::{Provider, ProviderSettings, http_client};
+use oidc_logout::receiver::{PATH, Receiver};
+use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+
+pub const CLIENT: &str = "app-1";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A `redis-server` of our own on a free loopback port, without persistence.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); install it with `apt-get install redis-server` or run .ci/run")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill the server (all data is lost: it has no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Serve a router on a free loopback port; returns its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// The built-in OP served over HTTP, with one RS256 key published.
+pub struct Op {
+    pub op: Arc<TestOp>,
+    pub key: Arc<SigningKey>,
+}
+
+impl Op {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("RSA key"));
+        let op = TestOp::new(issuer, vec![Arc::clone(&key)]);
+        let router = op.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { op, key }
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.op.issuer()
+    }
+
+    /// Typical claims for `sub`/`sid`, audience [`CLIENT`].
+    pub fn claims(&self, sub: Option<&str>, sid: Option<&str>) -> Value {
+        logout_claims(self.issuer(), CLIENT, sub, sid).expect("claims")
+    }
+
+    /// Sign with the published key and the header `typ: logout+jwt`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with(&self.key, &[("typ", "logout+jwt".into())], claims)
+    }
+
+    pub fn sign_with(&self, key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
+        let header: Map<String, Value> = header
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        key.sign(&header, claims).expect("sign")
+    }
+}
+
+pub fn policy(issuer: &str) -> Policy {
+    Policy {
+        issuer: issuer.to_owned(),
+        clients: vec![(CLIENT.to_owned(), vec![oidc_logout::Algorithm::RS256])],
+        trusted_audiences: vec!["trusted-api".to_owned()],
+        max_age: Duration::from_secs(300),
+        leeway: Duration::from_secs(30),
+        accept_missing_exp: false,
+    }
+}
+
+pub fn provider_settings() -> ProviderSettings {
+    ProviderSettings {
+        refetch_cooldown: Duration::from_secs(60),
+        ..ProviderSettings::default()
+    }
+}
+
+/// Redis, the OP and one receiver on the Redis index.
+pub struct Harness {
+    pub redis: RedisServer,
+    pub op: Op,
+    pub index: RedisIndex,
+    pub provider: Arc<Provider>,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn index_on(redis: &RedisServer) -> RedisIndex {
+    RedisIndex::connect(&redis.url(), IndexSettings::default())
+        .await
+        .expect("connect to test redis")
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Policy)) -> Self {
+        let redis = RedisServer::start();
+        let op = Op::start().await;
+        let index = index_on(&redis).await;
+        let provider = Provider::discover(
+            op.issuer(),
+            http_client().expect("client"),
+            provider_settings(),
+        )
+        .await
+        .expect("discovery");
+        let mut policy = policy(op.issuer());
+        adjust(&mut policy);
+        let router = Receiver::new(index.clone())
+            .with_issuer(Arc::clone(&provider), policy)
+            .into_router();
+        let url = format!("{}{PATH}", serve(router).await);
+        Self {
+            redis,
+            op,
+            index,
+            provider,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Register a session authenticated `age` seconds ago; returns its id.
+    pub async fn login(&self, sub: &str, sid: Option<&str>) -> String {
+        self.login_at(sub, sid, now().saturating_sub(5)).await
+    }
+
+    pub async fn login_at(&self, sub: &str, sid: Option<&str>, auth_time: u64) -> String {
+        let session_id = random_id(16).expect("id");
+        let outcome = self
+            .index
+            .register(&SessionRecord {
+                session_id: session_id.clone(),
+                issuer: self.op.issuer().to_owned(),
+                sub: sub.to_owned(),
+                sid: sid.map(str::to_owned),
+                auth_time,
+                ttl: Duration::from_secs(3600),
+            })
+            .await
+            .expect("register");
+        assert_eq!(outcome, oidc_logout::store::Registration::Registered);
+        session_id
+    }
+
+    pub async fn state(&self, session_id: &str) -> SessionState {
+        self.index
+            .state(self.op.issuer(), session_id)
+            .await
+            .expect("state")
+    }
+
+    /// POST a form body with `logout_token`.
+    pub async fn post(&self, token: &str) -> Reply {
+        post_form(&self.http, &self.url, &[("logout_token", token)]).await
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub cache_control: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The `error_description` of a 400 JSON body.
+    pub fn description(&self) -> String {
+        let json: Value = serde_json::from_str(&self.body).unwrap_or(Value::Null);
+        assert_eq!(json["error"], "invalid_request", "body: {}", self.body);
+        json["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+pub async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request reaches the receiver");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let cache_control = header("cache-control");
+    let retry_after = header("retry-after");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    Reply {
+        status,
+        cache_control,
+        retry_after,
+        body,
+    }
+}
+
+pub async fn post_form(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    send(
+        http.post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body),
+    )
+    .await
+}

@@ -1,0 +1,339 @@
+//! The session index contract, run against both backends: Redis (a real redis-server) and memory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, now};
+use oidc_logout::store::{
+    IndexSettings, Logout, LogoutOutcome, MemoryIndex, RedisIndex, Registration, SessionIndex,
+    SessionRecord, SessionState, Target,
+};
+
+const ISS: &str = "https://op.example/realms/a b";
+
+fn record(id: &str, sub: &str, sid: Option<&str>, auth_time: u64) -> SessionRecord {
+    SessionRecord {
+        session_id: id.into(),
+        issuer: ISS.into(),
+        sub: sub.into(),
+        sid: sid.map(Into::into),
+        auth_time,
+        ttl: Duration::from_secs(600),
+    }
+}
+
+fn logout<'a>(target: Target<'a>, issued_at: u64, jti: Option<&'static str>) -> Logout<'a> {
+    Logout {
+        issuer: ISS,
+        target,
+        issued_at,
+        jti: jti.map(|j| (j, Duration::from_secs(60))),
+    }
+}
+
+async fn registered<S: SessionIndex>(s: &S, r: SessionRecord) {
+    assert_eq!(
+        s.register(&r).await.expect("register"),
+        Registration::Registered,
+        "{r:?}"
+    );
+}
+
+async fn state<S: SessionIndex>(s: &S, id: &str) -> SessionState {
+    s.state(ISS, id).await.expect("state")
+}
+
+async fn ended_count<S: SessionIndex>(s: &S, l: Logout<'_>) -> u64 {
+    match s.logout(&l).await.expect("logout") {
+        LogoutOutcome::Applied { ended } => ended,
+        LogoutOutcome::Replayed => panic!("unexpected replay"),
+    }
+}
+
+async fn ended_session_cannot_be_saved_back<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("s1", "alice", Some("sid-1"), t - 10)).await;
+    assert_eq!(state(&s, "s1").await, SessionState::Active);
+    assert_eq!(
+        ended_count(
+            &s,
+            logout(
+                Target::Sid {
+                    sid: "sid-1",
+                    sub: None
+                },
+                t,
+                None
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(state(&s, "s1").await, SessionState::Ended);
+    // An in-flight request saves the session again after the logout.
+    let again = s
+        .register(&record("s1", "alice", Some("sid-1"), t - 10))
+        .await
+        .expect("register");
+    assert_eq!(again, Registration::LoggedOut);
+    assert_eq!(state(&s, "s1").await, SessionState::Ended);
+    // Even re-registered with a new auth time, an ended id stays ended.
+    let again = s
+        .register(&record("s1", "alice", Some("sid-9"), t + 100))
+        .await
+        .expect("register");
+    assert_eq!(again, Registration::LoggedOut);
+}
+
+async fn end_session_by_id_leaves_a_tombstone<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("s1", "alice", Some("sid-1"), t)).await;
+    assert!(s.end_session(ISS, "s1").await.expect("end"));
+    assert!(
+        !s.end_session(ISS, "s1").await.expect("end twice"),
+        "second end is a no-op"
+    );
+    assert_eq!(state(&s, "s1").await, SessionState::Ended);
+    assert!(!s.end_session(ISS, "never-seen").await.expect("end unknown"));
+    let late = s
+        .register(&record("never-seen", "alice", None, t))
+        .await
+        .expect("register");
+    assert_eq!(
+        late,
+        Registration::LoggedOut,
+        "a save after the app's own logout must not revive it"
+    );
+    // The sub index no longer lists the ended session.
+    assert_eq!(
+        ended_count(&s, logout(Target::Sub { sub: "alice" }, t + 1, None)).await,
+        0
+    );
+}
+
+async fn late_registration_is_refused_by_sid_and_sub_markers<S: SessionIndex>(s: S) {
+    let t = now();
+    ended_count(
+        &s,
+        logout(
+            Target::Sid {
+                sid: "sid-1",
+                sub: None,
+            },
+            t,
+            None,
+        ),
+    )
+    .await;
+    let late = s
+        .register(&record("s1", "alice", Some("sid-1"), t - 5))
+        .await
+        .expect("register");
+    assert_eq!(
+        late,
+        Registration::LoggedOut,
+        "login callback in flight during the sid logout"
+    );
+    assert_eq!(state(&s, "s1").await, SessionState::Ended);
+    registered(&s, record("s2", "alice", Some("sid-1"), t + 1)).await;
+
+    ended_count(&s, logout(Target::Sub { sub: "bob" }, t, None)).await;
+    let late = s
+        .register(&record("s3", "bob", Some("sid-7"), t))
+        .await
+        .expect("register");
+    assert_eq!(
+        late,
+        Registration::LoggedOut,
+        "auth_time equal to the logout's iat is covered"
+    );
+    registered(&s, record("s4", "bob", Some("sid-8"), t + 1)).await;
+
+    // A sid+sub logout covers only that user on that sid.
+    ended_count(
+        &s,
+        logout(
+            Target::Sid {
+                sid: "sid-5",
+                sub: Some("carol"),
+            },
+            t,
+            None,
+        ),
+    )
+    .await;
+    let late = s
+        .register(&record("s5", "carol", Some("sid-5"), t - 1))
+        .await
+        .expect("register");
+    assert_eq!(late, Registration::LoggedOut);
+    registered(&s, record("s6", "dave", Some("sid-5"), t - 1)).await;
+}
+
+async fn logouts_spare_newer_sessions_and_other_users<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("old", "alice", Some("sid-1"), t - 100)).await;
+    registered(&s, record("new", "alice", Some("sid-1"), t + 50)).await;
+    registered(&s, record("mallory", "mallory", Some("sid-1"), t - 100)).await;
+    let l = logout(
+        Target::Sid {
+            sid: "sid-1",
+            sub: Some("alice"),
+        },
+        t,
+        Some("jti-1"),
+    );
+    assert_eq!(ended_count(&s, l).await, 1);
+    assert_eq!(state(&s, "old").await, SessionState::Ended);
+    assert_eq!(state(&s, "new").await, SessionState::Active);
+    assert_eq!(state(&s, "mallory").await, SessionState::Active);
+    assert_eq!(s.logout(&l).await.expect("replay"), LogoutOutcome::Replayed);
+    // Same jti string at another issuer is another token.
+    let other = Logout {
+        issuer: "https://other",
+        ..l
+    };
+    assert_eq!(
+        s.logout(&other).await.expect("other issuer"),
+        LogoutOutcome::Applied { ended: 0 }
+    );
+}
+
+async fn re_registration_moves_the_index<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("s1", "alice", Some("sid-old"), t - 10)).await;
+    // The user re-authenticated in the same app session: new sid, new auth time.
+    registered(&s, record("s1", "alice", Some("sid-new"), t - 5)).await;
+    assert_eq!(
+        ended_count(
+            &s,
+            logout(
+                Target::Sid {
+                    sid: "sid-old",
+                    sub: None
+                },
+                t,
+                None
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(state(&s, "s1").await, SessionState::Active);
+    assert_eq!(
+        ended_count(
+            &s,
+            logout(
+                Target::Sid {
+                    sid: "sid-new",
+                    sub: None
+                },
+                t,
+                None
+            )
+        )
+        .await,
+        1
+    );
+}
+
+async fn many_sessions_of_one_user<S: SessionIndex>(s: S) {
+    let t = now();
+    for i in 0..1000 {
+        registered(
+            &s,
+            record(&format!("s{i}"), "busy", Some(&format!("sid-{i}")), t - 1),
+        )
+        .await;
+    }
+    assert_eq!(
+        ended_count(&s, logout(Target::Sub { sub: "busy" }, t, None)).await,
+        1000
+    );
+    assert_eq!(state(&s, "s999").await, SessionState::Ended);
+}
+
+async fn sessions_expire<S: SessionIndex>(s: S) {
+    let mut r = record("short", "alice", Some("sid-1"), now());
+    r.ttl = Duration::from_millis(300);
+    registered(&s, r).await;
+    assert_eq!(state(&s, "short").await, SessionState::Active);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state(&s, "short").await, SessionState::Unknown);
+}
+
+macro_rules! both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(#[tokio::test] async fn $scenario() { super::$scenario(MemoryIndex::new(IndexSettings::default())).await; })*
+        }
+        mod redis {
+            use super::*;
+            $(#[tokio::test] async fn $scenario() {
+                let server = RedisServer::start();
+                let index = RedisIndex::connect(&server.url(), IndexSettings::default()).await.expect("connect");
+                super::$scenario(index).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    ended_session_cannot_be_saved_back,
+    end_session_by_id_leaves_a_tombstone,
+    late_registration_is_refused_by_sid_and_sub_markers,
+    logouts_spare_newer_sessions_and_other_users,
+    re_registration_moves_the_index,
+    many_sessions_of_one_user,
+    sessions_expire,
+);
+
+#[tokio::test]
+async fn redis_layout_matches_the_documented_schema() {
+    let server = RedisServer::start();
+    let index = RedisIndex::connect(&server.url(), IndexSettings::default())
+        .await
+        .expect("connect");
+    registered(
+        &index,
+        record("id:1", "alice|x", Some("sid 1"), 1_700_000_000),
+    )
+    .await;
+    let client = ::redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let mut keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    keys.sort();
+    let tag = "oidc-logout:v1:{https%3A%2F%2Fop.example%2Frealms%2Fa%20b}";
+    assert_eq!(
+        keys,
+        [
+            format!("{tag}:s:id%3A1"),
+            format!("{tag}:sid:sid%201"),
+            format!("{tag}:sub:alice%7Cx")
+        ]
+    );
+    let fields: std::collections::HashMap<String, String> = ::redis::cmd("HGETALL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("hash");
+    assert_eq!(fields.get("sub").map(String::as_str), Some("alice|x"));
+    assert_eq!(fields.get("sid").map(String::as_str), Some("sid 1"));
+    assert_eq!(fields.get("auth").map(String::as_str), Some("1700000000"));
+    let score: f64 = ::redis::cmd("ZSCORE")
+        .arg(&keys[1])
+        .arg("id%3A1")
+        .query_async(&mut conn)
+        .await
+        .expect("score");
+    assert!((score - 1_700_000_000.0).abs() < 1.0);
+}
