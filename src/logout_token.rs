@@ -276,7 +276,12 @@ impl<'a> UnverifiedToken<'a> {
             Some(_) => return Err(Rejection::Malformed("kid is not a string")),
         };
         let claims = decode_json_object(payload, "claims are not a base64url JSON object")?;
-        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let signing_input =
+            token
+                .get(..header.len() + 1 + payload.len())
+                .ok_or(Rejection::Malformed(
+                    "not a signed JWT (JWS compact serialization)",
+                ))?;
         Ok(Self {
             signing_input,
             signature,
@@ -438,7 +443,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
                 Ok(Some(v))
             } else {
                 match n.as_f64() {
-                    Some(f) if f.is_finite() && f >= 0.0 && f < 1e15 => {
+                    Some(f) if (0.0..1e15).contains(&f) => {
                         // Truncation is the intent: NumericDate seconds, fraction dropped.
                         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                         Ok(Some(f as u64))

@@ -150,17 +150,14 @@ impl SigningKey {
             }
             Pair::Ec(pair) => {
                 // Uncompressed point: 0x04 || x || y.
-                let point = pair.public_key().as_ref();
-                let half = (point.len() - 1) / 2;
+                let coordinates = pair.public_key().as_ref().get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
                 let crv = if self.alg == SigningAlg::Es256 {
                     "P-256"
                 } else {
                     "P-384"
                 };
-                json!({
-                    "kty": "EC", "crv": crv,
-                    "x": b64(&point[1..=half]), "y": b64(&point[1 + half..]),
-                })
+                json!({ "kty": "EC", "crv": crv, "x": b64(x), "y": b64(y) })
             }
             Pair::Ed(pair) => {
                 json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref()) })

@@ -24,7 +24,7 @@ const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The request failed (connection refused, timeout, TLS).
-    #[error("cannot fetch {url}: {source}")]
+    #[error("cannot fetch {url}")]
     Fetch {
         /// What was fetched.
         url: String,

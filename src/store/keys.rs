@@ -13,15 +13,14 @@ pub const LAYOUT_VERSION: &str = "v1";
 /// This is injective, and its output never contains `:`, `{`, `}` or `%`-free look-alikes of
 /// another input, so two different inputs never share a key.
 pub fn encode_component(raw: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(raw.len());
     for &b in raw.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

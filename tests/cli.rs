@@ -1,0 +1,203 @@
+//! The `oidc-logout` binary as an operator runs it: settings from the environment, a real
+//! redis-server, the built-in OP over HTTP; and startup failures that say what to fix.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{CLIENT, Op, RedisServer, index_on, now, post_form};
+use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oidc-logout");
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OIDC_LOGOUT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().copied()).env("RUST_LOG", "info");
+    cmd
+}
+
+/// Run to completion (it must fail) and return its stderr.
+fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = command(args, env).output().expect("run oidc-logout");
+    assert!(!output.status.success(), "expected a failure, got {:?}", output.status);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A running binary; killed on drop.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn oidc-logout");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    /// The first output line containing `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?} from oidc-logout: {e}"),
+            }
+        }
+    }
+
+    /// The receiver URL from the "listening on" line.
+    fn endpoint(&self) -> String {
+        let line = self.wait_for("listening on ");
+        line.split("listening on ").nth(1).unwrap_or_default().trim().to_owned()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_from_environment_ends_a_session_in_redis() {
+    let redis = RedisServer::start();
+    let op = Op::start().await;
+    let redis_url = redis.url();
+    let running = Running::start(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", CLIENT),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let endpoint = running.endpoint();
+    let index = index_on(&redis).await;
+    let session = SessionRecord {
+        session_id: "app-session-1".into(),
+        issuer: op.issuer().into(),
+        sub: "alice".into(),
+        sid: Some("op-sid-1".into()),
+        auth_time: now() - 5,
+        ttl: Duration::from_secs(600),
+    };
+    index.register(&session).await.expect("register");
+    let http = reqwest::Client::new();
+    let token = op.sign(&op.claims(Some("alice"), Some("op-sid-1")));
+    let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(index.state(op.issuer(), "app-session-1").await.expect("state"), SessionState::Ended);
+    let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
+    assert_eq!(reply.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_a_config_file_with_several_issuers() {
+    let (a, b) = (Op::start().await, Op::start().await);
+    let dir = std::env::temp_dir().join(format!("oidc-logout-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("config.toml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         [[issuers]]\nissuer = \"{}\"\nclients = [\"{CLIENT}\"]\n\
+         [[issuers]]\nissuer = \"{}\"\nclients = [{{ id = \"{CLIENT}\", algorithms = [\"RS256\"] }}]\n",
+        a.issuer(),
+        b.issuer()
+    );
+    std::fs::write(&path, config).expect("write config");
+    let running = Running::start(&["serve", "--config", &path.to_string_lossy()], &[]);
+    running.wait_for("in-memory index");
+    let endpoint = running.endpoint();
+    let http = reqwest::Client::new();
+    for op in [&a, &b] {
+        let token = op.sign(&op.claims(Some("alice"), None));
+        let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
+        assert_eq!(reply.status, 200, "{}: {}", op.issuer(), reply.body);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_failures_say_what_to_fix() {
+    let stderr = failure(&["serve"], &[]);
+    assert!(stderr.contains("OIDC_LOGOUT_ISSUER"), "{stderr}");
+
+    let stderr = failure(&["serve"], &[("OIDC_LOGOUT_ISSUER", "http://op.example.com"), ("OIDC_LOGOUT_CLIENT_ID", "a")]);
+    assert!(stderr.contains("OIDC_LOGOUT_ALLOW_INSECURE_HTTP"), "{stderr}");
+
+    // Nothing listens on port 9 of loopback.
+    let stderr = failure(&["serve"], &[("OIDC_LOGOUT_ISSUER", "http://127.0.0.1:9"), ("OIDC_LOGOUT_CLIENT_ID", "a")]);
+    assert!(stderr.contains("cannot load issuer http://127.0.0.1:9"), "{stderr}");
+
+    let op = Op::start().await;
+    let stderr = failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+            ("OIDC_LOGOUT_REDIS_URL", "redis://127.0.0.1:9/"),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(stderr.contains("OIDC_LOGOUT_REDIS_URL"), "{stderr}");
+
+    let stderr = failure(
+        &["serve", "--algorithms", "HS256"],
+        &[("OIDC_LOGOUT_ISSUER", op.issuer()), ("OIDC_LOGOUT_CLIENT_ID", "a")],
+    );
+    assert!(stderr.contains("algorithms") && stderr.contains("HMAC"), "{stderr}");
+
+    let path = std::env::temp_dir().join(format!("oidc-logout-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "[[issuers]]\nissuer = \"https://a\"\nclient = [\"x\"]\n").expect("write");
+    let stderr = failure(&["serve", "--config", &path.to_string_lossy()], &[]);
+    assert!(stderr.contains("client"), "{stderr}");
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_logout_that_ends_its_session() {
+    let running = Running::start(&["demo", "--listen", "127.0.0.1:0"], &[]);
+    let curl = running.wait_for("curl -i ");
+    let mut words = curl.split_whitespace().skip(2);
+    let endpoint = words.next().unwrap_or_default().to_owned();
+    let token = curl.split("logout_token=").nth(1).unwrap_or_default().trim().to_owned();
+    let http = reqwest::Client::new();
+    let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    running.wait_for("ended by the back-channel logout");
+    let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
+    assert_eq!(reply.status, 400, "the demo token is refused the second time");
+}
