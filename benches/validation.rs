@@ -12,7 +12,13 @@ use oidc_logout::op::{SigningAlg, SigningKey, logout_claims};
 fn bench(c: &mut Criterion) {
     let issuer = "https://op.example.com/realms/bench";
     let mut group = c.benchmark_group("validate_logout_token");
-    for alg in [SigningAlg::Rs256, SigningAlg::Ps256, SigningAlg::Es256, SigningAlg::Es384, SigningAlg::EdDsa] {
+    for alg in [
+        SigningAlg::Rs256,
+        SigningAlg::Ps256,
+        SigningAlg::Es256,
+        SigningAlg::Es384,
+        SigningAlg::EdDsa,
+    ] {
         let key = SigningKey::generate(alg).expect("key");
         let claims = logout_claims(issuer, "app", Some("user-1"), Some("sid-1")).expect("claims");
         let now = claims["iat"].as_u64().expect("iat");
@@ -22,16 +28,23 @@ fn bench(c: &mut Criterion) {
         let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
         let policy = Policy {
             issuer: issuer.to_owned(),
-            clients: vec![("app".to_owned(), vec![parse_algorithm(alg.name()).expect("alg")])],
+            clients: vec![(
+                "app".to_owned(),
+                vec![parse_algorithm(alg.name()).expect("alg")],
+            )],
             trusted_audiences: Vec::new(),
             max_age: Duration::from_secs(300),
             leeway: Duration::from_secs(30),
             accept_missing_exp: false,
         };
         // Sanity: the benchmarked path accepts the token.
-        UnverifiedToken::parse(&token).and_then(|t| t.verify([&decoding], &policy, now)).expect("valid");
+        UnverifiedToken::parse(&token)
+            .and_then(|t| t.verify([&decoding], &policy, now))
+            .expect("valid");
         group.bench_function(alg.name(), |b| {
-            b.iter(|| UnverifiedToken::parse(&token).and_then(|t| t.verify([&decoding], &policy, now)))
+            b.iter(|| {
+                UnverifiedToken::parse(&token).and_then(|t| t.verify([&decoding], &policy, now))
+            })
         });
     }
     group.finish();

@@ -68,6 +68,9 @@ struct DemoArgs {
     listen: String,
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run_cli().await {

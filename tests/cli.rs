@@ -28,7 +28,11 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 /// Run to completion (it must fail) and return its stderr.
 fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = command(args, env).output().expect("run oidc-logout");
-    assert!(!output.status.success(), "expected a failure, got {:?}", output.status);
+    assert!(
+        !output.status.success(),
+        "expected a failure, got {:?}",
+        output.status
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -47,8 +51,14 @@ impl Running {
             .expect("spawn oidc-logout");
         let (tx, lines) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -79,7 +89,11 @@ impl Running {
     /// The receiver URL from the "listening on" line.
     fn endpoint(&self) -> String {
         let line = self.wait_for("listening on ");
-        line.split("listening on ").nth(1).unwrap_or_default().trim().to_owned()
+        line.split("listening on ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 }
 
@@ -119,7 +133,13 @@ async fn serve_from_environment_ends_a_session_in_redis() {
     let token = op.sign(&op.claims(Some("alice"), Some("op-sid-1")));
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(index.state(op.issuer(), "app-session-1").await.expect("state"), SessionState::Ended);
+    assert_eq!(
+        index
+            .state(op.issuer(), "app-session-1")
+            .await
+            .expect("state"),
+        SessionState::Ended
+    );
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
     assert_eq!(reply.status, 400);
 }
@@ -155,12 +175,30 @@ async fn startup_failures_say_what_to_fix() {
     let stderr = failure(&["serve"], &[]);
     assert!(stderr.contains("OIDC_LOGOUT_ISSUER"), "{stderr}");
 
-    let stderr = failure(&["serve"], &[("OIDC_LOGOUT_ISSUER", "http://op.example.com"), ("OIDC_LOGOUT_CLIENT_ID", "a")]);
-    assert!(stderr.contains("OIDC_LOGOUT_ALLOW_INSECURE_HTTP"), "{stderr}");
+    let stderr = failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", "http://op.example.com"),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+        ],
+    );
+    assert!(
+        stderr.contains("OIDC_LOGOUT_ALLOW_INSECURE_HTTP"),
+        "{stderr}"
+    );
 
     // Nothing listens on port 9 of loopback.
-    let stderr = failure(&["serve"], &[("OIDC_LOGOUT_ISSUER", "http://127.0.0.1:9"), ("OIDC_LOGOUT_CLIENT_ID", "a")]);
-    assert!(stderr.contains("cannot load issuer http://127.0.0.1:9"), "{stderr}");
+    let stderr = failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", "http://127.0.0.1:9"),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+        ],
+    );
+    assert!(
+        stderr.contains("cannot load issuer http://127.0.0.1:9"),
+        "{stderr}"
+    );
 
     let op = Op::start().await;
     let stderr = failure(
@@ -176,12 +214,22 @@ async fn startup_failures_say_what_to_fix() {
 
     let stderr = failure(
         &["serve", "--algorithms", "HS256"],
-        &[("OIDC_LOGOUT_ISSUER", op.issuer()), ("OIDC_LOGOUT_CLIENT_ID", "a")],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+        ],
     );
-    assert!(stderr.contains("algorithms") && stderr.contains("HMAC"), "{stderr}");
+    assert!(
+        stderr.contains("algorithms") && stderr.contains("HMAC"),
+        "{stderr}"
+    );
 
     let path = std::env::temp_dir().join(format!("oidc-logout-bad-{}.toml", std::process::id()));
-    std::fs::write(&path, "[[issuers]]\nissuer = \"https://a\"\nclient = [\"x\"]\n").expect("write");
+    std::fs::write(
+        &path,
+        "[[issuers]]\nissuer = \"https://a\"\nclient = [\"x\"]\n",
+    )
+    .expect("write");
     let stderr = failure(&["serve", "--config", &path.to_string_lossy()], &[]);
     assert!(stderr.contains("client"), "{stderr}");
     let _ = std::fs::remove_file(path);
@@ -193,11 +241,19 @@ async fn demo_prints_a_logout_that_ends_its_session() {
     let curl = running.wait_for("curl -i ");
     let mut words = curl.split_whitespace().skip(2);
     let endpoint = words.next().unwrap_or_default().to_owned();
-    let token = curl.split("logout_token=").nth(1).unwrap_or_default().trim().to_owned();
+    let token = curl
+        .split("logout_token=")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let http = reqwest::Client::new();
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     running.wait_for("ended by the back-channel logout");
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
-    assert_eq!(reply.status, 400, "the demo token is refused the second time");
+    assert_eq!(
+        reply.status, 400,
+        "the demo token is refused the second time"
+    );
 }
