@@ -714,3 +714,28 @@ fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[tokio::test]
+async fn the_receiver_mounts_inside_an_application_router() {
+    let h = Harness::start().await;
+    let index = common::index_on(&h.redis).await;
+    let logout = oidc_logout::receiver::Receiver::new(index)
+        .with_issuer(Arc::clone(&h.provider), common::policy(h.op.issuer()))
+        .into_router();
+    let app = axum::Router::new()
+        .route("/me", axum::routing::get(|| async { "app page" }))
+        .merge(logout);
+    let base = common::serve(app).await;
+    let page = send(h.http.get(format!("{base}/me"))).await;
+    assert_eq!((page.status, page.body.as_str()), (200, "app page"));
+    let session = h.login("alice", Some("sid-1")).await;
+    let url = format!("{base}{}", oidc_logout::receiver::PATH);
+    let token = h.op.sign(&h.op.claims(None, Some("sid-1")));
+    assert_eq!(
+        post_form(&h.http, &url, &[("logout_token", &token)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.state(&session).await, SessionState::Ended);
+}
