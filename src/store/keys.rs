@@ -26,6 +26,12 @@ pub fn encode_component(raw: &str) -> String {
     out
 }
 
+/// The key of an application session's data record: `<prefix>v1:d:{<encoded id>}`. It is keyed by
+/// session id alone (its own hash tag), so records spread over a Cluster.
+pub(crate) fn record_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}{LAYOUT_VERSION}:d:{{{}}}", encode_component(id))
+}
+
 /// The key names of one issuer.
 #[derive(Debug, Clone)]
 pub(crate) struct IssuerKeys {

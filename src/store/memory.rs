@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{
-    IndexSettings, Logout, LogoutOutcome, Registration, SessionIndex, SessionRecord, SessionState,
-    StoreError, Target,
+    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
+    SessionState, StoreError, Target,
 };
 
 /// The session index in this process's memory. Clones share the same state.
@@ -48,6 +48,7 @@ struct Inner {
     sid_markers: HashMap<IssKey, SidMarker>,
     sub_markers: HashMap<IssKey, (u64, Instant)>,
     jtis: HashMap<IssKey, Instant>,
+    records: HashMap<String, (Vec<u8>, Instant)>,
     last_sweep: Option<Instant>,
 }
 
@@ -76,6 +77,7 @@ impl Inner {
             .retain(|_, m| m.expires.is_some_and(|e| e > now));
         self.sub_markers.retain(|_, (_, e)| *e > now);
         self.jtis.retain(|_, e| *e > now);
+        self.records.retain(|_, (_, e)| *e > now);
     }
 
     fn live_session(&self, iss: &str, id: &str, now: Instant) -> Option<&Session> {
@@ -278,6 +280,51 @@ impl SessionIndex for MemoryIndex {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl RecordStore for MemoryIndex {
+    async fn create_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        if inner.records.get(id).is_some_and(|(_, e)| *e > now) {
+            return Ok(false);
+        }
+        inner
+            .records
+            .insert(id.to_owned(), (data.to_vec(), now + ttl));
+        Ok(true)
+    }
+
+    async fn put_record(&self, id: &str, data: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        inner
+            .records
+            .insert(id.to_owned(), (data.to_vec(), now + ttl));
+        Ok(())
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .records
+            .get(id)
+            .filter(|(_, e)| *e > now)
+            .map(|(d, _)| d.clone()))
+    }
+
+    async fn delete_record(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().records.remove(id);
         Ok(())
     }
 }

@@ -156,6 +156,36 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Where application session data lives: opaque bytes under the application's session id, with
+/// an expiry. The [`session_store`](crate::session_store) keeps tower-sessions records here; the
+/// index decides whether a record may still be used.
+pub trait RecordStore: Clone + Send + Sync + 'static {
+    /// Store `data` under `id` only if no record has that id. Returns whether it was stored.
+    fn create_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Store `data` under `id`, replacing any record.
+    fn put_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record under `id`, if it exists and has not expired.
+    fn get_record(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Remove the record under `id`.
+    fn delete_record(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Settings both backends share.
 #[derive(Debug, Clone)]
 pub struct IndexSettings {

@@ -10,10 +10,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::keys::{IssuerKeys, encode_component};
+use super::keys::{IssuerKeys, encode_component, record_key};
 use super::{
-    IndexSettings, Logout, LogoutOutcome, Registration, SessionIndex, SessionRecord, SessionState,
-    StoreError, Target,
+    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
+    SessionState, StoreError, Target,
 };
 
 /// Lua helper shared by the scripts: the same encoding as `encode_component`.
@@ -282,5 +282,50 @@ impl SessionIndex for RedisIndex {
         } else {
             Err(StoreError::Unexpected(format!("PING answered {pong:?}")))
         }
+    }
+}
+
+impl RecordStore for RedisIndex {
+    async fn create_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let stored: Option<String> = redis::cmd("SET")
+            .arg(record_key(&self.settings.prefix, id))
+            .arg(data)
+            .arg("PX")
+            .arg(millis(ttl))
+            .arg("NX")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    async fn put_record(&self, id: &str, data: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        redis::cmd("SET")
+            .arg(record_key(&self.settings.prefix, id))
+            .arg(data)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(redis::cmd("GET")
+            .arg(record_key(&self.settings.prefix, id))
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    async fn delete_record(&self, id: &str) -> Result<(), StoreError> {
+        redis::cmd("DEL")
+            .arg(record_key(&self.settings.prefix, id))
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 }
