@@ -54,6 +54,7 @@ pub mod logout_token;
 pub mod op;
 pub mod provider;
 pub mod receiver;
+pub mod rp;
 pub mod session_store;
 pub mod store;
 

@@ -223,6 +223,15 @@ pub enum JwksMode {
     Garbage,
 }
 
+/// What the revocation endpoint answers; tests switch it to simulate an OP in trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationMode {
+    /// 200: revoked.
+    Normal,
+    /// 503 with `Retry-After: 1`.
+    Unavailable,
+}
+
 /// The built-in OP: an issuer URL, its published keys and its discovery endpoints.
 pub struct TestOp {
     issuer: String,
@@ -230,6 +239,8 @@ pub struct TestOp {
     jwks_requests: AtomicU64,
     jwks_mode: RwLock<JwksMode>,
     advertise_backchannel: AtomicBool,
+    revoked: std::sync::Mutex<Vec<(String, Option<String>)>>,
+    revocation_mode: RwLock<RevocationMode>,
 }
 
 impl std::fmt::Debug for TestOp {
@@ -279,6 +290,8 @@ impl TestOp {
             jwks_requests: AtomicU64::new(0),
             jwks_mode: RwLock::new(JwksMode::Normal),
             advertise_backchannel: AtomicBool::new(true),
+            revoked: std::sync::Mutex::default(),
+            revocation_mode: RwLock::new(RevocationMode::Normal),
         })
     }
 
@@ -303,6 +316,22 @@ impl TestOp {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
     }
 
+    /// Change what the revocation endpoint answers.
+    pub fn set_revocation_mode(&self, mode: RevocationMode) {
+        *self
+            .revocation_mode
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
+    }
+
+    /// The tokens revoked so far, each with the `Authorization` header it came with.
+    pub fn revoked(&self) -> Vec<(String, Option<String>)> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// How many times the JWKS was requested.
     pub fn jwks_requests(&self) -> u64 {
         self.jwks_requests.load(Ordering::Relaxed)
@@ -313,6 +342,8 @@ impl TestOp {
         json!({
             "issuer": self.issuer,
             "jwks_uri": format!("{}/jwks", self.issuer.trim_end_matches('/')),
+            "end_session_endpoint": format!("{}/session/end", self.issuer.trim_end_matches('/')),
+            "revocation_endpoint": format!("{}/token/revocation", self.issuer.trim_end_matches('/')),
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "backchannel_logout_supported": self.advertise_backchannel.load(Ordering::Relaxed),
             "backchannel_logout_session_supported": true,
@@ -337,6 +368,10 @@ impl TestOp {
                 get(|State(op): State<Arc<Self>>| async move { axum::Json(op.discovery()) }),
             )
             .route("/jwks", get(jwks_endpoint))
+            .route(
+                "/token/revocation",
+                axum::routing::post(revocation_endpoint),
+            )
             .with_state(Arc::clone(self))
     }
 }
@@ -352,4 +387,37 @@ async fn jwks_endpoint(State(op): State<Arc<TestOp>>) -> Response {
         JwksMode::Error => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         JwksMode::Garbage => (StatusCode::OK, "<html>not json").into_response(),
     }
+}
+
+async fn revocation_endpoint(
+    State(op): State<Arc<TestOp>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mode = *op
+        .revocation_mode
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if mode == RevocationMode::Unavailable {
+        return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response();
+    }
+    let token = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let Some(token) = token else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid_request" })),
+        )
+            .into_response();
+    };
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    op.revoked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((token, auth));
+    StatusCode::OK.into_response()
 }

@@ -125,6 +125,8 @@ impl KeySet {
 pub struct Provider {
     issuer: String,
     jwks_uri: Url,
+    end_session_endpoint: Option<Url>,
+    revocation_endpoint: Option<Url>,
     http: reqwest::Client,
     settings: ProviderSettings,
     keys: RwLock<Arc<KeySet>>,
@@ -177,21 +179,31 @@ impl Provider {
             }
             None => return Err(invalid("discovery document has no issuer".into())),
         }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
+        let endpoint = |name: &str| -> Result<Option<Url>, ProviderError> {
+            let Some(value) = doc.get(name) else {
+                return Ok(None);
+            };
+            let url = value
+                .as_str()
+                .and_then(|v| Url::parse(v).ok())
+                .ok_or_else(|| invalid(format!("{name} is not a URL")))?;
+            if check_transport(&url, settings.allow_insecure_http).map_err(invalid)? {
+                tracing::warn!(%url, "{name} uses plain http");
+            }
+            Ok(Some(url))
+        };
+        let jwks_uri = endpoint("jwks_uri")?
             .ok_or_else(|| invalid("discovery document has no jwks_uri".into()))?;
-        let jwks_uri =
-            Url::parse(jwks_uri).map_err(|e| invalid(format!("jwks_uri is not a URL: {e}")))?;
-        if check_transport(&jwks_uri, settings.allow_insecure_http).map_err(invalid)? {
-            tracing::warn!(%jwks_uri, "jwks_uri uses plain http on loopback");
-        }
+        let end_session_endpoint = endpoint("end_session_endpoint")?;
+        let revocation_endpoint = endpoint("revocation_endpoint")?;
         if doc.get("backchannel_logout_supported") == Some(&Value::Bool(false)) {
             tracing::warn!(issuer, "issuer says backchannel_logout_supported: false");
         }
         let provider = Arc::new(Self {
             issuer: issuer.to_owned(),
             jwks_uri,
+            end_session_endpoint,
+            revocation_endpoint,
             http,
             settings,
             keys: RwLock::default(),
@@ -207,6 +219,21 @@ impl Provider {
     /// The issuer identifier.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The OP's `end_session_endpoint` (RP-Initiated Logout), if it has one.
+    pub fn end_session_endpoint(&self) -> Option<&Url> {
+        self.end_session_endpoint.as_ref()
+    }
+
+    /// The OP's `revocation_endpoint` (RFC 7009), if it has one.
+    pub fn revocation_endpoint(&self) -> Option<&Url> {
+        self.revocation_endpoint.as_ref()
+    }
+
+    /// The HTTP client used to talk to the OP.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// How many JWKS fetches this provider made (discovery's included).

@@ -1,0 +1,266 @@
+//! The logout button against the built-in OP over HTTP: refresh token revoked with client
+//! authentication, local session and index entry ended, RP-initiated logout redirect, `state`
+//! checked on return; and an OP that cannot revoke does not keep the user logged in.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use common::{Op, now, serve};
+use oidc_logout::op::RevocationMode;
+use oidc_logout::provider::{Provider, http_client};
+use oidc_logout::rp::{self, Client, Revocation};
+use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
+use oidc_logout::store::{IndexSettings, MemoryIndex, SessionIndex, SessionState};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tower_sessions::{Session, SessionManagerLayer};
+
+#[derive(Clone)]
+struct AppState {
+    provider: Arc<Provider>,
+    client: Client,
+}
+
+#[derive(Deserialize)]
+struct Back {
+    state: Option<String>,
+}
+
+fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/login",
+            get(|State(s): State<AppState>, session: Session| async move {
+                let login = Login {
+                    issuer: s.provider.issuer().to_owned(),
+                    sub: "alice".into(),
+                    sid: Some("op-sid".into()),
+                    auth_time: now() - 1,
+                    logged_in_at: now(),
+                    id_token: Some(TokenSecret::new("the.id.token")),
+                    refresh_token: Some(TokenSecret::new("refresh-token-1")),
+                    access_token: None,
+                };
+                login
+                    .save_to(&session)
+                    .await
+                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                Ok::<_, StatusCode>("logged in")
+            }),
+        )
+        .route(
+            "/me",
+            get(|session: Session| async move {
+                match Login::from_session(&session).await {
+                    Ok(Some(login)) => Ok(login.sub),
+                    _ => Err(StatusCode::UNAUTHORIZED),
+                }
+            }),
+        )
+        .route(
+            "/logout",
+            get(|State(s): State<AppState>, session: Session| async move {
+                let done = rp::logout(&session, &s.provider, &s.client)
+                    .await
+                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                let revocation = match done.revocation {
+                    Some(Revocation::Revoked) => "revoked",
+                    Some(Revocation::Retry { .. }) => "retry",
+                    Some(Revocation::Refused { .. }) => "refused",
+                    None => "none",
+                };
+                Ok::<_, StatusCode>(format!(
+                    "{revocation} {}",
+                    done.redirect.unwrap_or_default()
+                ))
+            }),
+        )
+        .route(
+            "/after-logout",
+            get(|session: Session, Query(back): Query<Back>| async move {
+                match rp::check_logout_state(&session, back.state.as_deref()).await {
+                    Ok(true) => (StatusCode::OK, "logged out"),
+                    _ => (StatusCode::BAD_REQUEST, "unexpected logout response"),
+                }
+            }),
+        )
+        .with_state(state)
+        .layer(SessionManagerLayer::new(store).with_secure(false))
+}
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    async fn get(&mut self, path: &str) -> (u16, String) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.expect("app answers");
+        if let Some(set) = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+        {
+            self.cookie = set.split(';').next().map(str::to_owned);
+        }
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+async fn setup() -> (Op, MemoryIndex, Browser) {
+    let op = Op::start().await;
+    let index = MemoryIndex::new(IndexSettings::default());
+    let provider = Provider::discover(
+        op.issuer(),
+        http_client().expect("client"),
+        common::provider_settings(),
+    )
+    .await
+    .expect("discovery");
+    let client = Client {
+        id: "app 1".into(),
+        secret: Some(SecretString::from("s3cret:with/odd chars")),
+        post_logout_redirect_uri: Some("http://127.0.0.1:3000/after-logout".into()),
+    };
+    let base = serve(app(
+        OidcSessionStore::new(index.clone()),
+        AppState { provider, client },
+    ))
+    .await;
+    (
+        op,
+        index,
+        Browser {
+            http: reqwest::Client::new(),
+            base,
+            cookie: None,
+        },
+    )
+}
+
+fn query(url: &str) -> std::collections::HashMap<String, String> {
+    let parsed = reqwest::Url::parse(url).expect("redirect is a URL");
+    parsed.query_pairs().into_owned().collect()
+}
+
+#[tokio::test]
+async fn logout_button_revokes_ends_and_redirects() {
+    let (op, index, mut browser) = setup().await;
+    browser.get("/login").await;
+    let session_id = browser
+        .cookie
+        .clone()
+        .unwrap_or_default()
+        .split('=')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(browser.get("/me").await, (200, "alice".into()));
+    let (status, body) = browser.get("/logout").await;
+    assert_eq!(status, 200);
+    let (revocation, redirect) = body.split_once(' ').expect("outcome and redirect");
+    assert_eq!(revocation, "revoked");
+    // The OP received the refresh token, authenticated as the client (client_secret_basic).
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("app+1:s3cret%3Awith%2Fodd+chars");
+    assert_eq!(
+        op.op.revoked(),
+        vec![("refresh-token-1".to_owned(), Some(format!("Basic {basic}")))]
+    );
+    // RP-initiated logout redirect.
+    assert!(
+        redirect.starts_with(&format!("{}/session/end?", op.issuer())),
+        "{redirect}"
+    );
+    let params = query(redirect);
+    assert_eq!(
+        params.get("id_token_hint").map(String::as_str),
+        Some("the.id.token")
+    );
+    assert_eq!(params.get("client_id").map(String::as_str), Some("app 1"));
+    assert_eq!(
+        params.get("post_logout_redirect_uri").map(String::as_str),
+        Some("http://127.0.0.1:3000/after-logout")
+    );
+    let state = params.get("state").cloned().expect("state");
+    // Local session and index entry are gone.
+    assert_eq!(browser.get("/me").await.0, 401);
+    assert_eq!(
+        index.state(op.issuer(), &session_id).await.expect("state"),
+        SessionState::Ended
+    );
+    // The browser comes back: the wrong state is refused, and the right one works once.
+    let mut attacker = Browser {
+        http: reqwest::Client::new(),
+        base: browser.base.clone(),
+        cookie: None,
+    };
+    assert_eq!(
+        attacker
+            .get(&format!("/after-logout?state={state}"))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(browser.get("/after-logout?state=forged").await.0, 400);
+}
+
+#[tokio::test]
+async fn the_right_state_is_accepted_once() {
+    let (_op, _index, mut browser) = setup().await;
+    browser.get("/login").await;
+    let (_, body) = browser.get("/logout").await;
+    let state = query(body.split_once(' ').expect("redirect").1)
+        .get("state")
+        .cloned()
+        .expect("state");
+    assert_eq!(
+        browser.get(&format!("/after-logout?state={state}")).await.0,
+        200
+    );
+    assert_eq!(
+        browser.get(&format!("/after-logout?state={state}")).await.0,
+        400,
+        "state is single-use"
+    );
+}
+
+#[tokio::test]
+async fn an_op_that_cannot_revoke_does_not_keep_the_user_logged_in() {
+    let (op, _index, mut browser) = setup().await;
+    browser.get("/login").await;
+    op.op.set_revocation_mode(RevocationMode::Unavailable);
+    let (status, body) = browser.get("/logout").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("retry "), "{body}");
+    assert_eq!(
+        browser.get("/me").await.0,
+        401,
+        "logged out locally although the OP said 503"
+    );
+    assert!(op.op.revoked().is_empty());
+    // The OP recovers; the background retry revokes the token.
+    op.op.set_revocation_mode(RevocationMode::Normal);
+    for _ in 0..50 {
+        if !op.op.revoked().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        op.op.revoked().first().map(|(t, _)| t.as_str()),
+        Some("refresh-token-1")
+    );
+}
