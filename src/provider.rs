@@ -244,10 +244,17 @@ impl Provider {
     /// The cached keys. Starts a background refetch when they are older than `max_key_age`.
     pub fn keys(self: &Arc<Self>) -> Arc<KeySet> {
         let keys = self.snapshot();
-        if keys
+        let stale = keys
             .fetched_at
-            .is_none_or(|t| t.elapsed() > self.settings.max_key_age)
-        {
+            .is_none_or(|t| t.elapsed() > self.settings.max_key_age);
+        // Spawn only when a fetch could actually happen now, so that an OP that stays down does
+        // not cost a task per request.
+        let due = || {
+            self.last_fetch_attempt.try_lock().is_ok_and(|last| {
+                last.is_none_or(|t| t.elapsed() >= self.settings.refetch_cooldown)
+            })
+        };
+        if stale && due() {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 this.refetch().await;

@@ -739,3 +739,40 @@ async fn the_receiver_mounts_inside_an_application_router() {
     );
     assert_eq!(h.state(&session).await, SessionState::Ended);
 }
+
+#[tokio::test]
+async fn a_key_the_op_withdrew_stops_working_after_max_key_age() {
+    let h = Harness::start().await;
+    let settings = oidc_logout::provider::ProviderSettings {
+        max_key_age: Duration::from_millis(500),
+        ..common::provider_settings()
+    };
+    let provider = oidc_logout::provider::Provider::discover(
+        h.op.issuer(),
+        oidc_logout::provider::http_client().expect("client"),
+        settings,
+    )
+    .await
+    .expect("discovery");
+    let receiver = oidc_logout::receiver::Receiver::new(common::index_on(&h.redis).await)
+        .with_issuer(provider, common::policy(h.op.issuer()))
+        .into_router();
+    let url = format!(
+        "{}{}",
+        common::serve(receiver).await,
+        oidc_logout::receiver::PATH
+    );
+    // The OP rotates its key out (e.g. it was compromised).
+    let new_key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
+    h.op.op.publish(vec![new_key]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // This request still sees the cached keys and starts a background refresh...
+    let token = h.op.sign(&victim_claims(&h));
+    post_form(&h.http, &url, &[("logout_token", &token)]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...after which the withdrawn key no longer verifies anything.
+    let token = h.op.sign(&victim_claims(&h));
+    let reply = post_form(&h.http, &url, &[("logout_token", &token)]).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.description().contains("no matching signing key"));
+}
