@@ -59,11 +59,29 @@ struct Issuer {
     policy: Policy,
 }
 
+/// Work to do after a logout ended sessions, such as revoking their refresh tokens
+/// ([`rp::RefreshTokenRevocation`](crate::rp::RefreshTokenRevocation)).
+pub trait AfterLogout: Send + Sync + 'static {
+    /// Called with the issuer and the ids of the sessions just ended, before the OP gets its
+    /// answer: it must not block (spawn the work).
+    fn sessions_ended(&self, issuer: &str, session_ids: &[String]);
+}
+
 /// The receiver: trusted issuers and the index whose sessions it ends.
-#[derive(Debug)]
 pub struct Receiver<S> {
     issuers: HashMap<String, Issuer>,
     index: S,
+    after_logout: Option<Arc<dyn AfterLogout>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Receiver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("issuers", &self.issuers)
+            .field("index", &self.index)
+            .field("after_logout", &self.after_logout.is_some())
+            .finish()
+    }
 }
 
 impl<S: SessionIndex> Receiver<S> {
@@ -72,7 +90,15 @@ impl<S: SessionIndex> Receiver<S> {
         Self {
             issuers: HashMap::new(),
             index,
+            after_logout: None,
         }
+    }
+
+    /// Run `hook` whenever a logout ended sessions.
+    #[must_use]
+    pub fn with_after_logout(mut self, hook: Arc<dyn AfterLogout>) -> Self {
+        self.after_logout = Some(hook);
+        self
     }
 
     /// Trust an issuer whose keys `provider` holds; its tokens must satisfy `policy`.
@@ -108,8 +134,16 @@ impl<S: SessionIndex> Receiver<S> {
         match self.index.logout(&token.to_logout(now)).await? {
             LogoutOutcome::Replayed => Err(Rejection::Replayed.into()),
             LogoutOutcome::Applied { ended } => {
-                tracing::info!(issuer = %token.issuer, ended, "logout applied");
-                Ok(Applied { token, ended })
+                tracing::info!(issuer = %token.issuer, ended = ended.len(), "logout applied");
+                if let Some(hook) = &self.after_logout
+                    && !ended.is_empty()
+                {
+                    hook.sessions_ended(&token.issuer, &ended);
+                }
+                Ok(Applied {
+                    token,
+                    ended: ended.len() as u64,
+                })
             }
         }
     }

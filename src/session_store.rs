@@ -69,6 +69,10 @@ pub struct Login {
     pub issuer: String,
     /// The ID token's `sub`.
     pub sub: String,
+    /// The client id that obtained the tokens (to authenticate their revocation), when the
+    /// application has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     /// The ID token's `sid`, when the OP sends one.
     pub sid: Option<String>,
     /// The ID token's `auth_time` (or its `iat`), seconds since the epoch.
@@ -134,7 +138,7 @@ fn backend_error(error: StoreError) -> session_store::Error {
     session_store::Error::Backend(error.to_string())
 }
 
-fn login_of(record: &Record) -> Result<Option<Login>, session_store::Error> {
+pub(crate) fn login_of(record: &Record) -> Result<Option<Login>, session_store::Error> {
     record
         .data
         .get(LOGIN_KEY)
@@ -237,11 +241,9 @@ impl<B: SessionIndex + RecordStore + std::fmt::Debug> OidcSessionStore<B> {
         if let Some(login) = &login
             && !self.index(&id, login, ttl).await?
         {
-            // A logout got there first: the session must not come back.
-            self.backend
-                .delete_record(&id)
-                .await
-                .map_err(backend_error)?;
+            // A logout got there first: the session must not come back. A record already
+            // written (by create) is left to expire, so that refresh-token revocation can still
+            // read its tokens; load never returns it.
             return Ok(true);
         }
         if !create {
@@ -285,10 +287,8 @@ impl<B: SessionIndex + RecordStore + std::fmt::Debug> SessionStore for OidcSessi
                 .await
                 .map_err(backend_error)?;
             if state != SessionState::Active {
-                self.backend
-                    .delete_record(&key)
-                    .await
-                    .map_err(backend_error)?;
+                // Left in place until it expires: the receiver's refresh-token revocation may
+                // still need to read it, and removes it when done.
                 return Ok(None);
             }
         }

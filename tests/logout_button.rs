@@ -14,7 +14,8 @@ use axum::routing::get;
 use common::{Op, now, serve};
 use oidc_logout::op::RevocationMode;
 use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::rp::{self, Client, Revocation};
+use oidc_logout::receiver::{PATH, Receiver};
+use oidc_logout::rp::{self, Client, RefreshTokenRevocation, Revocation};
 use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
 use oidc_logout::store::{IndexSettings, MemoryIndex, SessionIndex, SessionState};
 use secrecy::SecretString;
@@ -40,6 +41,7 @@ fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
                 let login = Login {
                     issuer: s.provider.issuer().to_owned(),
                     sub: "alice".into(),
+                    client_id: None,
                     sid: Some("op-sid".into()),
                     auth_time: now() - 1,
                     logged_in_at: now(),
@@ -120,6 +122,13 @@ impl Browser {
 }
 
 async fn setup() -> (Op, MemoryIndex, Browser) {
+    let (op, index, browser, _) = setup_with_receiver(true).await;
+    (op, index, browser)
+}
+
+/// The app, plus a back-channel receiver on the same index that revokes refresh tokens of the
+/// sessions it ends when `revoke` is set.
+async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String) {
     let op = Op::start().await;
     let index = MemoryIndex::new(IndexSettings::default());
     let provider = Provider::discover(
@@ -134,11 +143,19 @@ async fn setup() -> (Op, MemoryIndex, Browser) {
         secret: Some(SecretString::from("s3cret:with/odd chars")),
         post_logout_redirect_uri: Some("http://127.0.0.1:3000/after-logout".into()),
     };
-    let base = serve(app(
-        OidcSessionStore::new(index.clone()),
-        AppState { provider, client },
-    ))
-    .await;
+    let state = AppState {
+        provider: Arc::clone(&provider),
+        client: client.clone(),
+    };
+    let base = serve(app(OidcSessionStore::new(index.clone()), state)).await;
+    let mut receiver = Receiver::new(index.clone())
+        .with_issuer(Arc::clone(&provider), common::policy(op.issuer()));
+    if revoke {
+        let revocation =
+            RefreshTokenRevocation::new(index.clone()).with_issuer(provider, vec![client]);
+        receiver = receiver.with_after_logout(Arc::new(revocation));
+    }
+    let receiver = format!("{}{PATH}", serve(receiver.into_router()).await);
     (
         op,
         index,
@@ -147,6 +164,7 @@ async fn setup() -> (Op, MemoryIndex, Browser) {
             base,
             cookie: None,
         },
+        receiver,
     )
 }
 
@@ -263,4 +281,43 @@ async fn an_op_that_cannot_revoke_does_not_keep_the_user_logged_in() {
         op.op.revoked().first().map(|(t, _)| t.as_str()),
         Some("refresh-token-1")
     );
+}
+
+async fn back_channel_logout(op: &Op, receiver: &str) {
+    let token = op.sign(&op.claims(None, Some("op-sid")));
+    let reply = common::post_form(
+        &reqwest::Client::new(),
+        receiver,
+        &[("logout_token", &token)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn a_back_channel_logout_revokes_the_sessions_refresh_token() {
+    let (op, _index, mut browser, receiver) = setup_with_receiver(true).await;
+    browser.get("/login").await;
+    back_channel_logout(&op, &receiver).await;
+    assert_eq!(browser.get("/me").await.0, 401);
+    for _ in 0..50 {
+        if !op.op.revoked().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        op.op.revoked().first().map(|(t, _)| t.as_str()),
+        Some("refresh-token-1")
+    );
+}
+
+#[tokio::test]
+async fn revocation_by_the_receiver_can_be_turned_off() {
+    let (op, _index, mut browser, receiver) = setup_with_receiver(false).await;
+    browser.get("/login").await;
+    back_channel_logout(&op, &receiver).await;
+    assert_eq!(browser.get("/me").await.0, 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(op.op.revoked().is_empty());
 }

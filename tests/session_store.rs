@@ -39,6 +39,7 @@ where
                     let login = Login {
                         issuer: issuer.clone(),
                         sub: p.sub,
+                        client_id: None,
                         sid: p.sid,
                         auth_time: now() - 1,
                         logged_in_at: now(),
@@ -282,6 +283,7 @@ where
     let login = Login {
         issuer: "i".into(),
         sub: "s".into(),
+        client_id: None,
         sid: None,
         auth_time: 0,
         logged_in_at: 0,

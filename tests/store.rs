@@ -46,7 +46,7 @@ async fn state<S: SessionIndex>(s: &S, id: &str) -> SessionState {
 
 async fn ended_count<S: SessionIndex>(s: &S, l: Logout<'_>) -> u64 {
     match s.logout(&l).await.expect("logout") {
-        LogoutOutcome::Applied { ended } => ended,
+        LogoutOutcome::Applied { ended } => ended.len() as u64,
         LogoutOutcome::Replayed => panic!("unexpected replay"),
     }
 }
@@ -196,7 +196,7 @@ async fn logouts_spare_newer_sessions_and_other_users<S: SessionIndex>(s: S) {
     };
     assert_eq!(
         s.logout(&other).await.expect("other issuer"),
-        LogoutOutcome::Applied { ended: 0 }
+        LogoutOutcome::Applied { ended: vec![] }
     );
 }
 

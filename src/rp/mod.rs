@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use tower_sessions_core::Session;
 
 pub use end_session::end_session_url;
-pub use revocation::{Revocation, revoke_refresh_token};
+pub use revocation::{RefreshTokenRevocation, Revocation, revoke_refresh_token};
 
 use crate::op::random_id;
 use crate::provider::Provider;

@@ -1,5 +1,6 @@
 //! Refresh-token revocation at the OP (RFC 7009), authenticated as the client.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,7 +8,9 @@ use secrecy::ExposeSecret as _;
 
 use super::Client;
 use crate::provider::Provider;
-use crate::session_store::TokenSecret;
+use crate::receiver::AfterLogout;
+use crate::session_store::{TokenSecret, login_of};
+use crate::store::RecordStore;
 
 /// How often a failed revocation is retried in the background, at most.
 const RETRIES: u32 = 5;
@@ -125,4 +128,83 @@ pub(super) fn retry_in_background(
             "refresh token revocation gave up; the token lives until it expires at the OP"
         );
     });
+}
+
+/// Revokes the refresh tokens of the sessions a back-channel logout ended, so that a stolen
+/// refresh token does not outlive the logout. Plug it into the receiver with
+/// [`Receiver::with_after_logout`](crate::receiver::Receiver::with_after_logout); it reads the
+/// tokens from the session store's records and removes the records when done.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRevocation<B> {
+    records: B,
+    issuers: HashMap<String, (Arc<Provider>, Vec<Client>)>,
+}
+
+impl<B: RecordStore> RefreshTokenRevocation<B> {
+    /// Revocation reading session records from `records` (the session store's backend).
+    pub fn new(records: B) -> Self {
+        Self {
+            records,
+            issuers: HashMap::new(),
+        }
+    }
+
+    /// Revoke tokens of `provider`'s sessions, authenticating as the client that obtained them
+    /// (the login's `client_id`; the first client when the login names none).
+    #[must_use]
+    pub fn with_issuer(mut self, provider: Arc<Provider>, clients: Vec<Client>) -> Self {
+        self.issuers
+            .insert(provider.issuer().to_owned(), (provider, clients));
+        self
+    }
+}
+
+impl<B: RecordStore> AfterLogout for RefreshTokenRevocation<B> {
+    fn sessions_ended(&self, issuer: &str, session_ids: &[String]) {
+        let Some((provider, clients)) = self.issuers.get(issuer).cloned() else {
+            return;
+        };
+        let records = self.records.clone();
+        let ids = session_ids.to_vec();
+        tokio::spawn(async move {
+            for id in ids {
+                let data = match records.get_record(&id).await {
+                    Ok(Some(data)) => data,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read an ended session to revoke its refresh token");
+                        continue;
+                    }
+                };
+                let login = serde_json::from_slice(&data)
+                    .ok()
+                    .and_then(|record| login_of(&record).ok().flatten());
+                let Some(login) = login else { continue };
+                let Some(token) = login.refresh_token else {
+                    continue;
+                };
+                let client = login
+                    .client_id
+                    .as_deref()
+                    .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
+                    .or_else(|| clients.first());
+                let Some(client) = client else { continue };
+                match revoke_refresh_token(&provider, client, token.expose()).await {
+                    Revocation::Revoked => {
+                        tracing::info!("refresh token of an ended session revoked")
+                    }
+                    Revocation::Retry { reason, .. } => {
+                        tracing::warn!(%reason, "refresh token revocation failed; retrying in the background");
+                        retry_in_background(Arc::clone(&provider), client.clone(), token);
+                    }
+                    Revocation::Refused { reason } => {
+                        tracing::warn!(%reason, "refresh token revocation refused by the OP");
+                    }
+                }
+                if let Err(error) = records.delete_record(&id).await {
+                    tracing::warn!(%error, "cannot remove an ended session's record");
+                }
+            }
+        });
+    }
 }

@@ -26,6 +26,13 @@ pub fn encode_component(raw: &str) -> String {
     out
 }
 
+/// The inverse of [`encode_component`], for ids read back from Redis.
+pub(crate) fn decode_component(encoded: &str) -> String {
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// The key of an application session's data record: `<prefix>v1:d:{<encoded id>}`. It is keyed by
 /// session id alone (its own hash tag), so records spread over a Cluster.
 pub(crate) fn record_key(prefix: &str, id: &str) -> String {
@@ -90,6 +97,13 @@ mod tests {
         );
         assert_eq!(encode_component("AZaz09-._~"), "AZaz09-._~");
         assert_eq!(encode_component("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn decoding_inverts_encoding() {
+        for raw in ["a b:c|d%e{f}\"g'", "plain", "", "é%41+"] {
+            assert_eq!(decode_component(&encode_component(raw)), raw);
+        }
     }
 
     #[test]

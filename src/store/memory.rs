@@ -197,7 +197,7 @@ impl SessionIndex for MemoryIndex {
             .get(&index_key)
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
-        let mut ended = 0;
+        let mut ended = Vec::new();
         for id in candidates {
             let Some(s) = inner.sessions.get_mut(&key(l.issuer, &id)) else {
                 continue;
@@ -208,7 +208,7 @@ impl SessionIndex for MemoryIndex {
             }
             if !s.ended {
                 s.ended = true;
-                ended += 1;
+                ended.push(id.clone());
             }
             let (sub, sid) = (s.sub.clone(), s.sid.clone());
             inner.unindex(l.issuer, &id, &sub, sid.as_deref());

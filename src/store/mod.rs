@@ -76,12 +76,12 @@ pub struct Logout<'a> {
 }
 
 /// What [`SessionIndex::logout`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogoutOutcome {
-    /// The logout was applied; this many live sessions were ended (0 when none was known).
+    /// The logout was applied; these live sessions were ended (none when none was known).
     Applied {
-        /// Sessions ended by this call.
-        ended: u64,
+        /// The ids of the sessions ended by this call.
+        ended: Vec<String>,
     },
     /// The `jti` was applied before; nothing was changed.
     Replayed,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::keys::{IssuerKeys, encode_component, record_key};
+use super::keys::{IssuerKeys, decode_component, encode_component, record_key};
 use super::{
     IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
     SessionState, StoreError, Target,
@@ -30,11 +30,12 @@ end
 
 /// KEYS: jti, index (sid or sub set), marker. ARGV: mode, iat, sub, jti_ttl_ms, marker_ttl_ms,
 /// session prefix, sid prefix, sub prefix, now, has_jti.
-/// Returns the number of sessions ended, or -1 when the jti was seen before.
+/// Returns `{'ok', <encoded ids of the sessions ended>...}`, or `{'replay'}` when the jti was
+/// seen before.
 const LUA_LOGOUT: &str = r#"
-if ARGV[10] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if ARGV[10] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 local mode, iat, sub = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local ended = 0
+local ended = {'ok'}
 local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', iat)
 for _, m in ipairs(members) do
   local sk = ARGV[6] .. m
@@ -44,7 +45,7 @@ for _, m in ipairs(members) do
   elseif mode ~= 'sidsub' or h[1] == sub then
     if not h[3] then
       redis.call('HSET', sk, 'ended', ARGV[9])
-      ended = ended + 1
+      table.insert(ended, m)
     end
     redis.call('ZREM', ARGV[8] .. enc(h[1]), m)
     if h[2] then redis.call('ZREM', ARGV[7] .. enc(h[2]), m) end
@@ -235,12 +236,14 @@ impl SessionIndex for RedisIndex {
             .arg(k.sub_prefix())
             .arg(now_secs())
             .arg(has_jti);
-        let ended: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
-        match u64::try_from(ended) {
-            Ok(ended) => Ok(LogoutOutcome::Applied { ended }),
-            Err(_) if ended == -1 => Ok(LogoutOutcome::Replayed),
-            Err(_) => Err(StoreError::Unexpected(format!(
-                "logout script returned {ended}"
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.split_first() {
+            Some((status, members)) if status == "ok" => Ok(LogoutOutcome::Applied {
+                ended: members.iter().map(|m| decode_component(m)).collect(),
+            }),
+            Some((status, _)) if status == "replay" => Ok(LogoutOutcome::Replayed),
+            _ => Err(StoreError::Unexpected(format!(
+                "logout script returned {reply:?}"
             ))),
         }
     }
