@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::logout_token::{Policy, parse_algorithm};
 use crate::provider::ProviderSettings;
+use crate::rp::Client;
 use crate::store::IndexSettings;
 
 /// The default listen address.
@@ -101,20 +102,24 @@ pub struct IssuerFile {
     pub jwks_refetch_cooldown_secs: Option<u64>,
     /// Seconds after which keys are refetched in the background (default 3600).
     pub jwks_max_age_secs: Option<u64>,
+    /// Revoke the refresh tokens held by the sessions a logout ends (default true).
+    pub revoke_refresh_tokens: Option<bool>,
 }
 
-/// A client: its id, or its id with its own algorithms.
+/// A client: its id, or its id with its own algorithms and secret.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ClientEntry {
-    /// `"my-app"`: uses the issuer's algorithms.
+    /// `"my-app"`: uses the issuer's algorithms; a public client for revocation.
     Id(String),
-    /// `{ id = "my-app", algorithms = ["ES256"] }`.
+    /// `{ id = "my-app", algorithms = ["ES256"], secret = "…" }`.
     Full {
         /// The client id.
         id: String,
-        /// Its registered algorithms.
-        algorithms: Vec<String>,
+        /// Its registered algorithms (default: the issuer's).
+        algorithms: Option<Vec<String>>,
+        /// Its secret, to authenticate refresh-token revocation (`client_secret_basic`).
+        secret: Option<SecretString>,
     },
 }
 
@@ -131,6 +136,8 @@ pub struct Overrides {
     pub issuer: Option<String>,
     /// `OIDC_LOGOUT_CLIENT_ID`.
     pub client_id: Option<String>,
+    /// `OIDC_LOGOUT_CLIENT_SECRET`, for refresh-token revocation.
+    pub client_secret: Option<SecretString>,
     /// `OIDC_LOGOUT_ALGORITHMS`, comma-separated.
     pub algorithms: Option<String>,
     /// `OIDC_LOGOUT_ALLOW_INSECURE_HTTP`.
@@ -144,6 +151,9 @@ pub struct IssuerSettings {
     pub policy: Policy,
     /// How its keys are fetched.
     pub provider: ProviderSettings,
+    /// The clients to authenticate as when revoking the refresh tokens of ended sessions;
+    /// `None` when revocation is turned off for this issuer.
+    pub revocation: Option<Vec<Client>>,
 }
 
 /// Everything the receiver needs, validated.
@@ -242,7 +252,14 @@ impl Settings {
             .unwrap_or(false);
         match (o.issuer, o.client_id) {
             (Some(issuer), client) => {
-                let clients: Vec<ClientEntry> = client.into_iter().map(ClientEntry::Id).collect();
+                let clients: Vec<ClientEntry> = client
+                    .into_iter()
+                    .map(|id| ClientEntry::Full {
+                        id,
+                        algorithms: None,
+                        secret: o.client_secret.clone(),
+                    })
+                    .collect();
                 if let Some(existing) = config.issuers.iter_mut().find(|i| i.issuer == issuer) {
                     existing.clients.extend(clients);
                 } else {
@@ -309,12 +326,23 @@ impl Settings {
                 ));
             }
             let mut clients = Vec::new();
+            let mut revocation_clients = Vec::new();
             for (c, entry) in file.clients.into_iter().enumerate() {
-                let (id, algs) = match entry {
-                    ClientEntry::Id(id) => (id, default_algs.clone()),
-                    ClientEntry::Full { id, algorithms } => (
+                let (id, algs, secret) = match entry {
+                    ClientEntry::Id(id) => (id, default_algs.clone(), None),
+                    ClientEntry::Full {
+                        id,
+                        algorithms: None,
+                        secret,
+                    } => (id, default_algs.clone(), secret),
+                    ClientEntry::Full {
+                        id,
+                        algorithms: Some(algorithms),
+                        secret,
+                    } => (
                         id,
                         parse_algorithms(&key(&format!("clients[{c}].algorithms")), &algorithms)?,
+                        secret,
                     ),
                 };
                 if id.trim().is_empty() {
@@ -323,6 +351,11 @@ impl Settings {
                         "a client id cannot be empty",
                     ));
                 }
+                revocation_clients.push(Client {
+                    id: id.clone(),
+                    secret,
+                    post_logout_redirect_uri: None,
+                });
                 clients.push((id, algs));
             }
             let policy = Policy {
@@ -342,7 +375,15 @@ impl Settings {
                 max_key_age: secs(file.jwks_max_age_secs, 3600, &key("jwks_max_age_secs"))?,
                 allow_insecure_http,
             };
-            issuers.push(IssuerSettings { policy, provider });
+            let revocation = file
+                .revoke_refresh_tokens
+                .unwrap_or(true)
+                .then_some(revocation_clients);
+            issuers.push(IssuerSettings {
+                policy,
+                provider,
+                revocation,
+            });
         }
         let listen_text = o
             .listen

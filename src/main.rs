@@ -10,7 +10,8 @@ use oidc_logout::config::{IssuerSettings, Overrides, Settings};
 use oidc_logout::logout_token::Policy;
 use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
+use oidc_logout::receiver::{AfterLogout, PATH, Receiver};
+use oidc_logout::rp::RefreshTokenRevocation;
 use oidc_logout::store::{
     IndexSettings, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, SessionState,
 };
@@ -44,6 +45,9 @@ struct ServeArgs {
     /// This receiver's client id at the issuer (the logout token's audience).
     #[arg(long, env = "OIDC_LOGOUT_CLIENT_ID")]
     client_id: Option<String>,
+    /// The client's secret, to revoke the refresh tokens of ended sessions (confidential clients).
+    #[arg(long, env = "OIDC_LOGOUT_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
     /// Algorithms the client registered, comma-separated (default RS256).
     #[arg(long, env = "OIDC_LOGOUT_ALGORITHMS")]
     algorithms: Option<String>,
@@ -105,6 +109,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         key_prefix: args.key_prefix,
         issuer: args.issuer,
         client_id: args.client_id,
+        client_secret: args.client_secret.map(SecretString::from),
         algorithms: args.algorithms,
         allow_insecure_http: args.allow_insecure_http,
     };
@@ -114,7 +119,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let http = http_client().context("cannot build the HTTP client")?;
     let mut trusted = Vec::new();
-    for IssuerSettings { policy, provider } in &settings.issuers {
+    let mut revocation_clients = Vec::new();
+    for IssuerSettings {
+        policy,
+        provider,
+        revocation,
+    } in &settings.issuers
+    {
         let keys = Provider::discover(&policy.issuer, http.clone(), provider.clone())
             .await
             .with_context(|| {
@@ -124,6 +135,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
                     policy.issuer
                 )
             })?;
+        if let Some(clients) = revocation {
+            revocation_clients.push((Arc::clone(&keys), clients.clone()));
+        }
         trusted.push((keys, policy.clone()));
     }
     let listener = TcpListener::bind(settings.listen)
@@ -134,9 +148,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let index = RedisIndex::connect(url.expose_secret(), settings.index.clone())
                 .await
                 .context("cannot connect to Redis (OIDC_LOGOUT_REDIS_URL): is it running and is the URL right?")?;
-            run(listener, index, trusted).await
+            // Applications' session records live in the same Redis: revoke their refresh tokens.
+            let revocation = revocation_clients.into_iter().fold(
+                RefreshTokenRevocation::new(index.clone()),
+                |r, (keys, clients)| r.with_issuer(keys, clients),
+            );
+            run(listener, index, trusted, Some(Arc::new(revocation))).await
         }
-        None => run(listener, MemoryIndex::new(settings.index.clone()), trusted).await,
+        // No application shares an in-memory index with a standalone receiver: nothing to revoke.
+        None => {
+            run(
+                listener,
+                MemoryIndex::new(settings.index.clone()),
+                trusted,
+                None,
+            )
+            .await
+        }
     }
 }
 
@@ -144,12 +172,16 @@ async fn run<S: SessionIndex>(
     listener: TcpListener,
     index: S,
     trusted: Vec<(Arc<Provider>, Policy)>,
+    after_logout: Option<Arc<dyn AfterLogout>>,
 ) -> Result<()> {
-    let receiver = trusted
+    let mut receiver = trusted
         .into_iter()
         .fold(Receiver::new(index), |r, (keys, policy)| {
             r.with_issuer(keys, policy)
         });
+    if let Some(hook) = after_logout {
+        receiver = receiver.with_after_logout(hook);
+    }
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}{PATH}");
     axum::serve(listener, receiver.into_router())
@@ -249,5 +281,5 @@ async fn demo(args: DemoArgs) -> Result<()> {
             }
         }
     });
-    run(listener, index, vec![(keys, policy)]).await
+    run(listener, index, vec![(keys, policy)], None).await
 }

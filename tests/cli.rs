@@ -257,3 +257,75 @@ async fn demo_prints_a_logout_that_ends_its_session() {
         "the demo token is refused the second time"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
+    use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore, TokenSecret};
+    use tower_sessions::SessionStore as _;
+    use tower_sessions::session::{Id, Record};
+
+    let redis = RedisServer::start();
+    let op = Op::start().await;
+    let redis_url = redis.url();
+    let running = Running::start(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", CLIENT),
+            ("OIDC_LOGOUT_CLIENT_SECRET", "app-secret"),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let endpoint = running.endpoint();
+    // An application (another process in real life) logged alice in through the session store.
+    let store = OidcSessionStore::new(index_on(&redis).await);
+    let login = Login {
+        issuer: op.issuer().into(),
+        sub: "alice".into(),
+        client_id: Some(CLIENT.into()),
+        sid: Some("op-sid-9".into()),
+        auth_time: now() - 5,
+        logged_in_at: now(),
+        id_token: None,
+        refresh_token: Some(TokenSecret::new("alice-refresh-token")),
+        access_token: None,
+    };
+    let mut record = Record {
+        id: Id::default(),
+        data: [(
+            LOGIN_KEY.to_owned(),
+            serde_json::to_value(&login).expect("login json"),
+        )]
+        .into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.expect("create session");
+    let token = op.sign(&op.claims(None, Some("op-sid-9")));
+    let reply = post_form(
+        &reqwest::Client::new(),
+        &endpoint,
+        &[("logout_token", &token)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        store.load(&record.id).await.expect("load").is_none(),
+        "the app session is over"
+    );
+    for _ in 0..50 {
+        if !op.op.revoked().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT}:app-secret"));
+    assert_eq!(
+        op.op.revoked(),
+        vec![(
+            "alice-refresh-token".to_owned(),
+            Some(format!("Basic {basic}"))
+        )]
+    );
+}
