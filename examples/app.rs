@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Without `OIDC_LOGOUT_REDIS_URL` sessions live in this process only. `APP_LISTEN` (default
-//! `127.0.0.1:3000`) and `APP_BASE_URL` (default `http://127.0.0.1:3000`) set where it runs.
+//! `127.0.0.1:3000`) and `APP_BASE_URL` (default `http://127.0.0.1:3000`) set where it runs;
+//! `APP_SESSION_COOKIE` (default `app_session`) names its cookie.
 //! With the receiver running as a separate `oidc-logout serve` on the same Redis, set
 //! `APP_RECEIVER=off` and register that one as the back-channel logout URI instead.
 
@@ -60,6 +61,8 @@ struct App {
     provider: Arc<Provider>,
     rp_client: Client,
     http: reqwest::Client,
+    /// Browsers share cookies between ports of one host: two apps on 127.0.0.1 need two names.
+    cookie_name: String,
 }
 
 type Shared = Arc<App>;
@@ -338,7 +341,7 @@ where
         .layer(
             SessionManagerLayer::new(store)
                 .with_secure(secure)
-                .with_name("app_session"),
+                .with_name(app.cookie_name.clone()),
         );
     if with_receiver {
         let policy = Policy {
@@ -389,6 +392,7 @@ async fn main() -> Result<()> {
         secret: client_secret.clone(),
         post_logout_redirect_uri: Some(format!("{base_url}/logged-out")),
     };
+    let cookie_name = env("APP_SESSION_COOKIE").unwrap_or_else(|| "app_session".into());
     let app = Arc::new(App {
         metadata,
         client_id,
@@ -397,6 +401,7 @@ async fn main() -> Result<()> {
         provider,
         rp_client,
         http,
+        cookie_name,
     });
 
     let listener = tokio::net::TcpListener::bind(&listen)

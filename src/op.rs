@@ -241,6 +241,7 @@ pub struct TestOp {
     advertise_backchannel: AtomicBool,
     revoked: std::sync::Mutex<Vec<(String, Option<String>)>>,
     revocation_mode: RwLock<RevocationMode>,
+    refresh_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for TestOp {
@@ -292,6 +293,7 @@ impl TestOp {
             advertise_backchannel: AtomicBool::new(true),
             revoked: std::sync::Mutex::default(),
             revocation_mode: RwLock::new(RevocationMode::Normal),
+            refresh_tokens: std::sync::Mutex::default(),
         })
     }
 
@@ -332,6 +334,16 @@ impl TestOp {
             .clone()
     }
 
+    /// Issue a refresh token the token endpoint will accept (once: it rotates).
+    pub fn issue_refresh_token(&self) -> Result<String, CryptoError> {
+        let token = random_id(24)?;
+        self.refresh_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(token.clone());
+        Ok(token)
+    }
+
     /// How many times the JWKS was requested.
     pub fn jwks_requests(&self) -> u64 {
         self.jwks_requests.load(Ordering::Relaxed)
@@ -344,6 +356,7 @@ impl TestOp {
             "jwks_uri": format!("{}/jwks", self.issuer.trim_end_matches('/')),
             "end_session_endpoint": format!("{}/session/end", self.issuer.trim_end_matches('/')),
             "revocation_endpoint": format!("{}/token/revocation", self.issuer.trim_end_matches('/')),
+            "token_endpoint": format!("{}/token", self.issuer.trim_end_matches('/')),
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "backchannel_logout_supported": self.advertise_backchannel.load(Ordering::Relaxed),
             "backchannel_logout_session_supported": true,
@@ -372,6 +385,7 @@ impl TestOp {
                 "/token/revocation",
                 axum::routing::post(revocation_endpoint),
             )
+            .route("/token", axum::routing::post(token_endpoint))
             .with_state(Arc::clone(self))
     }
 }
@@ -415,9 +429,50 @@ async fn revocation_endpoint(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    op.refresh_tokens
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&token);
     op.revoked
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((token, auth));
     StatusCode::OK.into_response()
+}
+
+/// The refresh-token grant only: a known refresh token is rotated; anything else is
+/// `invalid_grant`.
+async fn token_endpoint(State(op): State<Arc<TestOp>>, body: axum::body::Bytes) -> Response {
+    let mut grant = None;
+    let mut refresh = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "grant_type" => grant = Some(v.into_owned()),
+            "refresh_token" => refresh = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let known = refresh.is_some_and(|t| {
+        op.refresh_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&t)
+    });
+    if grant.as_deref() != Some("refresh_token") || !known {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid_grant" })),
+        )
+            .into_response();
+    }
+    match (op.issue_refresh_token(), random_id(24)) {
+        (Ok(refresh_token), Ok(access_token)) => axum::Json(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "refresh_token": refresh_token,
+        }))
+        .into_response(),
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }

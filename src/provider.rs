@@ -127,6 +127,7 @@ pub struct Provider {
     jwks_uri: Url,
     end_session_endpoint: Option<Url>,
     revocation_endpoint: Option<Url>,
+    token_endpoint: Option<Url>,
     http: reqwest::Client,
     settings: ProviderSettings,
     keys: RwLock<Arc<KeySet>>,
@@ -196,6 +197,7 @@ impl Provider {
             .ok_or_else(|| invalid("discovery document has no jwks_uri".into()))?;
         let end_session_endpoint = endpoint("end_session_endpoint")?;
         let revocation_endpoint = endpoint("revocation_endpoint")?;
+        let token_endpoint = endpoint("token_endpoint")?;
         if doc.get("backchannel_logout_supported") == Some(&Value::Bool(false)) {
             tracing::warn!(issuer, "issuer says backchannel_logout_supported: false");
         }
@@ -204,6 +206,7 @@ impl Provider {
             jwks_uri,
             end_session_endpoint,
             revocation_endpoint,
+            token_endpoint,
             http,
             settings,
             keys: RwLock::default(),
@@ -229,6 +232,11 @@ impl Provider {
     /// The OP's `revocation_endpoint` (RFC 7009), if it has one.
     pub fn revocation_endpoint(&self) -> Option<&Url> {
         self.revocation_endpoint.as_ref()
+    }
+
+    /// The OP's `token_endpoint`, if it has one.
+    pub fn token_endpoint(&self) -> Option<&Url> {
+        self.token_endpoint.as_ref()
     }
 
     /// The HTTP client used to talk to the OP.

@@ -36,25 +36,44 @@ struct Back {
 fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
     Router::new()
         .route(
-            "/login",
+            "/refresh",
             get(|State(s): State<AppState>, session: Session| async move {
-                let login = Login {
-                    issuer: s.provider.issuer().to_owned(),
-                    sub: "alice".into(),
-                    client_id: None,
-                    sid: Some("op-sid".into()),
-                    auth_time: now() - 1,
-                    logged_in_at: now(),
-                    id_token: Some(TokenSecret::new("the.id.token")),
-                    refresh_token: Some(TokenSecret::new("refresh-token-1")),
-                    access_token: None,
-                };
-                login
-                    .save_to(&session)
-                    .await
-                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-                Ok::<_, StatusCode>("logged in")
+                match rp::refresh(&session, &s.provider, &s.client).await {
+                    Ok(rp::Refreshed::Refreshed) => "refreshed".to_owned(),
+                    Ok(rp::Refreshed::LoggedOut) => "logged-out".to_owned(),
+                    Ok(other) => format!("{other:?}"),
+                    Err(e) => format!("error {e}"),
+                }
             }),
+        )
+        .route(
+            "/login",
+            get(
+                |State(s): State<AppState>,
+                 session: Session,
+                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let login = Login {
+                        issuer: s.provider.issuer().to_owned(),
+                        sub: "alice".into(),
+                        client_id: None,
+                        sid: Some("op-sid".into()),
+                        auth_time: now() - 1,
+                        logged_in_at: now(),
+                        id_token: Some(TokenSecret::new("the.id.token")),
+                        refresh_token: Some(TokenSecret::new(
+                            q.get("refresh")
+                                .cloned()
+                                .unwrap_or_else(|| "refresh-token-1".into()),
+                        )),
+                        access_token: None,
+                    };
+                    login
+                        .save_to(&session)
+                        .await
+                        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                    Ok::<_, StatusCode>("logged in")
+                },
+            ),
         )
         .route(
             "/me",
@@ -320,4 +339,30 @@ async fn revocation_by_the_receiver_can_be_turned_off() {
     assert_eq!(browser.get("/me").await.0, 401);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(op.op.revoked().is_empty());
+}
+
+#[tokio::test]
+async fn refresh_rotates_tokens_and_an_invalid_grant_ends_the_session() {
+    let (op, _index, mut browser) = setup().await;
+    let issued = op.op.issue_refresh_token().expect("token");
+    browser.get(&format!("/login?refresh={issued}")).await;
+    assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+    assert_eq!(browser.get("/me").await.0, 200);
+    // The rotated token works again...
+    assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+    // ...but a session whose refresh token the OP no longer honours (user disabled) ends.
+    let mut other = Browser {
+        http: reqwest::Client::new(),
+        base: browser.base.clone(),
+        cookie: None,
+    };
+    other.get("/login?refresh=revoked-or-unknown").await;
+    assert_eq!(other.get("/me").await.0, 200);
+    assert_eq!(other.get("/refresh").await, (200, "logged-out".into()));
+    assert_eq!(other.get("/me").await.0, 401);
+    assert_eq!(
+        browser.get("/me").await.0,
+        200,
+        "the other session is untouched"
+    );
 }

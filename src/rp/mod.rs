@@ -7,6 +7,7 @@
 //! dies with the OP session that the redirect ends, or when it expires.
 
 mod end_session;
+mod refresh;
 mod revocation;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 use tower_sessions_core::Session;
 
 pub use end_session::end_session_url;
+pub use refresh::{Refreshed, refresh};
 pub use revocation::{RefreshTokenRevocation, Revocation, revoke_refresh_token};
 
 use crate::op::random_id;
