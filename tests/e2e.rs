@@ -1,0 +1,587 @@
+//! End to end with a real OpenID Provider: node-oidc-provider (npm, certified) on loopback, the
+//! example app (`examples/app.rs`) as separate processes for separate clients, a real Redis, and
+//! an HTTP client with a cookie jar playing the browser through the OP's login form.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::RedisServer;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process with its output lines; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    name: &'static str,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self { child, lines, name }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no line with {needle:?}: {e}", self.name),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn op_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
+}
+
+/// node-oidc-provider with `clients`, on a free port.
+fn start_op(port: u16, clients: &Value) -> Proc {
+    let dir = op_dir();
+    if !dir.join("node_modules/oidc-provider").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("npm is needed for the end-to-end tests (install Node.js 20+): {e}")
+            });
+        assert!(status.success(), "npm ci in tests/oidc-provider failed");
+    }
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join("op.mjs"))
+        .env("OP_PORT", port.to_string())
+        .env("OP_ISSUER", format!("http://127.0.0.1:{port}"))
+        .env("OP_CLIENTS", clients.to_string());
+    let op = Proc::spawn("node-oidc-provider", command);
+    op.wait_for("ready ");
+    op
+}
+
+/// The example app. `cargo test` builds examples, but not when it runs only some test targets,
+/// so build it here too (a no-op when it is up to date) rather than run a stale binary.
+fn example_app() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "app"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example app");
+        assert!(status.success(), "the example app does not build");
+    });
+    let exe = std::env::current_exe().expect("test exe");
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let app = debug.join("examples").join("app");
+    assert!(
+        app.exists(),
+        "{} is missing: `cargo test` builds it (or run `cargo build --examples`)",
+        app.display()
+    );
+    app
+}
+
+struct AppSpec {
+    client_id: &'static str,
+    port: u16,
+    embedded_receiver: bool,
+}
+
+impl AppSpec {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn client_metadata(&self, backchannel_logout_uri: &str, session_required: bool) -> Value {
+        json!({
+            "client_id": self.client_id,
+            "client_secret": format!("{}-secret", self.client_id),
+            "redirect_uris": [format!("{}/callback", self.base())],
+            "post_logout_redirect_uris": [format!("{}/logged-out", self.base())],
+            "backchannel_logout_uri": backchannel_logout_uri,
+            "backchannel_logout_session_required": session_required,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        })
+    }
+
+    fn start(&self, issuer: &str, redis_url: &str) -> Proc {
+        let mut command = Command::new(example_app());
+        command
+            .env("OIDC_LOGOUT_ISSUER", issuer)
+            .env("OIDC_LOGOUT_CLIENT_ID", self.client_id)
+            .env(
+                "OIDC_LOGOUT_CLIENT_SECRET",
+                format!("{}-secret", self.client_id),
+            )
+            .env("OIDC_LOGOUT_REDIS_URL", redis_url)
+            .env("APP_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("APP_BASE_URL", self.base())
+            .env(
+                "APP_SESSION_COOKIE",
+                format!("{}_session", self.client_id.replace('-', "_")),
+            )
+            .env(
+                "APP_RECEIVER",
+                if self.embedded_receiver { "on" } else { "off" },
+            )
+            .env("RUST_LOG", "info");
+        let app = Proc::spawn("example app", command);
+        app.wait_for("app listening on");
+        app
+    }
+}
+
+/// A browser: a cookie jar shared by every site on 127.0.0.1 (as real browsers share cookies
+/// across ports), redirects followed by hand so every hop is visible.
+struct Browser {
+    http: reqwest::Client,
+}
+
+struct Page {
+    url: String,
+    status: u16,
+    body: String,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self { http }
+    }
+
+    async fn follow(&self, mut response: reqwest::Response) -> Page {
+        for _ in 0..20 {
+            let url = response.url().clone();
+            if !response.status().is_redirection() {
+                let status = response.status().as_u16();
+                return Page {
+                    url: url.to_string(),
+                    status,
+                    body: response.text().await.unwrap_or_default(),
+                };
+            }
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .expect("redirect with a location");
+            response = self
+                .http
+                .get(location)
+                .send()
+                .await
+                .expect("redirect target answers");
+        }
+        panic!("too many redirects");
+    }
+
+    async fn get(&self, url: &str) -> Page {
+        let response = self.http.get(url).send().await.expect("request");
+        self.follow(response).await
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        self.follow(response).await
+    }
+
+    /// Log in to the app at `base` as `sub` through the OP's login and consent forms.
+    async fn login(&self, base: &str, sub: &str) {
+        let mut page = self.get(&format!("{base}/login")).await;
+        for _ in 0..4 {
+            if page.url.starts_with(base) {
+                break;
+            }
+            assert_eq!(page.status, 200, "OP page {}: {}", page.url, page.body);
+            let action = attribute(&page.body, "action").expect("a form on the OP page");
+            let action = reqwest::Url::parse(&page.url)
+                .and_then(|u| u.join(&action))
+                .expect("form action");
+            page = if page.body.contains("name=\"login\"") {
+                self.post(
+                    action.as_str(),
+                    &[("prompt", "login"), ("login", sub), ("password", "any")],
+                )
+                .await
+            } else {
+                self.post(action.as_str(), &[("prompt", "consent")]).await
+            };
+        }
+        assert_eq!(page.status, 200, "{}: {}", page.url, page.body);
+        assert!(
+            page.body.contains(&format!("Logged in as {sub}")),
+            "{}: {}",
+            page.url,
+            page.body
+        );
+    }
+
+    /// Press the app's logout button and confirm at the OP ("Yes, sign me out").
+    async fn logout(&self, base: &str) -> Page {
+        let page = self.post(&format!("{base}/logout"), &[]).await;
+        assert_eq!(page.status, 200, "{}: {}", page.url, page.body);
+        let action = attribute(&page.body, "action").expect("the OP's logout form");
+        let xsrf = value_of(&page.body, "xsrf").expect("xsrf");
+        let action = reqwest::Url::parse(&page.url)
+            .and_then(|u| u.join(&action))
+            .expect("action");
+        self.post(action.as_str(), &[("xsrf", &xsrf), ("logout", "yes")])
+            .await
+    }
+
+    async fn me(&self, base: &str) -> u16 {
+        self.get(&format!("{base}/me")).await.status
+    }
+}
+
+/// The first `name="…"` attribute value in an HTML page.
+fn attribute(html: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+/// The value of the hidden input named `name`.
+fn value_of(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    attribute(&html[at..], "value")
+}
+
+/// (sub, client id, refresh token) of every app session in Redis.
+async fn refresh_tokens_in_redis(redis: &RedisServer) -> Vec<(String, String, String)> {
+    let client = ::redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("oidc-logout:v1:d:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut tokens = Vec::new();
+    for key in keys {
+        let data: String = ::redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("record");
+        let record: Value = serde_json::from_str(&data).expect("record json");
+        let login = &record["data"]["oidc_logout.login"];
+        if let (Some(sub), Some(client), Some(token)) = (
+            login["sub"].as_str(),
+            login["client_id"].as_str(),
+            login["refresh_token"].as_str(),
+        ) {
+            tokens.push((sub.to_owned(), client.to_owned(), token.to_owned()));
+        }
+    }
+    tokens
+}
+
+async fn refresh_grant(op_port: u16, client_id: &str, refresh_token: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{op_port}/token"))
+        .basic_auth(client_id, Some(format!("{client_id}-secret")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ])
+                .finish(),
+        )
+        .send()
+        .await
+        .expect("token endpoint");
+    let text = response.text().await.unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_button_in_one_app_logs_the_user_out_of_the_other() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app1 = AppSpec {
+        client_id: "app-1",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let app2 = AppSpec {
+        client_id: "app-2",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([
+        app1.client_metadata(&format!("{}/backchannel-logout", app1.base()), true),
+        app2.client_metadata(&format!("{}/backchannel-logout", app2.base()), true),
+    ]);
+    let op = start_op(op_port, &clients);
+    let (_a1, _a2) = (
+        app1.start(&issuer, &redis.url()),
+        app2.start(&issuer, &redis.url()),
+    );
+
+    let alice = Browser::new();
+    alice.login(&app1.base(), "alice").await;
+    alice.login(&app2.base(), "alice").await;
+    let bob = Browser::new();
+    bob.login(&app1.base(), "bob").await;
+    bob.login(&app2.base(), "bob").await;
+    for base in [app1.base(), app2.base()] {
+        assert_eq!(alice.me(&base).await, 200);
+        assert_eq!(bob.me(&base).await, 200);
+    }
+    let before = refresh_tokens_in_redis(&redis).await;
+    assert_eq!(before.len(), 4, "every app session holds a refresh token");
+
+    // 1. Alice presses logout in app 1 and confirms at the OP.
+    let back = alice.logout(&app1.base()).await;
+    assert_eq!(back.status, 200, "{}: {}", back.url, back.body);
+    assert!(
+        back.url.starts_with(&format!("{}/logged-out", app1.base())),
+        "{}",
+        back.url
+    );
+    assert!(back.body.contains("You are logged out"), "{}", back.body);
+    op.wait_for("backchannel.success app-2 alice");
+    assert_eq!(alice.me(&app1.base()).await, 401);
+    // App 2 ended its session from the OP's back-channel logout alone.
+    assert_eq!(alice.me(&app2.base()).await, 401);
+    // 2. Bob is untouched, in both apps.
+    assert_eq!(bob.me(&app1.base()).await, 200);
+    assert_eq!(bob.me(&app2.base()).await, 200);
+    // Alice's refresh tokens are dead at the OP; Bob's still work.
+    for (sub, client, token) in &before {
+        let answer = refresh_grant(op_port, client, token).await;
+        if sub == "alice" {
+            assert_eq!(
+                answer["error"], "invalid_grant",
+                "alice's {client} refresh token: {answer}"
+            );
+        } else {
+            assert!(
+                answer.get("access_token").is_some(),
+                "bob's {client} refresh token: {answer}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_logout_through_the_standalone_receiver_ends_every_session_of_the_user() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let receiver_port = free_port();
+    let app = AppSpec {
+        client_id: "app-3",
+        port: free_port(),
+        embedded_receiver: false,
+    };
+    // Session not required: the OP's logout token names only `sub`.
+    let clients = json!([app.client_metadata(
+        &format!("http://127.0.0.1:{receiver_port}/backchannel-logout"),
+        false
+    )]);
+    let op = start_op(op_port, &clients);
+    let _app = app.start(&issuer, &redis.url());
+    let mut receiver = Command::new(env!("CARGO_BIN_EXE_oidc-logout"));
+    receiver
+        .arg("serve")
+        .env("OIDC_LOGOUT_ISSUER", &issuer)
+        .env("OIDC_LOGOUT_CLIENT_ID", "app-3")
+        .env("OIDC_LOGOUT_CLIENT_SECRET", "app-3-secret")
+        .env("OIDC_LOGOUT_REDIS_URL", redis.url())
+        .env("OIDC_LOGOUT_LISTEN", format!("127.0.0.1:{receiver_port}"));
+    let receiver = Proc::spawn("oidc-logout serve", receiver);
+    receiver.wait_for("listening on");
+
+    // Alice on her laptop and her phone: two OP sessions, two app sessions.
+    let (laptop, phone, carol) = (Browser::new(), Browser::new(), Browser::new());
+    laptop.login(&app.base(), "alice").await;
+    phone.login(&app.base(), "alice").await;
+    carol.login(&app.base(), "carol").await;
+    assert_eq!(phone.me(&app.base()).await, 200);
+
+    let back = laptop.logout(&app.base()).await;
+    assert_eq!(back.status, 200, "{}: {}", back.url, back.body);
+    op.wait_for("backchannel.success app-3 alice");
+    receiver.wait_for("logout applied");
+    assert_eq!(laptop.me(&app.base()).await, 401);
+    assert_eq!(
+        phone.me(&app.base()).await,
+        401,
+        "a sub logout ends every session of the user"
+    );
+    assert_eq!(carol.me(&app.base()).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_callbacks_get_a_clear_error_and_no_session() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app = AppSpec {
+        client_id: "app-5",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([app.client_metadata(&format!("{}/backchannel-logout", app.base()), true)]);
+    let _op = start_op(op_port, &clients);
+    let _app = app.start(&issuer, &redis.url());
+    let browser = Browser::new();
+    // No login in progress in this session.
+    let page = browser
+        .get(&format!("{}/callback?code=abc&state=xyz", app.base()))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("no login in progress"), "{}", page.body);
+    // A login in progress, but the state does not match.
+    let start = browser
+        .http
+        .get(format!("{}/login", app.base()))
+        .send()
+        .await
+        .expect("login");
+    assert!(start.status().is_redirection());
+    let page = browser
+        .get(&format!("{}/callback?code=abc&state=forged", app.base()))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("state does not match"), "{}", page.body);
+    assert_eq!(browser.me(&app.base()).await, 401);
+    // A real login whose callback is then replayed (reused code) does not log anyone in twice.
+    let replay = Browser::new();
+    let mut page = replay.get(&format!("{}/login", app.base())).await;
+    let mut callback = None;
+    for _ in 0..4 {
+        let action = attribute(&page.body, "action").expect("form");
+        let action = reqwest::Url::parse(&page.url)
+            .and_then(|u| u.join(&action))
+            .expect("action");
+        let form: Vec<(&str, &str)> = if page.body.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", "dave"), ("password", "x")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut response = replay
+            .http
+            .post(action.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("submit");
+        // Follow by hand until the hop to the app's callback, and keep that URL.
+        while response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let next = response.url().join(&location).expect("location");
+            if next
+                .as_str()
+                .starts_with(&format!("{}/callback", app.base()))
+            {
+                callback = Some(next.to_string());
+                break;
+            }
+            response = replay.http.get(next).send().await.expect("hop");
+        }
+        if callback.is_some() {
+            break;
+        }
+        page = replay.follow(response).await;
+    }
+    let callback = callback.expect("the OP redirects to the callback");
+    assert!(
+        replay
+            .get(&callback)
+            .await
+            .body
+            .contains("Logged in as dave")
+    );
+    let again = Browser::new();
+    let page = again.get(&callback).await;
+    assert_eq!(
+        page.status, 400,
+        "a code used by another browser: {}",
+        page.body
+    );
+    assert_eq!(again.me(&app.base()).await, 401);
+}
