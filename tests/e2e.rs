@@ -488,7 +488,7 @@ async fn sub_logout_through_the_standalone_receiver_ends_every_session_of_the_us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_callbacks_get_a_clear_error_and_no_session() {
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start();
     let op_port = free_port();
     let issuer = format!("http://127.0.0.1:{op_port}");
     let app = AppSpec {
@@ -584,4 +584,19 @@ async fn bad_callbacks_get_a_clear_error_and_no_session() {
         page.body
     );
     assert_eq!(again.me(&app.base()).await, 401);
+    // Redis goes away: a clear 503, no half-written session; back when Redis is.
+    redis.stop();
+    assert_eq!(replay.me(&app.base()).await, 503);
+    let page = Browser::new().get(&format!("{}/login", app.base())).await;
+    assert!(page.status >= 500, "{}: {}", page.status, page.body);
+    redis.restart();
+    let fresh = Browser::new();
+    for _ in 0..50 {
+        if fresh.me(&app.base()).await == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fresh.login(&app.base(), "erin").await;
+    assert_eq!(fresh.me(&app.base()).await, 200);
 }
