@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{CLIENT, Op, RedisServer, index_on, now, post_form};
+use common::{CLIENT, Op, Proc, RedisServer, index_on, now, post_form};
 use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidc-logout");
@@ -36,72 +34,21 @@ fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A running binary; killed on drop.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+/// Start the binary with `args` and `env`; its output lines are readable, it is killed on drop.
+fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = command(args, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Proc::spawn("oidc-logout", cmd)
 }
 
-impl Running {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = command(args, env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn oidc-logout");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self { child, lines }
-    }
-
-    /// The first output line containing `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no line with {needle:?} from oidc-logout: {e}"),
-            }
-        }
-    }
-
-    /// The receiver URL from the "listening on" line.
-    fn endpoint(&self) -> String {
-        let line = self.wait_for("listening on ");
-        line.split("listening on ")
-            .nth(1)
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The receiver URL from the "listening on" line.
+fn endpoint(running: &Proc) -> String {
+    let line = running.wait_for("listening on ");
+    line.split("listening on ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +56,7 @@ async fn serve_from_environment_ends_a_session_in_redis() {
     let redis = RedisServer::start();
     let op = Op::start().await;
     let redis_url = redis.url();
-    let running = Running::start(
+    let running = start(
         &["serve"],
         &[
             ("OIDC_LOGOUT_ISSUER", op.issuer()),
@@ -118,7 +65,7 @@ async fn serve_from_environment_ends_a_session_in_redis() {
             ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let endpoint = running.endpoint();
+    let endpoint = endpoint(&running);
     let index = index_on(&redis).await;
     let session = SessionRecord {
         session_id: "app-session-1".into(),
@@ -158,9 +105,9 @@ async fn serve_reads_a_config_file_with_several_issuers() {
         b.issuer()
     );
     std::fs::write(&path, config).expect("write config");
-    let running = Running::start(&["serve", "--config", &path.to_string_lossy()], &[]);
+    let running = start(&["serve", "--config", &path.to_string_lossy()], &[]);
     running.wait_for("in-memory index");
-    let endpoint = running.endpoint();
+    let endpoint = endpoint(&running);
     let http = reqwest::Client::new();
     for op in [&a, &b] {
         let token = op.sign(&op.claims(Some("alice"), None));
@@ -237,7 +184,7 @@ async fn startup_failures_say_what_to_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_prints_a_logout_that_ends_its_session() {
-    let running = Running::start(&["demo", "--listen", "127.0.0.1:0"], &[]);
+    let running = start(&["demo", "--listen", "127.0.0.1:0"], &[]);
     let curl = running.wait_for("curl -i ");
     let mut words = curl.split_whitespace().skip(2);
     let endpoint = words.next().unwrap_or_default().to_owned();
@@ -267,7 +214,7 @@ async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
     let redis = RedisServer::start();
     let op = Op::start().await;
     let redis_url = redis.url();
-    let running = Running::start(
+    let running = start(
         &["serve"],
         &[
             ("OIDC_LOGOUT_ISSUER", op.issuer()),
@@ -277,7 +224,7 @@ async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
             ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let endpoint = running.endpoint();
+    let endpoint = endpoint(&running);
     // An application (another process in real life) logged alice in through the session store.
     let store = OidcSessionStore::new(index_on(&redis).await);
     let login = Login {

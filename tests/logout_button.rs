@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use common::{Op, now, serve};
+use common::{Browser, Op, now, serve};
 use oidc_logout::op::RevocationMode;
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::receiver::{PATH, Receiver};
@@ -113,31 +113,6 @@ fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
         )
         .with_state(state)
         .layer(SessionManagerLayer::new(store).with_secure(false))
-}
-
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-impl Browser {
-    async fn get(&mut self, path: &str) -> (u16, String) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.expect("app answers");
-        if let Some(set) = response
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-        {
-            self.cookie = set.split(';').next().map(str::to_owned);
-        }
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap_or_default())
-    }
 }
 
 async fn setup() -> (Op, MemoryIndex, Browser) {

@@ -1,13 +1,14 @@
 //! The session index contract, run against both backends: Redis (a real redis-server) and memory.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use common::{RedisServer, now};
 use oidc_logout::store::{
-    IndexSettings, Logout, LogoutOutcome, MemoryIndex, RedisIndex, Registration, SessionIndex,
-    SessionRecord, SessionState, Target,
+    IndexSettings, Logout, LogoutOutcome, RedisIndex, Registration, SessionIndex, SessionRecord,
+    SessionState, Target,
 };
 
 const ISS: &str = "https://op.example/realms/a b";
@@ -261,23 +262,6 @@ async fn sessions_expire<S: SessionIndex>(s: S) {
     assert_eq!(state(&s, "short").await, SessionState::Active);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(state(&s, "short").await, SessionState::Unknown);
-}
-
-macro_rules! both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(#[tokio::test] async fn $scenario() { super::$scenario(MemoryIndex::new(IndexSettings::default())).await; })*
-        }
-        mod redis {
-            use super::*;
-            $(#[tokio::test] async fn $scenario() {
-                let server = RedisServer::start();
-                let index = RedisIndex::connect(&server.url(), IndexSettings::default()).await.expect("connect");
-                super::$scenario(index).await;
-            })*
-        }
-    };
 }
 
 both_backends!(

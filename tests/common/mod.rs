@@ -1,11 +1,13 @@
 //! Test setup: a real `redis-server` on a free loopback port, the built-in OP over real HTTP,
 //! and receivers served on loopback. Every server stops when its handle is dropped.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oidc_logout::logout_token::Policy;
@@ -298,4 +300,128 @@ pub async fn post_form(http: &reqwest::Client, url: &str, form: &[(&str, &str)])
             .body(body),
     )
     .await
+}
+
+/// One user's browser on one application: keeps that application's session cookie.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            cookie: None,
+        }
+    }
+
+    /// GET `path`; returns status and body, and keeps any session cookie set.
+    pub async fn get(&mut self, path: &str) -> (u16, String) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.expect("app answers");
+        if let Some(set) = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+        {
+            self.cookie = set.split(';').next().map(str::to_owned);
+        }
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The session id in the cookie.
+    pub fn session_id(&self) -> String {
+        self.cookie
+            .as_deref()
+            .and_then(|c| c.split('=').nth(1))
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A child process with its output lines; killed on drop.
+pub struct Proc {
+    child: Child,
+    pub lines: mpsc::Receiver<String>,
+    name: &'static str,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self { child, lines, name }
+    }
+
+    pub fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{}: no line with {needle:?}: {e}", self.name),
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run each scenario (an `async fn(backend)`) once on the memory backend and once on a Redis
+/// backend with a redis-server of its own, as `memory::<name>` and `redis::<name>` tests.
+macro_rules! both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test] async fn $scenario() {
+                super::$scenario(oidc_logout::store::MemoryIndex::new(Default::default())).await;
+            })*
+        }
+        mod redis {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test] async fn $scenario() {
+                let server = common::RedisServer::start();
+                super::$scenario(common::index_on(&server).await).await;
+            })*
+        }
+    };
 }
