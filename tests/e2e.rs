@@ -24,6 +24,11 @@ fn op_dir() -> PathBuf {
 
 /// node-oidc-provider with `clients`, on a free port.
 fn start_op(port: u16, clients: &Value) -> Proc {
+    start_op_tampering(port, clients, None)
+}
+
+/// The same, corrupting the ID tokens issued to `tamper_client`.
+fn start_op_tampering(port: u16, clients: &Value, tamper_client: Option<&str>) -> Proc {
     let dir = op_dir();
     if !dir.join("node_modules/oidc-provider").exists() {
         let status = Command::new("npm")
@@ -41,6 +46,9 @@ fn start_op(port: u16, clients: &Value) -> Proc {
         .env("OP_PORT", port.to_string())
         .env("OP_ISSUER", format!("http://127.0.0.1:{port}"))
         .env("OP_CLIENTS", clients.to_string());
+    if let Some(client) = tamper_client {
+        command.env("OP_TAMPER_CLIENT", client);
+    }
     let op = Proc::spawn("node-oidc-provider", command);
     op.wait_for("ready ");
     op
@@ -194,6 +202,18 @@ impl Browser {
 
     /// Log in to the app at `base` as `sub` through the OP's login and consent forms.
     async fn login(&self, base: &str, sub: &str) {
+        let page = self.login_page(base, sub).await;
+        assert_eq!(page.status, 200, "{}: {}", page.url, page.body);
+        assert!(
+            page.body.contains(&format!("Logged in as {sub}")),
+            "{}: {}",
+            page.url,
+            page.body
+        );
+    }
+
+    /// Go through the OP's forms as `sub`; the app's answer to the callback.
+    async fn login_page(&self, base: &str, sub: &str) -> Page {
         let mut page = self.get(&format!("{base}/login")).await;
         for _ in 0..4 {
             if page.url.starts_with(base) {
@@ -214,13 +234,7 @@ impl Browser {
                 self.post(action.as_str(), &[("prompt", "consent")]).await
             };
         }
-        assert_eq!(page.status, 200, "{}: {}", page.url, page.body);
-        assert!(
-            page.body.contains(&format!("Logged in as {sub}")),
-            "{}: {}",
-            page.url,
-            page.body
-        );
+        page
     }
 
     /// Press the app's logout button and confirm at the OP ("Yes, sign me out").
@@ -436,9 +450,28 @@ async fn bad_callbacks_get_a_clear_error_and_no_session() {
         port: free_port(),
         embedded_receiver: true,
     };
-    let clients = json!([app.client_metadata(&format!("{}/backchannel-logout", app.base()), true)]);
-    let _op = start_op(op_port, &clients);
+    let tampered = AppSpec {
+        client_id: "app-6",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([
+        app.client_metadata(&format!("{}/backchannel-logout", app.base()), true),
+        tampered.client_metadata(&format!("{}/backchannel-logout", tampered.base()), true),
+    ]);
+    let _op = start_op_tampering(op_port, &clients, Some("app-6"));
     let _app = app.start(&issuer, &redis.url());
+    let _tampered = tampered.start(&issuer, &redis.url());
+    // An ID token whose signature does not verify is refused, and nobody is logged in.
+    let victim = Browser::new();
+    let page = victim.login_page(&tampered.base(), "mallory").await;
+    assert_eq!(page.status, 400, "{}: {}", page.url, page.body);
+    assert!(
+        page.body.contains("the ID token is invalid"),
+        "{}",
+        page.body
+    );
+    assert_eq!(victim.me(&tampered.base()).await, 401);
     let browser = Browser::new();
     // No login in progress in this session.
     let page = browser
@@ -516,6 +549,43 @@ async fn bad_callbacks_get_a_clear_error_and_no_session() {
             .body
             .contains("Logged in as dave")
     );
+    // The same browser starts a new login and brings back the code it already used.
+    let start = replay
+        .http
+        .get(format!("{}/login", app.base()))
+        .send()
+        .await
+        .expect("login");
+    let to_op = start
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let new_state = reqwest::Url::parse(&to_op)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("state in the authorization request");
+    let old_code = reqwest::Url::parse(&callback)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("code");
+    let page = replay
+        .get(&format!(
+            "{}/callback?code={old_code}&state={new_state}",
+            app.base()
+        ))
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("the code was refused"), "{}", page.body);
     let again = Browser::new();
     let page = again.get(&callback).await;
     assert_eq!(

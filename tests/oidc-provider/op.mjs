@@ -1,7 +1,7 @@
 // node-oidc-provider as the real OpenID Provider of oidc-logout's end-to-end tests.
 //
 // Configured by environment: OP_PORT, OP_ISSUER (http://127.0.0.1:<port>), OP_CLIENTS (a JSON
-// array of client metadata). Dev interactions (any login, any password) stand in for a login
+// array of client metadata), OP_TAMPER_CLIENT (optional, below). Dev interactions (any login, any password) stand in for a login
 // page. Prints `ready <issuer>` when listening and one line per back-channel logout delivery.
 import Provider from 'oidc-provider';
 
@@ -38,6 +38,20 @@ const provider = new Provider(issuer, {
   ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, RefreshToken: 3600, AuthorizationCode: 60 },
 });
 provider.proxy = false;
+
+// OP_TAMPER_CLIENT: corrupt the signature of the ID tokens this client gets from the token
+// endpoint, so tests can check that the application refuses them.
+const tamperClient = process.env.OP_TAMPER_CLIENT;
+if (tamperClient) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/token' && ctx.body?.id_token && ctx.oidc?.client?.clientId === tamperClient) {
+      const [header, payload, signature] = ctx.body.id_token.split('.');
+      const flipped = (signature[0] === 'A' ? 'B' : 'A') + signature.slice(1);
+      ctx.body = { ...ctx.body, id_token: `${header}.${payload}.${flipped}` };
+    }
+  });
+}
 
 provider.on('backchannel.success', (_ctx, client, accountId, sid) => {
   console.log(`backchannel.success ${client.clientId} ${accountId} ${sid ?? '-'}`);
