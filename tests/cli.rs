@@ -186,6 +186,7 @@ async fn startup_failures_say_what_to_fix() {
 async fn demo_prints_a_logout_that_ends_its_session() {
     let running = start(&["demo", "--listen", "127.0.0.1:0"], &[]);
     let curl = running.wait_for("curl -i ");
+    let line = running.wait_for(" op send --keys ");
     let mut words = curl.split_whitespace().skip(2);
     let endpoint = words.next().unwrap_or_default().to_owned();
     let token = curl
@@ -202,6 +203,15 @@ async fn demo_prints_a_logout_that_ends_its_session() {
     assert_eq!(
         reply.status, 400,
         "the demo token is refused the second time"
+    );
+    // The sender command it prints signs with the demo issuer's key.
+    let mut list: Vec<String> = line.split_whitespace().skip(1).map(str::to_owned).collect();
+    list.extend(args(&["--broken", "all"]));
+    let (ok, stdout, stderr) = run_to_end(list).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("21 of 21 broken tokens refused"),
+        "{stdout}"
     );
 }
 
@@ -275,4 +285,172 @@ async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
             Some(format!("Basic {basic}"))
         )]
     );
+}
+
+/// Run the binary to completion off the async runtime; returns (success, stdout, stderr).
+async fn run_to_end(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+            .output()
+            .expect("run oidc-logout");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
+    let redis = RedisServer::start();
+    let keys = std::env::temp_dir().join(format!("oidc-logout-op-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&keys);
+    let keys_arg = keys.to_string_lossy().into_owned();
+    let op = start(
+        &[
+            "op",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--keys",
+            &keys_arg,
+        ],
+        &[],
+    );
+    let issuer = op
+        .wait_for("issuer   : ")
+        .split("issuer   : ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let redis_url = redis.url();
+    let receiver = start(
+        &["serve", "--algorithms", "RS256,ES256,EdDSA"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", &issuer),
+            ("OIDC_LOGOUT_CLIENT_ID", CLIENT),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let endpoint = endpoint(&receiver);
+    let index = index_on(&redis).await;
+    for (session, sid) in (0..20)
+        .map(|i| (format!("load-session-{i}"), format!("load-{i}")))
+        .chain([("app-session".to_owned(), "op-sid".to_owned())])
+    {
+        let record = SessionRecord {
+            session_id: session,
+            issuer: issuer.clone(),
+            sub: "alice".into(),
+            sid: Some(sid),
+            auth_time: now() - 5,
+            ttl: Duration::from_secs(600),
+        };
+        index.register(&record).await.expect("register");
+    }
+    let send = |extra: &[&str]| {
+        let mut list = args(&[
+            "op", "send", "--keys", &keys_arg, "--to", &endpoint, "--aud", CLIENT,
+        ]);
+        list.extend(args(extra));
+        list
+    };
+
+    let (ok, stdout, stderr) = run_to_end(send(&["--sid", "op-sid", "--alg", "ES256"])).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("\"sid\":\"op-sid\"") && stdout.contains("got 200"),
+        "{stdout}"
+    );
+    let state = index.state(&issuer, "app-session").await.expect("state");
+    assert_eq!(state, SessionState::Ended);
+
+    let (ok, stdout, stderr) =
+        run_to_end(send(&["--sub", "bob", "--alg", "EdDSA", "--broken", "all"])).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("21 of 21 broken tokens refused"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = run_to_end(send(&[
+        "--sid",
+        "load-{i}",
+        "--count",
+        "20",
+        "--connections",
+        "4",
+    ]))
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("answers: 200: 20; no answer: 0"),
+        "{stdout}"
+    );
+    for i in 0..20 {
+        let state = index
+            .state(&issuer, &format!("load-session-{i}"))
+            .await
+            .expect("state");
+        assert_eq!(state, SessionState::Ended, "load-session-{i}");
+    }
+    drop(op);
+    let _ = std::fs::remove_file(keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_send_names_what_a_careless_receiver_accepted() {
+    use oidc_logout::op::{KeyFile, SigningAlg, SigningKey};
+    // A receiver that answers 200 to anything.
+    let careless = common::serve(
+        axum::Router::new().route("/backchannel-logout", axum::routing::post(|| async { "" })),
+    )
+    .await;
+    let keys = std::env::temp_dir().join(format!("oidc-logout-op2-{}.json", std::process::id()));
+    KeyFile {
+        issuer: "http://127.0.0.1:9".into(),
+        keys: vec![SigningKey::generate(SigningAlg::Rs256).expect("key")],
+    }
+    .save(&keys)
+    .expect("save");
+    let keys_arg = keys.to_string_lossy().into_owned();
+    let to = format!("{careless}/backchannel-logout");
+    let (ok, stdout, stderr) = run_to_end(args(&[
+        "op",
+        "send",
+        "--keys",
+        &keys_arg,
+        "--to",
+        &to,
+        "--aud",
+        CLIENT,
+        "--sid",
+        "s",
+        "--broken",
+        "wrong-aud,alg-none",
+    ]))
+    .await;
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("FAIL: expected 400"), "{stdout}");
+    assert!(
+        stderr.contains("not refused with 400: wrong-aud, alg-none"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = run_to_end(args(&[
+        "op", "send", "--keys", &keys_arg, "--aud", CLIENT, "--sid", "s", "--broken", "bogus",
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("unknown defect \"bogus\""), "{stderr}");
+    let _ = std::fs::remove_file(keys);
 }

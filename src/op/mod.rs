@@ -1,216 +1,26 @@
-//! A minimal OpenID Provider that signs logout tokens: discovery, a JWKS and signing keys.
+//! A minimal OpenID Provider that signs logout tokens, for integrators, the demo and the tests.
 //!
-//! It is what `oidc-logout demo` runs so the receiver can be tried with nothing else installed,
-//! and what the integration tests verify against. It signs with aws-lc-rs directly rather than
-//! through jsonwebtoken, so the receiver's verification is checked against an independent
-//! implementation. It is not an OP for real logins.
+//! [`TestOp`] serves discovery, a JWKS, and revocation and refresh endpoints; [`keys`] holds its
+//! signing keys and the key file; [`forge`] builds valid and deliberately broken logout tokens;
+//! [`send`] posts them to a receiver, one at a time or as a load. `oidc-logout op` exposes all of
+//! it on the command line. It is not an OP for real logins.
+
+pub mod forge;
+pub mod keys;
+pub mod send;
+
+pub use forge::{Defect, logout_claims};
+pub use keys::{CryptoError, KeyFile, SigningAlg, SigningKey, random_id};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{self as sig, KeyPair as _};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value, json};
-
-use crate::logout_token::BACKCHANNEL_LOGOUT_EVENT;
-
-/// Key generation or signing failed inside aws-lc-rs.
-#[derive(Debug, thiserror::Error)]
-#[error("cryptographic operation failed: {0}")]
-pub struct CryptoError(&'static str);
-
-/// The algorithms the built-in OP can sign with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit key.
-    Rs256,
-    /// RSASSA-PSS with SHA-256, 2048-bit key.
-    Ps256,
-    /// ECDSA P-256 with SHA-256.
-    Es256,
-    /// ECDSA P-384 with SHA-384.
-    Es384,
-    /// Ed25519.
-    EdDsa,
-}
-
-impl SigningAlg {
-    /// The JOSE name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Rs256 => "RS256",
-            Self::Ps256 => "PS256",
-            Self::Es256 => "ES256",
-            Self::Es384 => "ES384",
-            Self::EdDsa => "EdDSA",
-        }
-    }
-}
-
-enum Pair {
-    Rsa(sig::RsaKeyPair, &'static dyn sig::RsaEncoding),
-    Ec(sig::EcdsaKeyPair),
-    Ed(sig::Ed25519KeyPair),
-}
-
-/// A signing key with its `kid` and algorithm.
-pub struct SigningKey {
-    kid: String,
-    alg: SigningAlg,
-    pair: Pair,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish()
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A random URL-safe string of `bytes` random bytes.
-pub fn random_id(bytes: usize) -> Result<String, CryptoError> {
-    let mut buf = vec![0u8; bytes];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .map_err(|_| CryptoError("random"))?;
-    Ok(b64(&buf))
-}
-
-impl SigningKey {
-    /// A fresh key pair with a random `kid`.
-    pub fn generate(alg: SigningAlg) -> Result<Self, CryptoError> {
-        let pair = match alg {
-            SigningAlg::Rs256 | SigningAlg::Ps256 => {
-                let pair = sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                    .map_err(|_| CryptoError("RSA key generation"))?;
-                let padding: &'static dyn sig::RsaEncoding = if alg == SigningAlg::Rs256 {
-                    &sig::RSA_PKCS1_SHA256
-                } else {
-                    &sig::RSA_PSS_SHA256
-                };
-                Pair::Rsa(pair, padding)
-            }
-            SigningAlg::Es256 | SigningAlg::Es384 => {
-                let curve = if alg == SigningAlg::Es256 {
-                    &sig::ECDSA_P256_SHA256_FIXED_SIGNING
-                } else {
-                    &sig::ECDSA_P384_SHA384_FIXED_SIGNING
-                };
-                Pair::Ec(
-                    sig::EcdsaKeyPair::generate(curve)
-                        .map_err(|_| CryptoError("EC key generation"))?,
-                )
-            }
-            SigningAlg::EdDsa => Pair::Ed(
-                sig::Ed25519KeyPair::generate()
-                    .map_err(|_| CryptoError("Ed25519 key generation"))?,
-            ),
-        };
-        Ok(Self {
-            kid: random_id(12)?,
-            alg,
-            pair,
-        })
-    }
-
-    /// The key id.
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The algorithm.
-    pub fn alg(&self) -> SigningAlg {
-        self.alg
-    }
-
-    /// The public key as a JWK (with `kid`, `alg` and `use: sig`).
-    pub fn public_jwk(&self) -> Value {
-        let mut jwk = match &self.pair {
-            Pair::Rsa(pair, _) => {
-                let public = pair.public_key();
-                json!({
-                    "kty": "RSA",
-                    "n": b64(public.modulus().big_endian_without_leading_zero()),
-                    "e": b64(public.exponent().big_endian_without_leading_zero()),
-                })
-            }
-            Pair::Ec(pair) => {
-                // Uncompressed point: 0x04 || x || y.
-                let coordinates = pair.public_key().as_ref().get(1..).unwrap_or_default();
-                let (x, y) = coordinates.split_at(coordinates.len() / 2);
-                let crv = if self.alg == SigningAlg::Es256 {
-                    "P-256"
-                } else {
-                    "P-384"
-                };
-                json!({ "kty": "EC", "crv": crv, "x": b64(x), "y": b64(y) })
-            }
-            Pair::Ed(pair) => {
-                json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref()) })
-            }
-        };
-        if let Some(map) = jwk.as_object_mut() {
-            map.insert("kid".into(), self.kid.clone().into());
-            map.insert("alg".into(), self.alg.name().into());
-            map.insert("use".into(), "sig".into());
-        }
-        jwk
-    }
-
-    /// Sign `claims` as a compact JWS. The header gets `alg` and `kid` unless `header` sets them
-    /// (tests use that to forge headers).
-    pub fn sign(&self, header: &Map<String, Value>, claims: &Value) -> Result<String, CryptoError> {
-        let mut full = Map::new();
-        full.insert("alg".into(), self.alg.name().into());
-        full.insert("kid".into(), self.kid.clone().into());
-        for (k, v) in header {
-            if v.is_null() {
-                full.remove(k);
-            } else {
-                full.insert(k.clone(), v.clone());
-            }
-        }
-        let input = format!(
-            "{}.{}",
-            b64(Value::Object(full).to_string().as_bytes()),
-            b64(claims.to_string().as_bytes())
-        );
-        let signature = self.sign_bytes(input.as_bytes())?;
-        Ok(format!("{input}.{}", b64(&signature)))
-    }
-
-    fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let rng = SystemRandom::new();
-        match &self.pair {
-            Pair::Rsa(pair, padding) => {
-                let mut out = vec![0; pair.public_modulus_len()];
-                pair.sign(*padding, &rng, message, &mut out)
-                    .map_err(|_| CryptoError("RSA sign"))?;
-                Ok(out)
-            }
-            Pair::Ec(pair) => Ok(pair
-                .sign(&rng, message)
-                .map_err(|_| CryptoError("ECDSA sign"))?
-                .as_ref()
-                .to_vec()),
-            Pair::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
-        }
-    }
-}
+use serde_json::{Value, json};
 
 /// What the JWKS endpoint serves; tests switch it to simulate a broken OP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,36 +60,6 @@ impl std::fmt::Debug for TestOp {
             .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
-}
-
-/// The claims of a typical logout token: `iss`, `aud`, `iat`, `exp` (iat + 120 s), a random
-/// `jti`, `events`, and the given `sub`/`sid`.
-pub fn logout_claims(
-    issuer: &str,
-    audience: &str,
-    sub: Option<&str>,
-    sid: Option<&str>,
-) -> Result<Value, CryptoError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut claims = json!({
-        "iss": issuer,
-        "aud": audience,
-        "iat": now,
-        "exp": now + 120,
-        "jti": random_id(16)?,
-        "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
-    });
-    if let Some(map) = claims.as_object_mut() {
-        if let Some(sub) = sub {
-            map.insert("sub".into(), sub.into());
-        }
-        if let Some(sid) = sid {
-            map.insert("sid".into(), sid.into());
-        }
-    }
-    Ok(claims)
 }
 
 impl TestOp {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use oidc_logout::config::{IssuerSettings, Overrides, Settings};
 use oidc_logout::logout_token::Policy;
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
+use oidc_logout::op::{KeyFile, SigningAlg, SigningKey, TestOp, logout_claims, random_id};
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
 use oidc_logout::receiver::{AfterLogout, PATH, Receiver};
 use oidc_logout::rp::RefreshTokenRevocation;
@@ -17,6 +17,8 @@ use oidc_logout::store::{
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::net::TcpListener;
+
+mod op;
 
 #[derive(Parser)]
 #[command(version, about = "OpenID Connect Back-Channel Logout receiver")]
@@ -32,6 +34,10 @@ enum Command {
     /// Try it with nothing else installed: a built-in issuer, the receiver, one session, and a
     /// ready-to-send signed logout for it.
     Demo(DemoArgs),
+    /// A test OP for integrators: serve discovery and keys, send signed logout tokens (valid,
+    /// broken, or as a load) to any receiver.
+    #[command(subcommand)]
+    Op(op::OpCommand),
 }
 
 #[derive(Args)]
@@ -99,6 +105,7 @@ async fn run_cli() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => demo(args).await,
+        Command::Op(command) => op::run(command).await,
     }
 }
 
@@ -190,7 +197,7 @@ async fn run<S: SessionIndex>(
         .context("server failed")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -270,6 +277,27 @@ async fn demo(args: DemoArgs) -> Result<()> {
     println!("curl -i {endpoint} -d logout_token={token}");
     println!();
     println!("Expect HTTP 200 and the session ended; the same command again gets 400 (replay).");
+    // The same key in a key file, so the test OP's sender can sign fresh tokens for this issuer.
+    let key_file =
+        std::env::temp_dir().join(format!("oidc-logout-demo-{}.json", std::process::id()));
+    let saved = SigningKey::from_pkcs8(key.alg(), key.kid().to_owned(), &key.to_pkcs8()?)
+        .map(|copy| KeyFile {
+            issuer: issuer.clone(),
+            keys: vec![copy],
+        })
+        .map_err(anyhow::Error::from)
+        .and_then(|file| Ok(file.save(&key_file)?));
+    if saved.is_ok() {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "oidc-logout".into());
+        println!();
+        println!("Or sign fresh tokens (valid, or --broken all) with the test OP's sender:");
+        println!();
+        println!(
+            "{} op send --keys {} --to {endpoint} --aud {CLIENT} --sid {sid}",
+            exe.display(),
+            key_file.display()
+        );
+    }
 
     let watcher = index.clone();
     tokio::spawn(async move {
@@ -281,5 +309,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
             }
         }
     });
-    run(listener, index, vec![(keys, policy)], None).await
+    let served = run(listener, index, vec![(keys, policy)], None).await;
+    let _ = std::fs::remove_file(&key_file);
+    served
 }
