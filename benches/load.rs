@@ -1,16 +1,23 @@
 //! Load: distinct valid logouts, each ending a live session, fired at the release binary
 //! (`oidc-logout serve`) with a real redis-server and the built-in OP, all on this machine.
-//! Prints logouts/s, latency percentiles, and receiver and Redis CPU per logout.
+//! Prints logouts/s, latency percentiles, receiver and Redis CPU per logout, the time to end
+//! 1,000 sessions of one user, and receiver peak RSS.
 //!
-//! Run: `cargo bench --bench load` (options after `--`: `--connections 1,16,64`,
-//! `--logouts 20000` per run, `--log info|warn`, `--receiver-threads N` for the receiver's
-//! `TOKIO_WORKER_THREADS`).
+//! Run: `cargo bench --bench load` (options after `--`):
+//! - `--connections 1,16,64`, `--logouts 20000` per connection count, `--alg RS256|ES256|EdDSA`;
+//! - `--fanout 1000` sessions of one user ended by one `sub` logout (`--fanout 0` to skip),
+//!   repeated `--fanout-users 20` times;
+//! - `--log info|warn` (receiver log level), `--receiver-threads N` (its `TOKIO_WORKER_THREADS`);
+//! - `--soak 600 --rate 4000`: instead of the above, a steady load for 600 s at 4,000 logouts/s
+//!   (EdDSA, signed on the fly), printing rate, latency, receiver RSS and Redis memory every 10 s.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims};
+use oidc_logout::op::forge::{self, Subject};
+use oidc_logout::op::send::{self, LoadReport};
+use oidc_logout::op::{SigningAlg, SigningKey, TestOp};
 use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
 
 const CLIENT: &str = "load-app";
@@ -18,44 +25,50 @@ const CLIENT: &str = "load-app";
 struct Options {
     connections: Vec<usize>,
     logouts: usize,
+    alg: SigningAlg,
+    fanout: usize,
+    fanout_users: usize,
     log: String,
     receiver_threads: Option<String>,
+    soak: Option<u64>,
+    rate: f64,
 }
 
 fn options() -> Options {
     let mut o = Options {
         connections: vec![16],
         logouts: 20_000,
+        alg: SigningAlg::Rs256,
+        fanout: 1000,
+        fanout_users: 20,
         log: "info".into(),
         receiver_threads: None,
+        soak: None,
+        rate: 4000.0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
+        let mut takes_value = true;
         match args[i].as_str() {
             "--connections" => {
                 o.connections = value
                     .split(',')
                     .filter_map(|c| c.trim().parse().ok())
                     .collect();
-                i += 1;
             }
-            "--logouts" => {
-                o.logouts = value.parse().unwrap_or(o.logouts);
-                i += 1;
-            }
-            "--log" => {
-                o.log = value;
-                i += 1;
-            }
-            "--receiver-threads" => {
-                o.receiver_threads = Some(value);
-                i += 1;
-            }
-            _ => {} // cargo bench passes --bench
+            "--logouts" => o.logouts = value.parse().expect("--logouts N"),
+            "--alg" => o.alg = value.parse().expect("--alg RS256|PS256|ES256|ES384|EdDSA"),
+            "--fanout" => o.fanout = value.parse().expect("--fanout N"),
+            "--fanout-users" => o.fanout_users = value.parse().expect("--fanout-users N"),
+            "--log" => o.log = value,
+            "--receiver-threads" => o.receiver_threads = Some(value),
+            "--soak" => o.soak = Some(value.parse().expect("--soak SECONDS")),
+            "--rate" => o.rate = value.parse().expect("--rate PER_SECOND"),
+            _ => takes_value = false, // cargo bench passes --bench
         }
-        i += 1;
+        i += 1 + usize::from(takes_value);
     }
     o
 }
@@ -65,6 +78,13 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 struct Killed(Child);
@@ -90,43 +110,33 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A line of /proc/<pid>/status in KiB (`VmHWM:` peak RSS, `VmRSS:` current RSS).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+struct Rig {
+    redis: Killed,
+    receiver: Killed,
+    _op: Arc<TestOp>,
+    key: Arc<SigningKey>,
+    issuer: String,
+    url: String,
+    index: RedisIndex,
+    redis_url: String,
 }
 
-// The load generator runs on one thread so that it takes as little CPU from the receiver and
-// Redis as it can.
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let o = options();
-    let total: usize = o.logouts * o.connections.len();
-
+async fn start(o: &Options) -> Rig {
     let redis_port = free_port();
     let redis = Killed(
         Command::new("redis-server")
-            .args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)"),
@@ -138,7 +148,7 @@ async fn main() {
         .await
         .expect("bind");
     let issuer = format!("http://{}", op_listener.local_addr().expect("addr"));
-    let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
+    let key = Arc::new(SigningKey::generate(o.alg).expect("key"));
     let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
     let router = op.router();
     tokio::spawn(async move { axum::serve(op_listener, router).await });
@@ -153,6 +163,7 @@ async fn main() {
             .arg("serve")
             .env("OIDC_LOGOUT_ISSUER", &issuer)
             .env("OIDC_LOGOUT_CLIENT_ID", CLIENT)
+            .env("OIDC_LOGOUT_ALGORITHMS", o.alg.name())
             .env("OIDC_LOGOUT_REDIS_URL", &redis_url)
             .env("OIDC_LOGOUT_LISTEN", &listen)
             .env("RUST_LOG", &o.log)
@@ -169,121 +180,123 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    eprintln!("registering {total} sessions and signing {total} RS256 logout tokens...");
     let index = RedisIndex::connect(&redis_url, IndexSettings::default())
         .await
         .expect("redis");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut registrations = tokio::task::JoinSet::new();
-    for chunk in 0..64 {
-        let (index, issuer) = (index.clone(), issuer.clone());
-        registrations.spawn(async move {
-            for i in (chunk..total).step_by(64) {
-                let record = SessionRecord {
-                    session_id: format!("session-{i}"),
-                    issuer: issuer.clone(),
-                    sub: format!("user-{i}"),
-                    sid: Some(format!("sid-{i}")),
-                    auth_time: now - 5,
-                    ttl: Duration::from_secs(3600),
-                };
-                index.register(&record).await.expect("register");
+    Rig {
+        redis,
+        receiver,
+        _op: op,
+        key,
+        issuer,
+        url,
+        index,
+        redis_url,
+    }
+}
+
+fn record(issuer: &str, session: String, sub: String, sid: Option<String>) -> SessionRecord {
+    SessionRecord {
+        session_id: session,
+        issuer: issuer.to_owned(),
+        sub,
+        sid,
+        auth_time: now() - 5,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+/// Register `records` over 64 concurrent Redis calls.
+async fn register_all(index: &RedisIndex, records: Vec<SessionRecord>) {
+    let records = Arc::new(records);
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..64 {
+        let (index, records) = (index.clone(), Arc::clone(&records));
+        tasks.spawn(async move {
+            for r in records.iter().skip(lane).step_by(64) {
+                index.register(r).await.expect("register");
             }
         });
     }
-    registrations.join_all().await;
-    let tokens: Vec<String> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|w| {
-                let (key, issuer) = (&key, &issuer);
+    tasks.join_all().await;
+}
+
+/// Sign one token per subject on two threads.
+fn sign_all(rig: &Rig, subjects: &[(Option<String>, Option<String>)]) -> Vec<String> {
+    std::thread::scope(|s| {
+        let workers: Vec<_> = subjects
+            .chunks(subjects.len().div_ceil(2).max(1))
+            .map(|part| {
                 s.spawn(move || {
-                    (w..total)
-                        .step_by(2)
-                        .map(|i| {
-                            let mut claims =
-                                logout_claims(issuer, CLIENT, None, Some(&format!("sid-{i}")))
-                                    .expect("claims");
-                            claims["exp"] = (now + 3600).into();
-                            (i, key.sign(&serde_json::Map::new(), &claims).expect("sign"))
+                    part.iter()
+                        .map(|(sub, sid)| {
+                            let who = Subject {
+                                issuer: &rig.issuer,
+                                audience: CLIENT,
+                                sub: sub.as_deref(),
+                                sid: sid.as_deref(),
+                            };
+                            forge::valid(&rig.key, &who).expect("sign")
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        let mut all: Vec<(usize, String)> = workers
+        workers
             .into_iter()
             .flat_map(|w| w.join().expect("signer"))
-            .collect();
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, t)| t).collect()
-    });
+            .collect()
+    })
+}
+
+async fn throughput(o: &Options, rig: &Rig) {
+    let total = o.logouts * o.connections.len();
+    eprintln!(
+        "registering {total} sessions and signing {total} {} logout tokens...",
+        o.alg
+    );
+    let records = (0..total)
+        .map(|i| {
+            let sid = Some(format!("sid-{i}"));
+            record(
+                &rig.issuer,
+                format!("session-{i}"),
+                format!("user-{i}"),
+                sid,
+            )
+        })
+        .collect();
+    register_all(&rig.index, records).await;
+    let subjects: Vec<_> = (0..total)
+        .map(|i| (None, Some(format!("sid-{i}"))))
+        .collect();
+    let tokens = sign_all(rig, &subjects);
 
     println!(
-        "oidc-logout load: RS256 logouts by sid, each ending a live session; receiver log level {}",
-        o.log
+        "oidc-logout load: {} logouts by sid, each ending a live session; receiver log level {}",
+        o.alg, o.log
     );
     println!(
         "{:>5} {:>9} {:>10} {:>9} {:>9} {:>9} {:>14} {:>12}",
         "conns", "logouts", "logouts/s", "p50", "p99", "p999", "receiver CPU", "redis CPU"
     );
-    let mut offset = 0;
-    for &connections in &o.connections {
-        let batch: Arc<Vec<String>> = Arc::new(tokens[offset..offset + o.logouts].to_vec());
-        offset += o.logouts;
-        let (cpu_r, cpu_s) = (cpu_seconds(receiver.0.id()), cpu_seconds(redis.0.id()));
-        let started = Instant::now();
-        let mut workers = tokio::task::JoinSet::new();
-        for w in 0..connections {
-            let (batch, url) = (Arc::clone(&batch), url.clone());
-            workers.spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()
-                    .expect("client");
-                let mut latencies = Vec::new();
-                let mut failures = 0usize;
-                for token in batch.iter().skip(w).step_by(connections) {
-                    let body = format!("logout_token={token}");
-                    let t = Instant::now();
-                    let ok = client
-                        .post(&url)
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(body)
-                        .send()
-                        .await
-                        .map(|r| r.status().as_u16() == 200)
-                        .unwrap_or(false);
-                    latencies.push(t.elapsed());
-                    failures += usize::from(!ok);
-                }
-                (latencies, failures)
-            });
-        }
-        let mut latencies = Vec::with_capacity(o.logouts);
-        let mut failures = 0;
-        for (l, f) in workers.join_all().await {
-            latencies.extend(l);
-            failures += f;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let (cpu_r, cpu_s) = (
-            cpu_seconds(receiver.0.id()) - cpu_r,
-            cpu_seconds(redis.0.id()) - cpu_s,
-        );
-        latencies.sort();
-        let n = latencies.len() as f64;
+    for (round, &connections) in o.connections.iter().enumerate() {
+        let range = round * o.logouts..(round + 1) * o.logouts;
+        let batch = Arc::new(tokens[range.clone()].to_vec());
+        let (pid_r, pid_s) = (rig.receiver.0.id(), rig.redis.0.id());
+        let (cpu_r, cpu_s) = (cpu_seconds(pid_r), cpu_seconds(pid_s));
+        let report = send::load(&rig.url, batch, connections).await;
+        let n = report.sent() as f64;
+        let (cpu_r, cpu_s) = (cpu_seconds(pid_r) - cpu_r, cpu_seconds(pid_s) - cpu_s);
+        let failures = report.sent() - report.count(200);
         println!(
             "{:>5} {:>9} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>11.1} µs {:>9.1} µs{}",
             connections,
-            latencies.len(),
-            n / elapsed,
-            percentile(&latencies, 50.0),
-            percentile(&latencies, 99.0),
-            percentile(&latencies, 99.9),
+            report.sent(),
+            report.rate(),
+            report.percentile(50.0),
+            report.percentile(99.0),
+            report.percentile(99.9),
             cpu_r / n * 1e6,
             cpu_s / n * 1e6,
             if failures > 0 {
@@ -292,13 +305,197 @@ async fn main() {
                 String::new()
             },
         );
-        let last = format!("session-{}", offset - 1);
-        let state = index.state(&issuer, &last).await.expect("state");
+        let last = format!("session-{}", range.end - 1);
+        let state = rig.index.state(&rig.issuer, &last).await.expect("state");
         assert_eq!(
             state,
             SessionState::Ended,
-            "the logouts must have ended their sessions"
+            "the logouts ended their sessions"
         );
     }
-    println!("receiver peak RSS: {} KiB", peak_rss_kib(receiver.0.id()));
+}
+
+/// One user with `o.fanout` live sessions (each its own sid), logged out by `sub`: the time from
+/// sending the token to the receiver's 200, which it sends after all of them are ended.
+async fn fanout(o: &Options, rig: &Rig) {
+    eprintln!(
+        "registering {} users with {} sessions each...",
+        o.fanout_users, o.fanout
+    );
+    let records = (0..o.fanout_users)
+        .flat_map(|u| {
+            (0..o.fanout).map(move |s| (format!("fan-{u}-{s}"), format!("fan-user-{u}"), s))
+        })
+        .map(|(session, sub, s)| record(&rig.issuer, session, sub, Some(format!("fan-sid-{s}"))))
+        .collect();
+    register_all(&rig.index, records).await;
+    let subjects: Vec<_> = (0..o.fanout_users)
+        .map(|u| (Some(format!("fan-user-{u}")), None))
+        .collect();
+    let tokens = sign_all(rig, &subjects);
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for (u, token) in tokens.iter().enumerate() {
+        let reply = send::post(&http, &rig.url, token).await.expect("post");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        times.push(reply.elapsed);
+        for s in [0, o.fanout - 1] {
+            let state = rig.index.state(&rig.issuer, &format!("fan-{u}-{s}")).await;
+            assert_eq!(state.expect("state"), SessionState::Ended);
+        }
+    }
+    let report = LoadReport {
+        latencies: {
+            times.sort_unstable();
+            times
+        },
+        ..LoadReport::default()
+    };
+    println!(
+        "one user with {} live sessions, logged out by sub ({} users): p50 {:.2?}, max {:.2?} \
+         from request to 200 (all sessions ended)",
+        o.fanout,
+        o.fanout_users,
+        report.percentile(50.0),
+        report.latencies.last().copied().unwrap_or_default(),
+    );
+}
+
+/// Redis `used_memory` in bytes.
+async fn redis_memory(url: &str) -> u64 {
+    let Ok(client) = redis::Client::open(url) else {
+        return 0;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return 0;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A steady load at `o.rate` logouts/s for `seconds`: 16 connections, each registering a session
+/// and then logging it out on a fixed schedule, tokens signed on the fly.
+async fn soak(o: &Options, rig: Arc<Rig>, seconds: u64) {
+    const CONNECTIONS: usize = 16;
+    let interval: Arc<Mutex<(Vec<Duration>, usize)>> = Arc::default();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let period = Duration::from_secs_f64(CONNECTIONS as f64 / o.rate);
+    println!(
+        "soak: {} logouts/s ({}), {CONNECTIONS} connections, {seconds} s; every 10 s:",
+        o.rate, o.alg
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12}",
+        "time", "logouts", "rate/s", "p50", "p99", "p999", "max", "receiver RSS", "redis mem"
+    );
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..CONNECTIONS {
+        let (rig, interval) = (Arc::clone(&rig), Arc::clone(&interval));
+        workers.spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let offset = period.mul_f64(w as f64 / CONNECTIONS as f64);
+            let mut next = tokio::time::Instant::now() + offset;
+            let mut i = 0u64;
+            while Instant::now() < end {
+                tokio::time::sleep_until(next).await;
+                next += period;
+                let (session, sid) = (format!("soak-{w}-{i}"), format!("soak-sid-{w}-{i}"));
+                i += 1;
+                let r = record(
+                    &rig.issuer,
+                    session,
+                    format!("soak-user-{w}"),
+                    Some(sid.clone()),
+                );
+                rig.index.register(&r).await.expect("register");
+                let who = Subject {
+                    issuer: &rig.issuer,
+                    audience: CLIENT,
+                    sub: None,
+                    sid: Some(&sid),
+                };
+                let token = forge::valid(&rig.key, &who).expect("sign");
+                let outcome = send::post(&http, &rig.url, &token).await;
+                let mut stats = interval.lock().expect("stats");
+                match outcome {
+                    Ok(reply) if reply.status == 200 => stats.0.push(reply.elapsed),
+                    _ => stats.1 += 1,
+                }
+            }
+        });
+    }
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
+    let mut last = Instant::now();
+    while Instant::now() < end + Duration::from_secs(1) {
+        tick.tick().await;
+        let (mut latencies, failures) = std::mem::take(&mut *interval.lock().expect("stats"));
+        latencies.sort_unstable();
+        let elapsed = last.elapsed();
+        last = Instant::now();
+        let report = LoadReport {
+            latencies,
+            ..LoadReport::default()
+        };
+        println!(
+            "{:>5}s {:>9} {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>9.2?} {:>9} KiB {:>8} KiB{}",
+            started.elapsed().as_secs(),
+            report.latencies.len(),
+            report.latencies.len() as f64 / elapsed.as_secs_f64(),
+            report.percentile(50.0),
+            report.percentile(99.0),
+            report.percentile(99.9),
+            report.latencies.last().copied().unwrap_or_default(),
+            status_kib(rig.receiver.0.id(), "VmRSS:"),
+            redis_memory(&rig.redis_url).await / 1024,
+            if failures > 0 {
+                format!("  ({failures} not 200!)")
+            } else {
+                String::new()
+            },
+        );
+    }
+    workers.join_all().await;
+}
+
+// The load generator runs on one thread so that it takes as little CPU from the receiver and
+// Redis as it can.
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mut o = options();
+    if let Some(seconds) = o.soak {
+        if o.alg == SigningAlg::Rs256 {
+            // RSA signing (~1 ms) is too slow to sign thousands of tokens a second on the fly.
+            o.alg = SigningAlg::EdDsa;
+        }
+        let rig = Arc::new(start(&o).await);
+        soak(&o, Arc::clone(&rig), seconds).await;
+        println!(
+            "receiver peak RSS: {} KiB",
+            status_kib(rig.receiver.0.id(), "VmHWM:")
+        );
+        return;
+    }
+    let rig = start(&o).await;
+    throughput(&o, &rig).await;
+    if o.fanout > 0 {
+        fanout(&o, &rig).await;
+    }
+    println!(
+        "receiver peak RSS: {} KiB",
+        status_kib(rig.receiver.0.id(), "VmHWM:")
+    );
 }

@@ -3,53 +3,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{CLIENT, Op, Proc, RedisServer, index_on, now, post_form};
+use common::{
+    CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, post_form, start,
+};
 use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oidc-logout");
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OIDC_LOGOUT_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.envs(env.iter().copied()).env("RUST_LOG", "info");
-    cmd
-}
-
-/// Run to completion (it must fail) and return its stderr.
-fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = command(args, env).output().expect("run oidc-logout");
-    assert!(
-        !output.status.success(),
-        "expected a failure, got {:?}",
-        output.status
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Start the binary with `args` and `env`; its output lines are readable, it is killed on drop.
-fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut cmd = command(args, env);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    Proc::spawn("oidc-logout", cmd)
-}
-
-/// The receiver URL from the "listening on" line.
-fn endpoint(running: &Proc) -> String {
-    let line = running.wait_for("listening on ");
-    line.split("listening on ")
-        .nth(1)
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_environment_ends_a_session_in_redis() {

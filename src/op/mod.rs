@@ -31,6 +31,8 @@ pub enum JwksMode {
     Error,
     /// 200 with a body that is not JSON.
     Garbage,
+    /// The published keys, after this long.
+    Slow(std::time::Duration),
 }
 
 /// What the revocation endpoint answers; tests switch it to simulate an OP in trouble.
@@ -180,6 +182,10 @@ async fn jwks_endpoint(State(op): State<Arc<TestOp>>) -> Response {
         JwksMode::Normal => axum::Json(op.jwks()).into_response(),
         JwksMode::Error => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         JwksMode::Garbage => (StatusCode::OK, "<html>not json").into_response(),
+        JwksMode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            axum::Json(op.jwks()).into_response()
+        }
     }
 }
 

@@ -34,10 +34,13 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// A `redis-server` of our own on a free loopback port, without persistence.
+/// A `redis-server` of our own on a free loopback port, without persistence unless durable.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// With a data directory: an append-only file synced on every write, as a production Redis
+    /// that must not lose acknowledged logouts runs.
+    durable: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -45,6 +48,23 @@ impl RedisServer {
         let mut server = Self {
             port: free_port(),
             child: None,
+            durable: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server whose data survives [`stop`](Self::stop) (a crash: SIGKILL) and
+    /// [`restart`](Self::restart): `appendonly yes`, `appendfsync always`.
+    pub fn start_durable() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("oidc-logout-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis data dir");
+        let mut server = Self {
+            port,
+            child: None,
+            durable: Some(dir),
         };
         server.spawn();
         server
@@ -55,9 +75,24 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
+        let mut command = Command::new("redis-server");
+        command
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--protected-mode", "no", "--loglevel", "warning"]);
+        match &self.durable {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
@@ -93,6 +128,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        if let Some(dir) = &self.durable {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -386,6 +424,11 @@ impl Proc {
         Self { child, lines, name }
     }
 
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn wait_for(&self, needle: &str) -> String {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
@@ -424,4 +467,48 @@ macro_rules! both_backends {
             })*
         }
     };
+}
+
+// The `oidc-logout` binary, run as an operator would.
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_oidc-logout");
+
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OIDC_LOGOUT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().copied()).env("RUST_LOG", "info");
+    cmd
+}
+
+/// Run to completion (it must fail) and return its stderr.
+pub fn failure(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = command(args, env).output().expect("run oidc-logout");
+    assert!(
+        !output.status.success(),
+        "expected a failure, got {:?}",
+        output.status
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Start the binary with `args` and `env`; its output lines are readable, it is killed on drop.
+pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut cmd = command(args, env);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Proc::spawn("oidc-logout", cmd)
+}
+
+/// The receiver URL from the "listening on" line.
+pub fn endpoint(running: &Proc) -> String {
+    let line = running.wait_for("listening on ");
+    line.split("listening on ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
