@@ -188,8 +188,14 @@ fn unavailable() -> Response {
         .into_response()
 }
 
-/// The `logout_token` of a form body: exactly one, other parameters ignored.
-fn form_token(body: &[u8]) -> Result<String, &'static str> {
+/// The `logout_token` of a back-channel logout request, from its `Content-Type` and body: the
+/// type must be `application/x-www-form-urlencoded` (parameters allowed) and the body must carry
+/// exactly one `logout_token`; other parameters are ignored. The error is the description the
+/// OP gets with the 400.
+pub fn request_token(content_type: Option<&[u8]>, body: &[u8]) -> Result<String, &'static str> {
+    if !content_type.is_some_and(is_form) {
+        return Err("content type must be application/x-www-form-urlencoded");
+    }
     let mut found = None;
     for (name, value) in form_urlencoded::parse(body) {
         if name == "logout_token" {
@@ -202,10 +208,9 @@ fn form_token(body: &[u8]) -> Result<String, &'static str> {
     found.ok_or("logout_token is missing")
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+fn is_form(content_type: &[u8]) -> bool {
+    std::str::from_utf8(content_type)
+        .ok()
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| {
             essence
@@ -219,7 +224,8 @@ async fn backchannel_logout<S: SessionIndex>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !is_form(&headers) {
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    if !content_type.is_some_and(is_form) {
         tracing::info!(reason = "content_type", "logout refused");
         return invalid_request("content type must be application/x-www-form-urlencoded");
     }
@@ -227,7 +233,7 @@ async fn backchannel_logout<S: SessionIndex>(
         tracing::info!(reason = "body", "logout refused");
         return invalid_request("request body is too large or could not be read");
     };
-    let token = match form_token(&body) {
+    let token = match request_token(content_type, &body) {
         Ok(token) => token,
         Err(description) => {
             tracing::info!(reason = "form", description, "logout refused");

@@ -140,4 +140,63 @@ mod tests {
             assert_eq!(&key[open..=close], tag, "{key}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any Unicode, or short strings dense in the characters that could forge a key.
+        fn component() -> impl Strategy<Value = String> {
+            prop_oneof![any::<String>(), "[%{}:a-c0-9 ]{0,8}", "(%[0-9A-Fa-f]{2}|[a{}:])*"]
+        }
+
+        /// The Cluster hash tag of a key: between the first `{` and the first `}` after it.
+        fn hash_tag(key: &str) -> Option<&str> {
+            let open = key.find('{')?;
+            let close = key[open + 1..].find('}')? + open + 1;
+            Some(&key[open + 1..close])
+        }
+
+        fn all_keys(k: &IssuerKeys, x: &str) -> [String; 6] {
+            [k.session(x), k.sid(x), k.sub(x), k.sid_marker(x), k.sub_marker(x), k.jti(x)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn encoding_round_trips_and_uses_only_safe_bytes(raw in component()) {
+                let encoded = encode_component(&raw);
+                prop_assert_eq!(decode_component(&encoded), raw);
+                prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            }
+
+            #[test]
+            fn different_components_never_share_a_key(
+                iss_a in component(), iss_b in component(), a in component(), b in component()
+            ) {
+                let (ka, kb) = (IssuerKeys::new("p:", &iss_a), IssuerKeys::new("p:", &iss_b));
+                let (keys_a, keys_b) = (all_keys(&ka, &a), all_keys(&kb, &b));
+                for (i, key_a) in keys_a.iter().enumerate() {
+                    for (j, key_b) in keys_b.iter().enumerate() {
+                        let same_input = i == j && iss_a == iss_b && a == b;
+                        prop_assert_eq!(key_a == key_b, same_input, "{} vs {}", key_a, key_b);
+                    }
+                }
+                prop_assert_eq!(record_key("p:", &a) == record_key("p:", &b), a == b);
+            }
+
+            #[test]
+            fn every_key_of_an_issuer_hashes_to_the_issuer_tag(iss in component(), x in component()) {
+                let k = IssuerKeys::new("p:", &iss);
+                let tag = encode_component(&iss);
+                for key in all_keys(&k, &x) {
+                    prop_assert_eq!(hash_tag(&key), Some(tag.as_str()), "{}", key);
+                }
+                let record = record_key("p:", &x);
+                let own = encode_component(&x);
+                prop_assert_eq!(hash_tag(&record), Some(own.as_str()));
+            }
+        }
+    }
 }
