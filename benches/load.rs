@@ -7,7 +7,8 @@
 //! - `--connections 1,16,64`, `--logouts 20000` per connection count, `--alg RS256|ES256|EdDSA`;
 //! - `--fanout 1000` sessions of one user ended by one `sub` logout (`--fanout 0` to skip),
 //!   repeated `--fanout-users 20` times;
-//! - `--log info|warn` (receiver log level), `--receiver-threads N` (its `TOKIO_WORKER_THREADS`);
+//! - `--log info|warn` (receiver log level), `--receiver-threads N` (its `TOKIO_WORKER_THREADS`),
+//!   `--revocation off` (no refresh-token revocation hook: `revoke_refresh_tokens = false`);
 //! - `--soak 600 --rate 4000`: instead of the above, a steady load for 600 s at 4,000 logouts/s
 //!   (EdDSA, signed on the fly), printing rate, latency, receiver RSS and Redis memory every 10 s.
 
@@ -32,6 +33,7 @@ struct Options {
     receiver_threads: Option<String>,
     soak: Option<u64>,
     rate: f64,
+    revocation: bool,
 }
 
 fn options() -> Options {
@@ -45,6 +47,7 @@ fn options() -> Options {
         receiver_threads: None,
         soak: None,
         rate: 4000.0,
+        revocation: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -66,6 +69,7 @@ fn options() -> Options {
             "--receiver-threads" => o.receiver_threads = Some(value),
             "--soak" => o.soak = Some(value.parse().expect("--soak SECONDS")),
             "--rate" => o.rate = value.parse().expect("--rate PER_SECOND"),
+            "--revocation" => o.revocation = value != "off",
             _ => takes_value = false, // cargo bench passes --bench
         }
         i += 1 + usize::from(takes_value);
@@ -158,12 +162,22 @@ async fn start(o: &Options) -> Rig {
     if let Some(threads) = &o.receiver_threads {
         receiver.env("TOKIO_WORKER_THREADS", threads);
     }
+    let config = std::env::temp_dir().join(format!("oidc-logout-load-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[issuers]]\nissuer = \"{issuer}\"\nclients = [\"{CLIENT}\"]\n\
+             algorithms = [\"{}\"]\nrevoke_refresh_tokens = {}\n",
+            o.alg.name(),
+            o.revocation
+        ),
+    )
+    .expect("config file");
     let receiver = Killed(
         receiver
             .arg("serve")
-            .env("OIDC_LOGOUT_ISSUER", &issuer)
-            .env("OIDC_LOGOUT_CLIENT_ID", CLIENT)
-            .env("OIDC_LOGOUT_ALGORITHMS", o.alg.name())
+            .arg("--config")
+            .arg(&config)
             .env("OIDC_LOGOUT_REDIS_URL", &redis_url)
             .env("OIDC_LOGOUT_LISTEN", &listen)
             .env("RUST_LOG", &o.log)

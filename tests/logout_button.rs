@@ -307,6 +307,41 @@ async fn a_back_channel_logout_revokes_the_sessions_refresh_token() {
 }
 
 #[tokio::test]
+async fn a_back_channel_logout_revokes_the_refresh_token_of_every_session_it_ends() {
+    let (op, _index, browser, receiver) = setup_with_receiver(true).await;
+    let mut browsers = Vec::new();
+    for i in 0..3 {
+        let mut other = Browser {
+            http: reqwest::Client::new(),
+            base: browser.base.clone(),
+            cookie: None,
+        };
+        other
+            .get(&format!("/login?refresh=refresh-token-of-tab-{i}"))
+            .await;
+        browsers.push(other);
+    }
+    back_channel_logout(&op, &receiver).await;
+    for b in &mut browsers {
+        assert_eq!(b.get("/me").await.0, 401);
+    }
+    for _ in 0..50 {
+        if op.op.revoked().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut revoked: Vec<String> = op.op.revoked().into_iter().map(|(t, _)| t).collect();
+    revoked.sort();
+    assert_eq!(
+        revoked,
+        (0..3)
+            .map(|i| format!("refresh-token-of-tab-{i}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn revocation_by_the_receiver_can_be_turned_off() {
     let (op, _index, mut browser, receiver) = setup_with_receiver(false).await;
     browser.get("/login").await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{RedisServer, now};
 use oidc_logout::store::{
-    IndexSettings, Logout, LogoutOutcome, RedisIndex, Registration, SessionIndex, SessionRecord,
-    SessionState, Target,
+    IndexSettings, Logout, LogoutOutcome, RecordStore, RedisIndex, Registration, SessionIndex,
+    SessionRecord, SessionState, Target,
 };
 
 const ISS: &str = "https://op.example/realms/a b";
@@ -264,7 +264,24 @@ async fn sessions_expire<S: SessionIndex>(s: S) {
     assert_eq!(state(&s, "short").await, SessionState::Unknown);
 }
 
+async fn records_are_read_back_in_one_batch_in_order<S: SessionIndex + RecordStore>(s: S) {
+    let ttl = Duration::from_secs(60);
+    s.put_record("a", b"first", ttl).await.expect("put");
+    s.put_record("c:{x}", b"third", ttl).await.expect("put");
+    let ids = ["a", "b", "c:{x}"].map(str::to_owned);
+    let found = s.get_records(&ids).await.expect("get");
+    assert_eq!(
+        found,
+        vec![Some(b"first".to_vec()), None, Some(b"third".to_vec())]
+    );
+    assert_eq!(
+        s.get_records(&[]).await.expect("get"),
+        Vec::<Option<Vec<u8>>>::new()
+    );
+}
+
 both_backends!(
+    records_are_read_back_in_one_batch_in_order,
     ended_session_cannot_be_saved_back,
     end_session_by_id_leaves_a_tombstone,
     late_registration_is_refused_by_sid_and_sub_markers,

@@ -1,8 +1,10 @@
 //! Refresh-token revocation at the OP (RFC 7009), authenticated as the client.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use secrecy::ExposeSecret as _;
 
@@ -130,14 +132,32 @@ pub(super) fn retry_in_background(
     });
 }
 
+/// How many ended sessions the background worker looks up in one round trip, at most.
+const LOOKUP_BATCH: usize = 256;
+
 /// Revokes the refresh tokens of the sessions a back-channel logout ended, so that a stolen
 /// refresh token does not outlive the logout. Plug it into the receiver with
 /// [`Receiver::with_after_logout`](crate::receiver::Receiver::with_after_logout); it reads the
 /// tokens from the session store's records and removes the records when done.
+///
+/// The logout's response does not wait for any of it: ended sessions are queued to one
+/// background worker (started on first use) that looks up their records in batches, one round
+/// trip per batch, and revokes each refresh token it finds in a task of its own.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRevocation<B> {
     records: B,
-    issuers: HashMap<String, (Arc<Provider>, Vec<Client>)>,
+    issuers: Issuers,
+    queue: Arc<OnceLock<mpsc::UnboundedSender<Ended>>>,
+}
+
+/// The issuers whose sessions' refresh tokens are revoked, with their OP and clients.
+type Issuers = Arc<HashMap<String, (Arc<Provider>, Vec<Client>)>>;
+
+/// A session a logout ended, waiting for its record to be looked up.
+#[derive(Debug)]
+struct Ended {
+    issuer: String,
+    session_id: String,
 }
 
 impl<B: RecordStore> RefreshTokenRevocation<B> {
@@ -145,7 +165,8 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
     pub fn new(records: B) -> Self {
         Self {
             records,
-            issuers: HashMap::new(),
+            issuers: Arc::default(),
+            queue: Arc::default(),
         }
     }
 
@@ -153,58 +174,92 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
     /// (the login's `client_id`; the first client when the login names none).
     #[must_use]
     pub fn with_issuer(mut self, provider: Arc<Provider>, clients: Vec<Client>) -> Self {
-        self.issuers
-            .insert(provider.issuer().to_owned(), (provider, clients));
+        Arc::make_mut(&mut self.issuers).insert(provider.issuer().to_owned(), (provider, clients));
         self
+    }
+
+    fn queue(&self) -> &mpsc::UnboundedSender<Ended> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(work(self.records.clone(), Arc::clone(&self.issuers), rx));
+            tx
+        })
     }
 }
 
 impl<B: RecordStore> AfterLogout for RefreshTokenRevocation<B> {
     fn sessions_ended(&self, issuer: &str, session_ids: &[String]) {
-        let Some((provider, clients)) = self.issuers.get(issuer).cloned() else {
+        if !self.issuers.contains_key(issuer) {
             return;
+        }
+        let queue = self.queue();
+        for id in session_ids {
+            let ended = Ended {
+                issuer: issuer.to_owned(),
+                session_id: id.clone(),
+            };
+            if queue.send(ended).is_err() {
+                tracing::error!("the refresh-token revocation worker has stopped");
+                return;
+            }
+        }
+    }
+}
+
+/// The background worker: look up queued sessions' records a batch at a time and revoke the
+/// refresh tokens they hold.
+async fn work<B: RecordStore>(
+    records: B,
+    issuers: Issuers,
+    mut queue: mpsc::UnboundedReceiver<Ended>,
+) {
+    let mut batch = Vec::with_capacity(LOOKUP_BATCH);
+    while queue.recv_many(&mut batch, LOOKUP_BATCH).await > 0 {
+        let ids: Vec<String> = batch.iter().map(|e| e.session_id.clone()).collect();
+        let found = match records.get_records(&ids).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, sessions = ids.len(), "cannot read ended sessions to revoke their refresh tokens");
+                batch.clear();
+                continue;
+            }
         };
-        let records = self.records.clone();
-        let ids = session_ids.to_vec();
-        tokio::spawn(async move {
-            for id in ids {
-                let data = match records.get_record(&id).await {
-                    Ok(Some(data)) => data,
-                    Ok(None) => continue,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read an ended session to revoke its refresh token");
-                        continue;
-                    }
-                };
-                let login = serde_json::from_slice(&data)
-                    .ok()
-                    .and_then(|record| login_of(&record).ok().flatten());
-                let Some(login) = login else { continue };
-                let Some(token) = login.refresh_token else {
-                    continue;
-                };
-                let client = login
-                    .client_id
-                    .as_deref()
-                    .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
-                    .or_else(|| clients.first());
-                let Some(client) = client else { continue };
-                match revoke_refresh_token(&provider, client, token.expose()).await {
+        for (ended, data) in batch.drain(..).zip(found) {
+            let Some(data) = data else { continue };
+            let login = serde_json::from_slice(&data)
+                .ok()
+                .and_then(|record| login_of(&record).ok().flatten());
+            let Some(token) = login.as_ref().and_then(|l| l.refresh_token.clone()) else {
+                continue;
+            };
+            let Some((provider, clients)) = issuers.get(&ended.issuer) else {
+                continue;
+            };
+            let client = login
+                .and_then(|l| l.client_id)
+                .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
+                .or_else(|| clients.first());
+            let Some(client) = client.cloned() else {
+                continue;
+            };
+            let (provider, records) = (Arc::clone(provider), records.clone());
+            tokio::spawn(async move {
+                match revoke_refresh_token(&provider, &client, token.expose()).await {
                     Revocation::Revoked => {
                         tracing::info!("refresh token of an ended session revoked")
                     }
                     Revocation::Retry { reason, .. } => {
                         tracing::warn!(%reason, "refresh token revocation failed; retrying in the background");
-                        retry_in_background(Arc::clone(&provider), client.clone(), token);
+                        retry_in_background(provider, client, token);
                     }
                     Revocation::Refused { reason } => {
                         tracing::warn!(%reason, "refresh token revocation refused by the OP");
                     }
                 }
-                if let Err(error) = records.delete_record(&id).await {
+                if let Err(error) = records.delete_record(&ended.session_id).await {
                     tracing::warn!(%error, "cannot remove an ended session's record");
                 }
-            }
-        });
+            });
+        }
     }
 }

@@ -147,7 +147,11 @@ mod tests {
 
         /// Any Unicode, or short strings dense in the characters that could forge a key.
         fn component() -> impl Strategy<Value = String> {
-            prop_oneof![any::<String>(), "[%{}:a-c0-9 ]{0,8}", "(%[0-9A-Fa-f]{2}|[a{}:])*"]
+            prop_oneof![
+                any::<String>(),
+                "[%{}:a-c0-9 ]{0,8}",
+                "(%[0-9A-Fa-f]{2}|[a{}:])*"
+            ]
         }
 
         /// The Cluster hash tag of a key: between the first `{` and the first `}` after it.
@@ -158,7 +162,14 @@ mod tests {
         }
 
         fn all_keys(k: &IssuerKeys, x: &str) -> [String; 6] {
-            [k.session(x), k.sid(x), k.sub(x), k.sid_marker(x), k.sub_marker(x), k.jti(x)]
+            [
+                k.session(x),
+                k.sid(x),
+                k.sub(x),
+                k.sid_marker(x),
+                k.sub_marker(x),
+                k.jti(x),
+            ]
         }
 
         proptest! {

@@ -323,6 +323,21 @@ impl RecordStore for MemoryIndex {
             .map(|(d, _)| d.clone()))
     }
 
+    async fn get_records(&self, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                inner
+                    .records
+                    .get(id)
+                    .filter(|(_, e)| *e > now)
+                    .map(|(d, _)| d.clone())
+            })
+            .collect())
+    }
+
     async fn delete_record(&self, id: &str) -> Result<(), StoreError> {
         self.lock().records.remove(id);
         Ok(())

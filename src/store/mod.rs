@@ -182,6 +182,12 @@ pub trait RecordStore: Clone + Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
+    /// The records under `ids`, in order, in one round trip (`None` for each missing one).
+    fn get_records(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send;
+
     /// Remove the record under `id`.
     fn delete_record(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -324,6 +324,18 @@ impl RecordStore for RedisIndex {
             .await?)
     }
 
+    async fn get_records(&self, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A pipeline of GETs rather than MGET: the records have one hash tag each.
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("GET").arg(record_key(&self.settings.prefix, id));
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
     async fn delete_record(&self, id: &str) -> Result<(), StoreError> {
         redis::cmd("DEL")
             .arg(record_key(&self.settings.prefix, id))
