@@ -255,6 +255,25 @@ async fn many_sessions_of_one_user<S: SessionIndex>(s: S) {
     assert_eq!(state(&s, "s999").await, SessionState::Ended);
 }
 
+/// A logout by sub leaves its sessions in their sid sets (Redis); a later logout by one of those
+/// sids must neither report them again nor miss the sessions that are still live.
+async fn a_sid_logout_after_a_sub_logout_ends_only_what_is_still_live<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("a1", "alice", Some("sid-1"), t - 10)).await;
+    registered(&s, record("a2", "alice", Some("sid-2"), t - 10)).await;
+    registered(&s, record("b1", "bob", Some("sid-1"), t - 10)).await;
+    let by_sub = logout(Target::Sub { sub: "alice" }, t - 5, None);
+    assert_eq!(ended_count(&s, by_sub).await, 2);
+    let sid = |sid| Target::Sid { sid, sub: None };
+    assert_eq!(ended_count(&s, logout(sid("sid-1"), t - 4, None)).await, 1);
+    assert_eq!(state(&s, "b1").await, SessionState::Ended);
+    // A new login into the same OP session after the logouts, then its own logout.
+    registered(&s, record("a3", "alice", Some("sid-2"), t - 3)).await;
+    assert_eq!(ended_count(&s, logout(sid("sid-2"), t - 2, None)).await, 1);
+    assert_eq!(state(&s, "a3").await, SessionState::Ended);
+    assert_eq!(ended_count(&s, logout(sid("sid-2"), t - 1, None)).await, 0);
+}
+
 async fn sessions_expire<S: SessionIndex>(s: S) {
     let mut r = record("short", "alice", Some("sid-1"), now());
     r.ttl = Duration::from_millis(300);
@@ -288,6 +307,7 @@ both_backends!(
     logouts_spare_newer_sessions_and_other_users,
     re_registration_moves_the_index,
     many_sessions_of_one_user,
+    a_sid_logout_after_a_sub_logout_ends_only_what_is_still_live,
     sessions_expire,
 );
 

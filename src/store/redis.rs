@@ -19,6 +19,7 @@ use super::{
 /// Lua helper shared by the scripts: the same encoding as `encode_component`.
 const LUA_ENCODE: &str = r#"
 local function enc(s)
+  if not string.find(s, '[^A-Za-z0-9%-%._~]') then return s end
   return (string.gsub(s, '[^A-Za-z0-9%-%._~]', function(c) return string.format('%%%02X', string.byte(c)) end))
 end
 local function extend(key, ms)
@@ -36,21 +37,35 @@ const LUA_LOGOUT: &str = r#"
 if ARGV[10] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 local mode, iat, sub = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ended = {'ok'}
+-- Every member of the index set up to iat leaves it (ended, or stale), except in 'sidsub' mode
+-- where sessions of other users stay: those are removed in one call after the loop. A logout by
+-- sub leaves the ended sessions in their sid sets: each would cost a call per session, and any
+-- later logout or registration touching that sid skips and removes such members.
+local bulk = mode ~= 'sidsub'
 local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', iat)
 for _, m in ipairs(members) do
   local sk = ARGV[6] .. m
   local h = redis.call('HMGET', sk, 'sub', 'sid', 'ended')
   if not h[1] then
-    redis.call('ZREM', KEYS[2], m)
-  elseif mode ~= 'sidsub' or h[1] == sub then
+    if not bulk then redis.call('ZREM', KEYS[2], m) end
+  elseif bulk or h[1] == sub then
     if not h[3] then
       redis.call('HSET', sk, 'ended', ARGV[9])
       table.insert(ended, m)
     end
-    redis.call('ZREM', ARGV[8] .. enc(h[1]), m)
-    if h[2] then redis.call('ZREM', ARGV[7] .. enc(h[2]), m) end
+    if mode ~= 'sub' then
+      local subkey = ARGV[8] .. enc(h[1])
+      if subkey ~= KEYS[2] then redis.call('ZREM', subkey, m) end
+      if h[2] then
+        local sidkey = ARGV[7] .. enc(h[2])
+        if not (bulk and sidkey == KEYS[2]) then redis.call('ZREM', sidkey, m) end
+      end
+    elseif h[1] ~= sub then
+      redis.call('ZREM', ARGV[8] .. enc(h[1]), m)
+    end
   end
 end
+if bulk and #members > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', iat) end
 local mttl = tonumber(ARGV[5])
 if mode == 'sub' then
   local cur = tonumber(redis.call('GET', KEYS[3]) or '-1')

@@ -191,6 +191,12 @@ async fn run<S: SessionIndex>(
     }
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}{PATH}");
+    // Answers are one small write each: send them at once rather than after the peer's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, receiver.into_router())
         .with_graceful_shutdown(shutdown_signal())
         .await
