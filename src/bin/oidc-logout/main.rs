@@ -1,5 +1,13 @@
 //! The `oidc-logout` binary: parses the command line, wires the library's parts, nothing else.
 
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -267,7 +275,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
         })
         .await?;
     let mut claims = logout_claims(&issuer, CLIENT, Some("demo-user"), Some(&sid))?;
-    claims["exp"] = (now + 3600).into();
+    if let Some(map) = claims.as_object_mut() {
+        map.insert("exp".into(), (now + 3600).into());
+    }
     let token = key.sign(
         &serde_json::Map::from_iter([("typ".into(), "logout+jwt".into())]),
         &claims,
