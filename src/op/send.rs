@@ -87,25 +87,32 @@ impl LoadReport {
 }
 
 /// Send every token once, over `connections` kept-alive connections each sending its next token
-/// as soon as the previous one is answered.
+/// as soon as the previous one is answered. The clients are built before the clock starts
+/// (building one loads the TLS roots, which would otherwise delay the first answers).
 pub async fn load(url: &str, tokens: Arc<Vec<String>>, connections: usize) -> LoadReport {
     let connections = connections.max(1);
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..connections {
-        let (tokens, url) = (Arc::clone(&tokens), url.to_owned());
-        workers.spawn(async move {
-            let mut report = LoadReport::default();
+    let clients: Vec<Option<reqwest::Client>> = (0..connections)
+        .map(|_| {
             // One connection per worker: its own client with a single pooled connection.
-            let Ok(http) = reqwest::Client::builder()
+            reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .timeout(Duration::from_secs(30))
                 .build()
-            else {
-                report.transport_errors = tokens.iter().skip(worker).step_by(connections).count();
+                .ok()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for (worker, http) in clients.into_iter().enumerate() {
+        let (tokens, url) = (Arc::clone(&tokens), url.to_owned());
+        workers.spawn(async move {
+            let mut report = LoadReport::default();
+            let mine = tokens.iter().skip(worker).step_by(connections);
+            let Some(http) = http else {
+                report.transport_errors = mine.count();
                 return report;
             };
-            for token in tokens.iter().skip(worker).step_by(connections) {
+            for token in mine {
                 match post(&http, &url, token).await {
                     Ok(reply) => {
                         *report.statuses.entry(reply.status).or_default() += 1;

@@ -133,7 +133,7 @@ pub(super) fn retry_in_background(
 }
 
 /// How many ended sessions the background worker looks up in one round trip, at most.
-const LOOKUP_BATCH: usize = 256;
+const LOOKUP_BATCH: usize = 64;
 
 /// Revokes the refresh tokens of the sessions a back-channel logout ended, so that a stolen
 /// refresh token does not outlive the logout. Plug it into the receiver with
