@@ -370,6 +370,13 @@ impl KeyFile {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io)?;
+        // The mode above applies to a new file only; an existing one is narrowed too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
         std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)
     }
 
@@ -407,6 +414,12 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap(),
         };
+        std::fs::write(&dir, "{}").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
         file.save(&dir).unwrap();
         let loaded = KeyFile::load(&dir).unwrap();
         #[cfg(unix)]
