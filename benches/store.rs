@@ -55,6 +55,7 @@ fn logout<'a>(target: Target<'a>, jti: &'a str) -> Logout<'a> {
         target,
         issued_at: now(),
         jti: Some((jti, Duration::from_secs(300))),
+        deny_for: None,
     }
 }
 

@@ -104,6 +104,9 @@ pub struct IssuerFile {
     pub jwks_max_age_secs: Option<u64>,
     /// Revoke the refresh tokens held by the sessions a logout ends (default true).
     pub revoke_refresh_tokens: Option<bool>,
+    /// How long this issuer's access tokens can live, in seconds: each logout's access-token
+    /// denylist marker lasts that long (default 3600; 0 writes no markers).
+    pub access_token_lifetime_secs: Option<u64>,
 }
 
 /// A client: its id, or its id with its own algorithms and secret.
@@ -154,6 +157,8 @@ pub struct IssuerSettings {
     /// The clients to authenticate as when revoking the refresh tokens of ended sessions;
     /// `None` when revocation is turned off for this issuer.
     pub revocation: Option<Vec<Client>>,
+    /// How long its logouts' access-token denylist markers last; `None`: no markers.
+    pub access_token_lifetime: Option<Duration>,
 }
 
 /// Everything the receiver needs, validated.
@@ -379,10 +384,14 @@ impl Settings {
                 .revoke_refresh_tokens
                 .unwrap_or(true)
                 .then_some(revocation_clients);
+            let lifetime = file
+                .access_token_lifetime_secs
+                .unwrap_or(crate::receiver::DEFAULT_ACCESS_TOKEN_LIFETIME.as_secs());
             issuers.push(IssuerSettings {
                 policy,
                 provider,
                 revocation,
+                access_token_lifetime: (lifetime > 0).then(|| Duration::from_secs(lifetime)),
             });
         }
         let listen_text = o

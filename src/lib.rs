@@ -12,8 +12,10 @@
 //! 3. [`store`] — the session index that applications [`register`](store::SessionIndex::register)
 //!    sessions in and the receiver ends them from.
 //!
-//! [`config`] turns files, environment and flags into settings; [`op`] is a minimal OP for the
-//! demo and the tests.
+//! Around it: [`session_store`] keeps the index as applications log users in, [`rp`] holds the
+//! logout-button helpers, [`denylist`] refuses the access tokens of ended sessions at APIs,
+//! [`config`] turns files, environment and flags into settings, and [`op`] is a minimal OP for the
+//! demo, the tests and integrators.
 //!
 //! ## Library use
 //!
@@ -50,6 +52,7 @@
 )]
 
 pub mod config;
+pub mod denylist;
 pub mod logout_token;
 pub mod op;
 pub mod provider;

@@ -211,6 +211,7 @@ impl LogoutToken {
             target,
             issued_at: self.issued_at,
             jti: Some((&self.jti, Duration::from_secs(ttl))),
+            deny_for: None,
         }
     }
 }

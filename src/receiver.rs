@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -28,6 +28,10 @@ pub const PATH: &str = "/backchannel-logout";
 
 /// The largest request body read, in bytes: a maximal token plus room for other parameters.
 pub const MAX_BODY_BYTES: usize = MAX_TOKEN_BYTES + 4096;
+
+/// How long access-token denylist markers last unless set per issuer: as long as an access
+/// token can live at most OPs (Keycloak 5 min, Okta and Entra about an hour).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Seconds the OP is asked to wait before retrying after a storage failure.
 const RETRY_AFTER_SECS: &str = "5";
@@ -57,6 +61,8 @@ pub struct Applied {
 struct Issuer {
     provider: Arc<Provider>,
     policy: Policy,
+    /// How long the denylist markers of its logouts last; `None`: no markers.
+    access_token_lifetime: Option<Duration>,
 }
 
 /// Work to do after a logout ended sessions, such as revoking their refresh tokens
@@ -101,11 +107,26 @@ impl<S: SessionIndex> Receiver<S> {
         self
     }
 
-    /// Trust an issuer whose keys `provider` holds; its tokens must satisfy `policy`.
+    /// Trust an issuer whose keys `provider` holds; its tokens must satisfy `policy`. Its
+    /// logouts write access-token denylist markers lasting [`DEFAULT_ACCESS_TOKEN_LIFETIME`].
     #[must_use]
     pub fn with_issuer(mut self, provider: Arc<Provider>, policy: Policy) -> Self {
-        self.issuers
-            .insert(policy.issuer.clone(), Issuer { provider, policy });
+        let issuer = Issuer {
+            provider,
+            policy,
+            access_token_lifetime: Some(DEFAULT_ACCESS_TOKEN_LIFETIME),
+        };
+        self.issuers.insert(issuer.policy.issuer.clone(), issuer);
+        self
+    }
+
+    /// How long access tokens of `issuer` (added before) can live: its logouts' denylist
+    /// markers last that long. `None` turns the markers off for it.
+    #[must_use]
+    pub fn with_access_token_lifetime(mut self, issuer: &str, lifetime: Option<Duration>) -> Self {
+        if let Some(entry) = self.issuers.get_mut(issuer) {
+            entry.access_token_lifetime = lifetime;
+        }
         self
     }
 
@@ -131,7 +152,9 @@ impl<S: SessionIndex> Receiver<S> {
         }
         let now = unix_now();
         let token = unverified.verify(keys.matching(kid.as_deref(), alg), &issuer.policy, now)?;
-        match self.index.logout(&token.to_logout(now)).await? {
+        let mut logout = token.to_logout(now);
+        logout.deny_for = issuer.access_token_lifetime;
+        match self.index.logout(&logout).await? {
             LogoutOutcome::Replayed => Err(Rejection::Replayed.into()),
             LogoutOutcome::Applied { ended } => {
                 tracing::info!(issuer = %token.issuer, ended = ended.len(), "logout applied");

@@ -30,6 +30,7 @@ fn logout<'a>(target: Target<'a>, issued_at: u64, jti: Option<&'static str>) -> 
         target,
         issued_at,
         jti: jti.map(|j| (j, Duration::from_secs(60))),
+        deny_for: None,
     }
 }
 

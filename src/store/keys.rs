@@ -41,13 +41,14 @@ pub(crate) fn record_key(prefix: &str, id: &str) -> String {
 
 /// The key names of one issuer.
 #[derive(Debug, Clone)]
-pub(crate) struct IssuerKeys {
+pub struct IssuerKeys {
     /// `<prefix>v1:{<iss>}:` — everything of this issuer starts with it.
     base: String,
 }
 
 impl IssuerKeys {
-    pub(crate) fn new(prefix: &str, issuer: &str) -> Self {
+    /// The keys of `issuer` under `prefix`.
+    pub fn new(prefix: &str, issuer: &str) -> Self {
         Self {
             base: format!("{prefix}{LAYOUT_VERSION}:{{{}}}:", encode_component(issuer)),
         }
@@ -82,6 +83,14 @@ impl IssuerKeys {
     }
     pub(crate) fn jti(&self, jti: &str) -> String {
         format!("{}jti:{}", self.base, encode_component(jti))
+    }
+    /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
+    pub fn deny(&self) -> String {
+        format!("{}deny", self.base)
+    }
+    /// The same markers by expiry (a sorted set), to prune them.
+    pub(crate) fn deny_expiry(&self) -> String {
+        format!("{}denyx", self.base)
     }
 }
 
@@ -128,6 +137,8 @@ mod tests {
         let k = IssuerKeys::new("p:", "https://op.example/{x}");
         let tag = "{https%3A%2F%2Fop.example%2F%7Bx%7D}";
         for key in [
+            k.deny(),
+            k.deny_expiry(),
             k.session("s"),
             k.sid("a"),
             k.sub("b"),

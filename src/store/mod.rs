@@ -22,7 +22,8 @@ mod redis;
 use std::future::Future;
 use std::time::Duration;
 
-pub use keys::encode_component;
+pub(crate) use keys::decode_component;
+pub use keys::{IssuerKeys, LAYOUT_VERSION, encode_component};
 pub use memory::MemoryIndex;
 pub use redis::RedisIndex;
 
@@ -73,6 +74,10 @@ pub struct Logout<'a> {
     pub issued_at: u64,
     /// The token id to remember, and for how long, so the same token is applied once only.
     pub jti: Option<(&'a str, Duration)>,
+    /// Write an access-token denylist marker for the logout's sid (or sub) that lasts this long
+    /// after `issued_at`: as long as an access token of this issuer can live. `None`: no marker.
+    /// The memory backend keeps no markers (the denylist follows Redis).
+    pub deny_for: Option<Duration>,
 }
 
 /// What [`SessionIndex::logout`] did.

@@ -29,8 +29,9 @@ local function extend(key, ms)
 end
 "#;
 
-/// KEYS: jti, index (sid or sub set), marker. ARGV: mode, iat, sub, jti_ttl_ms, marker_ttl_ms,
-/// session prefix, sid prefix, sub prefix, now, has_jti.
+/// KEYS: jti, index (sid or sub set), marker, deny hash, deny expiry set. ARGV: mode, iat, sub,
+/// jti_ttl_ms, marker_ttl_ms, session prefix, sid prefix, sub prefix, now, has_jti, deny field
+/// (empty: no denylist marker), deny lifetime (s), deny channel, encoded issuer.
 /// Returns `{'ok', <encoded ids of the sessions ended>...}`, or `{'replay'}` when the jti was
 /// seen before.
 const LUA_LOGOUT: &str = r#"
@@ -78,6 +79,33 @@ else
   extend(KEYS[3], mttl)
 end
 if ARGV[10] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[4]) end
+if ARGV[11] ~= '' then
+  -- The access-token denylist marker: tokens of this sid (sub) issued up to iat are refused
+  -- until iat + lifetime. Prune a few expired markers on the way.
+  local field, now = ARGV[11], tonumber(ARGV[9])
+  local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 64)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[4], unpack(old))
+    redis.call('ZREM', KEYS[5], unpack(old))
+  end
+  local revoked, expires = iat, iat + tonumber(ARGV[12])
+  local held = redis.call('HGET', KEYS[4], field)
+  if held then
+    local r, e = string.match(held, '^(%d+) (%d+)$')
+    if r then
+      revoked = math.max(revoked, tonumber(r))
+      expires = math.max(expires, tonumber(e))
+    end
+  end
+  if expires > now then
+    local value = string.format('%d %d', revoked, expires)
+    redis.call('HSET', KEYS[4], field, value)
+    redis.call('ZADD', KEYS[5], expires, field)
+    extend(KEYS[4], (expires - now) * 1000)
+    extend(KEYS[5], (expires - now) * 1000)
+    redis.call('PUBLISH', ARGV[13], ARGV[14] .. ' ' .. field .. ' ' .. value)
+  end
+end
 return ended
 "#;
 
@@ -233,6 +261,13 @@ impl SessionIndex for RedisIndex {
             } => ("sidsub", k.sid(sid), k.sid_marker(sid), sub),
             Target::Sub { sub } => ("sub", k.sub(sub), k.sub_marker(sub), sub),
         };
+        // A sid belongs to one user, so a (sid, sub) logout denies the sid's tokens.
+        let deny_field = match (l.deny_for, l.target) {
+            (None, _) => String::new(),
+            (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
+            (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
+        };
+        let deny_secs = l.deny_for.map_or(0, |d| d.as_secs().max(1));
         let (jti_key, jti_ttl, has_jti) = match l.jti {
             Some((jti, ttl)) => (k.jti(jti), millis(ttl), "1"),
             None => (k.jti(""), 1, "0"),
@@ -241,6 +276,8 @@ impl SessionIndex for RedisIndex {
         inv.key(jti_key)
             .key(index)
             .key(marker)
+            .key(k.deny())
+            .key(k.deny_expiry())
             .arg(mode)
             .arg(l.issued_at)
             .arg(sub)
@@ -250,7 +287,11 @@ impl SessionIndex for RedisIndex {
             .arg(k.sid_prefix())
             .arg(k.sub_prefix())
             .arg(now_secs())
-            .arg(has_jti);
+            .arg(has_jti)
+            .arg(deny_field)
+            .arg(deny_secs)
+            .arg(crate::denylist::sync::channel(&self.settings.prefix))
+            .arg(encode_component(l.issuer));
         let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         match reply.split_first() {
             Some((status, members)) if status == "ok" => Ok(LogoutOutcome::Applied {

@@ -139,6 +139,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         policy,
         provider,
         revocation,
+        access_token_lifetime,
     } in &settings.issuers
     {
         let keys = Provider::discover(&policy.issuer, http.clone(), provider.clone())
@@ -153,7 +154,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         if let Some(clients) = revocation {
             revocation_clients.push((Arc::clone(&keys), clients.clone()));
         }
-        trusted.push((keys, policy.clone()));
+        trusted.push((keys, policy.clone(), *access_token_lifetime));
     }
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -186,14 +187,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
 async fn run<S: SessionIndex>(
     listener: TcpListener,
     index: S,
-    trusted: Vec<(Arc<Provider>, Policy)>,
+    trusted: Vec<(Arc<Provider>, Policy, Option<Duration>)>,
     after_logout: Option<Arc<dyn AfterLogout>>,
 ) -> Result<()> {
-    let mut receiver = trusted
-        .into_iter()
-        .fold(Receiver::new(index), |r, (keys, policy)| {
-            r.with_issuer(keys, policy)
-        });
+    let mut receiver =
+        trusted
+            .into_iter()
+            .fold(Receiver::new(index), |r, (keys, policy, lifetime)| {
+                let issuer = policy.issuer.clone();
+                r.with_issuer(keys, policy)
+                    .with_access_token_lifetime(&issuer, lifetime)
+            });
     if let Some(hook) = after_logout {
         receiver = receiver.with_after_logout(hook);
     }
@@ -325,7 +329,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
             }
         }
     });
-    let served = run(listener, index, vec![(keys, policy)], None).await;
+    let served = run(listener, index, vec![(keys, policy, None)], None).await;
     let _ = std::fs::remove_file(&key_file);
     served
 }

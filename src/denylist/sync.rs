@@ -1,0 +1,173 @@
+//! Keeping a [`Denylist`] current from Redis.
+//!
+//! One background task per denylist: subscribe to the marker channel, *then* read every
+//! configured issuer's markers (so nothing published in between is missed: it arrives on the
+//! channel, or is in what was read, or both), then apply each published marker as it comes. When
+//! the subscription drops, the denylist is marked out of sync, and the task reconnects,
+//! resubscribes and reads everything again. A full reload also runs every `reload_every` as a
+//! safety net, and expired markers are pruned.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::{Denylist, FailMode, parse_marker, unix_now};
+use crate::store::{IssuerKeys, StoreError, decode_component};
+
+/// How a denylist finds and follows the markers.
+#[derive(Debug, Clone)]
+pub struct DenylistSettings {
+    /// The Redis the receiver writes to.
+    pub redis_url: SecretString,
+    /// The receiver's key prefix (default `oidc-logout:`).
+    pub prefix: String,
+    /// The issuers whose tokens this API accepts; markers of other issuers are ignored.
+    pub issuers: Vec<String>,
+    /// What to do while in-sync state cannot be confirmed for longer than `max_unsynced`.
+    pub fail_mode: FailMode,
+    /// How long a gap in sync is tolerated before `fail_mode` applies.
+    pub max_unsynced: Duration,
+    /// A full reload this often, even when the subscription looks healthy.
+    pub reload_every: Duration,
+}
+
+impl DenylistSettings {
+    /// Settings with the defaults: prefix `oidc-logout:`, fail closed after 10 s out of sync,
+    /// a full reload every 60 s.
+    pub fn new(redis_url: impl Into<String>, issuers: Vec<String>) -> Self {
+        Self {
+            redis_url: SecretString::from(redis_url.into()),
+            prefix: "oidc-logout:".into(),
+            issuers,
+            fail_mode: FailMode::Closed,
+            max_unsynced: Duration::from_secs(10),
+            reload_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The channel the receiver announces markers on.
+pub fn channel(prefix: &str) -> String {
+    format!("{prefix}{}:deny", crate::store::LAYOUT_VERSION)
+}
+
+/// Start following Redis: returns once the first full load succeeded (so a wrong URL fails
+/// here), then keeps the denylist current in the background for as long as the runtime runs.
+pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
+    let denylist = Denylist::new(settings.fail_mode, settings.max_unsynced);
+    let client = redis::Client::open(settings.redis_url.expose_secret())?;
+    let mut first = Follower::connect(&client, &settings, &denylist).await?;
+    let background = denylist.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if let Err(error) = first.follow().await {
+                tracing::warn!(%error, "denylist subscription lost; reconnecting");
+            }
+            background.set_unsynced();
+            loop {
+                tokio::time::sleep(backoff).await;
+                match Follower::connect(&client, &settings, &background).await {
+                    Ok(follower) => {
+                        tracing::info!("denylist back in sync");
+                        first = follower;
+                        backoff = Duration::from_millis(50);
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "denylist cannot reach Redis");
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    });
+    Ok(denylist)
+}
+
+/// A live subscription plus a connection for reloads.
+struct Follower {
+    messages: redis::aio::PubSubStream,
+    conn: redis::aio::MultiplexedConnection,
+    settings: DenylistSettings,
+    denylist: Denylist,
+}
+
+impl Follower {
+    /// Subscribe, then load everything, then mark the denylist in sync.
+    async fn connect(
+        client: &redis::Client,
+        settings: &DenylistSettings,
+        denylist: &Denylist,
+    ) -> Result<Self, StoreError> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel(&settings.prefix)).await?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        let mut follower = Self {
+            messages: pubsub.into_on_message(),
+            conn,
+            settings: settings.clone(),
+            denylist: denylist.clone(),
+        };
+        follower.reload().await?;
+        denylist.set_in_sync();
+        Ok(follower)
+    }
+
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        for issuer in &self.settings.issuers {
+            let keys = IssuerKeys::new(&self.settings.prefix, issuer);
+            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(keys.deny())
+                .query_async(&mut self.conn)
+                .await?;
+            let now = unix_now();
+            let snapshot = fields
+                .iter()
+                .filter_map(|(field, value)| parse_marker(field, value))
+                .filter(|(_, _, marker)| marker.expires_at > now)
+                .collect();
+            self.denylist.replace_issuer(issuer, snapshot);
+        }
+        Ok(())
+    }
+
+    /// Apply published markers until the subscription drops or a reload fails.
+    async fn follow(&mut self) -> Result<(), StoreError> {
+        let mut reload = tokio::time::interval(self.settings.reload_every);
+        reload.tick().await;
+        let mut prune = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                message = self.messages.next() => {
+                    let Some(message) = message else {
+                        return Err(StoreError::Unexpected("the subscription was closed".into()));
+                    };
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    self.apply(&payload);
+                }
+                _ = reload.tick() => self.reload().await?,
+                _ = prune.tick() => self.denylist.prune(unix_now()),
+            }
+        }
+    }
+
+    /// A published marker: `<encoded issuer> <field> <revoked_at> <expires_at>`.
+    fn apply(&self, payload: &str) {
+        let mut parts = payload.splitn(3, ' ');
+        let (Some(issuer), Some(field), Some(times)) = (parts.next(), parts.next(), parts.next())
+        else {
+            tracing::warn!("ignoring a malformed denylist message");
+            return;
+        };
+        let issuer = decode_component(issuer);
+        if !self.settings.issuers.contains(&issuer) {
+            return;
+        }
+        match parse_marker(field, times) {
+            Some((kind, value, marker)) => self.denylist.apply(&issuer, kind, &value, marker),
+            None => tracing::warn!("ignoring a malformed denylist message"),
+        }
+    }
+}
