@@ -290,3 +290,36 @@ async fn behind_the_apps_own_validation() {
         "no claims: refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_api_refuses_a_logged_out_users_token() {
+    let h = Harness::start().await;
+    let mut command = std::process::Command::new(common::example("api"));
+    command
+        .env("OIDC_LOGOUT_ISSUER", h.op.issuer())
+        .env("OIDC_LOGOUT_REDIS_URL", h.redis.url())
+        .env("API_AUDIENCE", API)
+        .env("API_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info");
+    let api = common::Proc::spawn("example api", command);
+    let line = api.wait_for("API on http://");
+    let base = line
+        .split("API on ")
+        .nth(1)
+        .and_then(|url| url.trim().strip_suffix("/orders"))
+        .expect("API URL")
+        .to_owned();
+    let token = access_token(&h, "alice", Some("op-sid-7"), now() - 5);
+    let response = reqwest::Client::new()
+        .get(format!("{base}/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.expect("body"), "orders of alice\n");
+    let logout = h.op.sign(&h.op.claims(None, Some("op-sid-7")));
+    assert_eq!(h.post(&logout).await.status, 200);
+    let challenge = until(&base, &token, 401).await;
+    assert!(challenge.contains("session"), "{challenge}");
+}

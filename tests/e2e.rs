@@ -54,30 +54,8 @@ fn start_op_tampering(port: u16, clients: &Value, tamper_client: Option<&str>) -
     op
 }
 
-/// The example app. `cargo test` builds examples, but not when it runs only some test targets,
-/// so build it here too (a no-op when it is up to date) rather than run a stale binary.
 fn example_app() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "app"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build --example app");
-        assert!(status.success(), "the example app does not build");
-    });
-    let exe = std::env::current_exe().expect("test exe");
-    let debug = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let app = debug.join("examples").join("app");
-    assert!(
-        app.exists(),
-        "{} is missing: `cargo test` builds it (or run `cargo build --examples`)",
-        app.display()
-    );
-    app
+    common::example("app")
 }
 
 struct AppSpec {

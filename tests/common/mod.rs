@@ -512,3 +512,29 @@ pub fn endpoint(running: &Proc) -> String {
         .trim()
         .to_owned()
 }
+
+/// An example's binary. `cargo test` builds examples, but not when it runs only some test
+/// targets, so build it here too (a no-op when it is up to date) rather than run a stale binary.
+pub fn example(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build --example {name}: {e}"));
+        assert!(status.success(), "the example {name} does not build");
+        built.push(name.to_owned());
+    }
+    let exe = std::env::current_exe().expect("test exe");
+    let debug = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = debug.join("examples").join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
