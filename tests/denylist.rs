@@ -236,6 +236,7 @@ async fn out_of_sync_fails_closed_or_open_as_configured() {
     }
     assert_eq!(call(&closed_base, &token).await.0, 503, "fail closed");
     assert_eq!(call(&open_base, &token).await.0, 200, "fail open");
+    assert!(closed_list.unsynced_checks() >= 1, "counted");
     tokio::task::block_in_place(|| h.redis.restart());
     until(&closed_base, &token, 200).await;
 }

@@ -301,10 +301,8 @@ where
             };
             match verdict {
                 Ok(()) => inner.call(request).await,
-                Err(Refusal::NotInSync) => {
-                    tracing::warn!("request refused: the denylist is out of sync (fail closed)");
-                    Ok(refuse(None, true))
-                }
+                // Logged once per outage by the sync task, not per request.
+                Err(Refusal::NotInSync) => Ok(refuse(None, true)),
                 Err(refusal) => Ok(refuse(Some(&refusal), false)),
             }
         })

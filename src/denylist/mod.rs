@@ -161,6 +161,9 @@ struct Shared {
     applied: AtomicU64,
     /// Full reloads (the first load included).
     reloads: AtomicU64,
+    /// Checks decided while out of sync for longer than allowed (refused or let through,
+    /// depending on the fail mode).
+    unsynced_checks: AtomicU64,
 }
 
 fn unix_now() -> u64 {
@@ -184,6 +187,7 @@ impl Denylist {
                 epoch,
                 applied: AtomicU64::new(0),
                 reloads: AtomicU64::new(0),
+                unsynced_checks: AtomicU64::new(0),
             }),
         }
     }
@@ -200,8 +204,11 @@ impl Denylist {
     }
 
     fn check_with(&self, token: &TokenFacts<'_>, now: impl Fn() -> u64) -> Result<(), Refusal> {
-        if self.shared.fail_mode == FailMode::Closed && self.sync_lost_too_long() {
-            return Err(Refusal::NotInSync);
+        if self.sync_lost_too_long() {
+            self.shared.unsynced_checks.fetch_add(1, Ordering::Relaxed);
+            if self.shared.fail_mode == FailMode::Closed {
+                return Err(Refusal::NotInSync);
+            }
         }
         let markers = self
             .shared
@@ -330,7 +337,14 @@ impl Denylist {
         )
     }
 
-    fn sync_lost_too_long(&self) -> bool {
+    /// Checks decided while out of sync for longer than `max_unsynced`: refused when failing
+    /// closed, let through unconfirmed when failing open. Watch it: it should stay at zero.
+    pub fn unsynced_checks(&self) -> u64 {
+        self.shared.unsynced_checks.load(Ordering::Relaxed)
+    }
+
+    /// Whether the gap in sync is longer than `max_unsynced` (the fail mode applies).
+    pub fn sync_lost_too_long(&self) -> bool {
         self.unsynced_for()
             .is_some_and(|gap| gap > self.shared.max_unsynced)
     }

@@ -66,6 +66,7 @@ pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
                 tracing::warn!(%error, "denylist subscription lost; reconnecting");
             }
             background.set_unsynced();
+            let mut over_bound = false;
             loop {
                 tokio::time::sleep(backoff).await;
                 match Follower::connect(&client, &settings, &background).await {
@@ -76,8 +77,21 @@ pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
                         break;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "denylist cannot reach Redis");
+                        tracing::debug!(%error, "denylist cannot reach Redis");
                         backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+                if !over_bound && background.sync_lost_too_long() {
+                    over_bound = true;
+                    match settings.fail_mode {
+                        FailMode::Closed => tracing::error!(
+                            "denylist out of sync for longer than {:?}: refusing every token (fail closed) until Redis is back",
+                            settings.max_unsynced
+                        ),
+                        FailMode::Open => tracing::error!(
+                            "denylist out of sync for longer than {:?}: tokens revoked meanwhile may pass (fail open) until Redis is back",
+                            settings.max_unsynced
+                        ),
                     }
                 }
             }
