@@ -3,26 +3,21 @@
 //! instances (a real redis-server, the release receiver binary, three in-process denylists each
 //! with its own subscription).
 //!
-//! Run: `cargo bench --bench denylist` (`-- --logouts N` for the propagation part, default 500).
+//! Run: `cargo bench --bench denylist` (`PROPAGATION_LOGOUTS=N` for the propagation part's size,
+//! default 500).
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::time::{Duration, Instant};
+
+use common::{now, percentile};
 use criterion::Criterion;
 use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{Denylist, FailMode, Kind, Marker, TokenFacts};
 use oidc_logout::op::forge::{self, Subject};
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, send};
+use oidc_logout::op::{SigningAlg, send};
 
 const ISSUER: &str = "https://op.example.com/realms/bench";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 fn check(c: &mut Criterion) {
     let denylist = Denylist::new(FailMode::Open, Duration::from_secs(10));
@@ -55,72 +50,17 @@ fn check(c: &mut Criterion) {
     group.finish();
 }
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let n = sorted.len();
-    if n == 0 {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
-
 async fn propagation(logouts: usize) {
-    let port = free_port();
-    let _redis = Killed(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    let redis_url = format!("redis://127.0.0.1:{port}/");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let op_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let issuer = format!("http://{}", op_listener.local_addr().expect("addr"));
-    let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
-    let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
-    let router = op.router();
-    tokio::spawn(async move { axum::serve(op_listener, router).await });
-    let listen = format!("127.0.0.1:{}", free_port());
-    let _receiver = Killed(
-        Command::new(env!("CARGO_BIN_EXE_oidc-logout"))
-            .arg("serve")
-            .env("OIDC_LOGOUT_ISSUER", &issuer)
+    let (_redis, redis_url) = common::redis_server();
+    let (_op, key, issuer) = common::op(SigningAlg::Rs256).await;
+    let (_receiver, url) = common::receiver(|c| {
+        c.env("OIDC_LOGOUT_ISSUER", &issuer)
             .env("OIDC_LOGOUT_CLIENT_ID", "app")
             .env("OIDC_LOGOUT_REDIS_URL", &redis_url)
-            .env("OIDC_LOGOUT_LISTEN", &listen)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("receiver binary"),
-    );
-    let url = format!("http://{listen}/backchannel-logout");
+            .env("RUST_LOG", "warn");
+    })
+    .await;
     let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(&url).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let mut instances = Vec::new();
     for _ in 0..3 {
         let settings = DenylistSettings::new(redis_url.clone(), vec![issuer.clone()]);
@@ -181,14 +121,11 @@ async fn propagation(logouts: usize) {
 }
 
 fn main() {
-    let mut logouts = 500;
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--logouts") {
-        logouts = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .expect("--logouts N");
-    }
+    // Criterion owns the command line; the propagation run's size comes from the environment.
+    let logouts = std::env::var("PROPAGATION_LOGOUTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let mut c = Criterion::default().configure_from_args();
     check(&mut c);
     c.final_summary();

@@ -12,10 +12,12 @@
 //! - `--soak 600 --rate 4000`: instead of the above, a steady load for 600 s at 4,000 logouts/s
 //!   (EdDSA, signed on the fly), printing rate, latency, receiver RSS and Redis memory every 10 s.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Killed, now};
 use oidc_logout::op::forge::{self, Subject};
 use oidc_logout::op::send::{self, LoadReport};
 use oidc_logout::op::{SigningAlg, SigningKey, TestOp};
@@ -77,28 +79,6 @@ fn options() -> Options {
     o
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// utime + stime of a process, in seconds (Linux /proc; clock ticks of 1/100 s).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -136,32 +116,9 @@ struct Rig {
 }
 
 async fn start(o: &Options) -> Rig {
-    let redis_port = free_port();
-    let redis = Killed(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let op_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let issuer = format!("http://{}", op_listener.local_addr().expect("addr"));
-    let key = Arc::new(SigningKey::generate(o.alg).expect("key"));
-    let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
-    let router = op.router();
-    tokio::spawn(async move { axum::serve(op_listener, router).await });
-
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut receiver = Command::new(env!("CARGO_BIN_EXE_oidc-logout"));
-    if let Some(threads) = &o.receiver_threads {
-        receiver.env("TOKIO_WORKER_THREADS", threads);
-    }
+    let (redis, redis_url) = common::redis_server();
+    let (op, key, issuer) = common::op(o.alg).await;
+    // The issuer in a config file, to be able to turn refresh-token revocation off.
     let config = std::env::temp_dir().join(format!("oidc-logout-load-{}.toml", std::process::id()));
     std::fs::write(
         &config,
@@ -173,27 +130,16 @@ async fn start(o: &Options) -> Rig {
         ),
     )
     .expect("config file");
-    let receiver = Killed(
-        receiver
-            .arg("serve")
-            .arg("--config")
+    let (receiver, url) = common::receiver(|c| {
+        c.arg("--config")
             .arg(&config)
             .env("OIDC_LOGOUT_REDIS_URL", &redis_url)
-            .env("OIDC_LOGOUT_LISTEN", &listen)
-            .env("RUST_LOG", &o.log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("receiver binary"),
-    );
-    let url = format!("http://{listen}/backchannel-logout");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(&url).send().await.is_ok() {
-            break;
+            .env("RUST_LOG", &o.log);
+        if let Some(threads) = &o.receiver_threads {
+            c.env("TOKIO_WORKER_THREADS", threads);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let index = RedisIndex::connect(&redis_url, IndexSettings::default())
         .await
         .expect("redis");

@@ -5,10 +5,12 @@
 //!
 //! Run: `cargo bench --bench store`.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::now;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use oidc_logout::store::{
     IndexSettings, Logout, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, Target,
@@ -16,21 +18,6 @@ use oidc_logout::store::{
 use tokio::runtime::Runtime;
 
 const ISSUER: &str = "https://op.example.com/realms/bench";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// A name no earlier iteration used, so every measured call does real work.
 fn fresh(what: &str) -> String {
@@ -145,19 +132,7 @@ fn bench(c: &mut Criterion) {
         &MemoryIndex::new(IndexSettings::default()),
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let _server = Killed(
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    let url = format!("redis://127.0.0.1:{port}/");
+    let (_server, url) = common::redis_server();
     let index = rt.block_on(async {
         for _ in 0..50 {
             if let Ok(index) = RedisIndex::connect(&url, IndexSettings::default()).await {
