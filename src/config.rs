@@ -10,16 +10,50 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::logout_token::{Policy, parse_algorithm};
 use crate::provider::ProviderSettings;
 use crate::rp::Client;
-use crate::store::IndexSettings;
+use crate::store::{IndexSettings, RedisTarget};
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// How long in-flight requests may take to finish after SIGTERM, unless set.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is not a log format; use text or json")),
+        }
+    }
+}
+
+impl LogFormat {
+    /// The name, as in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
 
 /// A setting is wrong; the message says which and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +98,19 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 pub struct FileConfig {
     /// `host:port` to listen on.
     pub listen: Option<String>,
-    /// Redis URL; absent means the in-memory index.
+    /// Redis URL, or comma-separated node URLs for a Cluster or the sentinels; absent means the
+    /// in-memory index.
     pub redis_url: Option<String>,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    pub redis_mode: Option<String>,
+    /// The master name the sentinels monitor (default `mymaster`).
+    pub redis_sentinel_master: Option<String>,
+    /// `host:port` for `/metrics`, `/healthz` and `/readyz`; absent: no such listener.
+    pub metrics_listen: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    /// Seconds in-flight requests may take to finish after SIGTERM (default 30).
+    pub shutdown_grace_secs: Option<u64>,
     /// Prefix of every Redis key.
     pub key_prefix: Option<String>,
     /// How long logout markers refuse late registrations, in seconds.
@@ -133,6 +178,14 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `OIDC_LOGOUT_REDIS_URL`.
     pub redis_url: Option<SecretString>,
+    /// `OIDC_LOGOUT_REDIS_MODE`.
+    pub redis_mode: Option<String>,
+    /// `OIDC_LOGOUT_REDIS_SENTINEL_MASTER`.
+    pub redis_sentinel_master: Option<String>,
+    /// `OIDC_LOGOUT_METRICS_LISTEN`.
+    pub metrics_listen: Option<String>,
+    /// `OIDC_LOGOUT_LOG_FORMAT`.
+    pub log_format: Option<String>,
     /// `OIDC_LOGOUT_KEY_PREFIX`.
     pub key_prefix: Option<String>,
     /// `OIDC_LOGOUT_ISSUER`.
@@ -166,8 +219,14 @@ pub struct IssuerSettings {
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// Redis URL (holds a password, hence secret); `None` means the in-memory index.
-    pub redis_url: Option<SecretString>,
+    /// Where to serve metrics and health checks, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How logs are written.
+    pub log_format: LogFormat,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Where Redis is; `None` means the in-memory index.
+    pub redis: Option<RedisTarget>,
     /// Index settings.
     pub index: IndexSettings,
     /// The trusted issuers.
@@ -416,20 +475,140 @@ impl Settings {
         }
         let marker_ttl = secs(config.marker_ttl_secs, 86_400, "marker_ttl_secs")?;
         let redis_url = o.redis_url.or(config.redis_url.map(SecretString::from));
-        if redis_url.is_none() {
-            warnings.push(
-                "no Redis configured (OIDC_LOGOUT_REDIS_URL): using the in-memory index, which \
-                 only this process sees"
-                    .to_owned(),
-            );
-        }
+        let redis_mode = o
+            .redis_mode
+            .or(config.redis_mode)
+            .unwrap_or_else(|| "standalone".to_owned());
+        let master = o.redis_sentinel_master.or(config.redis_sentinel_master);
+        let redis = match &redis_url {
+            Some(urls) => Some(
+                RedisTarget::parse(&redis_mode, urls.expose_secret(), master.as_deref())
+                    .map_err(|m| invalid("redis_url", m))?,
+            ),
+            None => {
+                warnings.push(
+                    "no Redis configured (OIDC_LOGOUT_REDIS_URL): using the in-memory index, \
+                     which only this process sees"
+                        .to_owned(),
+                );
+                None
+            }
+        };
+        let metrics_listen = match o.metrics_listen.or(config.metrics_listen) {
+            None => None,
+            Some(text) if text.trim().is_empty() => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{text:?} is not host:port, e.g. 127.0.0.1:9090"),
+                )
+            })?),
+        };
+        let log_format = match o.log_format.or(config.log_format) {
+            None => LogFormat::default(),
+            Some(text) => text.parse().map_err(|m| invalid("log_format", m))?,
+        };
+        let shutdown_grace = config
+            .shutdown_grace_secs
+            .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs);
         Ok(Self {
             listen,
-            redis_url,
+            metrics_listen,
+            log_format,
+            shutdown_grace,
+            redis,
             index: IndexSettings { prefix, marker_ttl },
             issuers,
             warnings,
         })
+    }
+}
+
+impl Settings {
+    /// The effective settings as a TOML config file, secrets shown as `***`: what
+    /// `oidc-logout check-config` prints. It parses back into the same settings (bar the secrets).
+    pub fn to_redacted_toml(&self) -> String {
+        use toml::{Table, Value};
+        let int = |d: Duration| Value::Integer(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+        let mut top = Table::new();
+        top.insert("listen".into(), Value::String(self.listen.to_string()));
+        if let Some(addr) = self.metrics_listen {
+            top.insert("metrics_listen".into(), Value::String(addr.to_string()));
+        }
+        top.insert("log_format".into(), self.log_format.as_str().into());
+        top.insert("shutdown_grace_secs".into(), int(self.shutdown_grace));
+        if let Some(redis) = &self.redis {
+            let urls = match redis {
+                RedisTarget::Single(url) => vec![url],
+                RedisTarget::Cluster(urls)
+                | RedisTarget::Sentinel {
+                    sentinels: urls, ..
+                } => urls.iter().collect(),
+            };
+            let urls: Vec<String> = urls
+                .into_iter()
+                .map(|u| crate::store::redact_url(u.expose_secret()))
+                .collect();
+            top.insert("redis_url".into(), Value::String(urls.join(",")));
+            top.insert("redis_mode".into(), redis.mode().into());
+            if let RedisTarget::Sentinel { master, .. } = redis {
+                top.insert("redis_sentinel_master".into(), master.as_str().into());
+            }
+        }
+        top.insert("key_prefix".into(), self.index.prefix.as_str().into());
+        top.insert("marker_ttl_secs".into(), int(self.index.marker_ttl));
+        let allow_http = self.issuers.iter().any(|i| i.provider.allow_insecure_http);
+        top.insert("allow_insecure_http".into(), Value::Boolean(allow_http));
+        let issuers = self.issuers.iter().map(|i| {
+            let mut t = Table::new();
+            let p = &i.policy;
+            t.insert("issuer".into(), p.issuer.as_str().into());
+            let clients = p.clients.iter().map(|(id, algs)| {
+                let mut c = Table::new();
+                c.insert("id".into(), id.as_str().into());
+                c.insert(
+                    "algorithms".into(),
+                    strings(algs.iter().map(|a| format!("{a:?}")).collect()),
+                );
+                let has_secret = i
+                    .revocation
+                    .iter()
+                    .flatten()
+                    .any(|r| &r.id == id && r.secret.is_some());
+                if has_secret {
+                    c.insert("secret".into(), "***".into());
+                }
+                Value::Table(c)
+            });
+            t.insert("clients".into(), Value::Array(clients.collect()));
+            t.insert(
+                "trusted_audiences".into(),
+                strings(p.trusted_audiences.clone()),
+            );
+            t.insert("max_token_age_secs".into(), int(p.max_age));
+            t.insert("clock_leeway_secs".into(), int(p.leeway));
+            t.insert(
+                "accept_missing_exp".into(),
+                Value::Boolean(p.accept_missing_exp),
+            );
+            t.insert(
+                "jwks_refetch_cooldown_secs".into(),
+                int(i.provider.refetch_cooldown),
+            );
+            t.insert("jwks_max_age_secs".into(), int(i.provider.max_key_age));
+            t.insert(
+                "revoke_refresh_tokens".into(),
+                Value::Boolean(i.revocation.is_some()),
+            );
+            t.insert(
+                "access_token_lifetime_secs".into(),
+                int(i.access_token_lifetime.unwrap_or_default()),
+            );
+            Value::Table(t)
+        });
+        top.insert("issuers".into(), Value::Array(issuers.collect()));
+        top.to_string()
     }
 }
 
@@ -557,6 +736,6 @@ mod tests {
             b.clients.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
             ["three", "four"]
         );
-        assert!(s.redis_url.is_some());
+        assert!(matches!(s.redis, Some(RedisTarget::Single(_))));
     }
 }

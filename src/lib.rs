@@ -55,6 +55,7 @@ pub mod config;
 pub mod denylist;
 pub mod logout_token;
 pub mod op;
+pub mod ops;
 pub mod provider;
 pub mod receiver;
 pub mod rp;

@@ -309,6 +309,14 @@ impl Provider {
 
     async fn fetch_keys(&self) -> Result<KeySet, ProviderError> {
         self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+        let result = self.fetch_keys_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(crate::ops::JWKS_FETCHES, "issuer" => self.issuer.clone(), "result" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn fetch_keys_once(&self) -> Result<KeySet, ProviderError> {
         let url = self.jwks_uri.as_str();
         let doc = fetch_json(&self.http, url).await?;
         let invalid = |problem: &str| ProviderError::Invalid {

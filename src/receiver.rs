@@ -17,14 +17,21 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::logout_token::{LogoutToken, MAX_TOKEN_BYTES, Policy, Rejection, UnverifiedToken};
+use crate::ops;
 use crate::provider::Provider;
 use crate::store::{LogoutOutcome, SessionIndex, StoreError};
 
 /// The path the receiver serves.
 pub const PATH: &str = "/backchannel-logout";
+
+/// The liveness check: 200 while the process answers.
+pub const LIVE_PATH: &str = "/healthz";
+
+/// The readiness check: 200 when logouts can be applied, 503 otherwise.
+pub const READY_PATH: &str = "/readyz";
 
 /// The largest request body read, in bytes: a maximal token plus room for other parameters.
 pub const MAX_BODY_BYTES: usize = MAX_TOKEN_BYTES + 4096;
@@ -132,10 +139,51 @@ impl<S: SessionIndex> Receiver<S> {
 
     /// The axum router serving [`PATH`], to serve alone or merge into an application's router.
     pub fn into_router(self) -> Router {
-        Router::new()
+        self.into_routers().0
+    }
+
+    /// The router serving [`PATH`], and one serving the health checks [`LIVE_PATH`] (the
+    /// process answers) and [`READY_PATH`] (Redis answers and every issuer has keys: 200, or
+    /// 503 naming what is not ready), to merge where the operator wants them.
+    pub fn into_routers(self) -> (Router, Router) {
+        let shared = Arc::new(self);
+        let logout = Router::new()
             .route(PATH, post(backchannel_logout::<S>))
-            .with_state(Arc::new(self))
-            .layer(axum::middleware::map_response(no_store))
+            .with_state(Arc::clone(&shared))
+            .layer(axum::middleware::map_response(no_store));
+        let health = Router::new()
+            .route(LIVE_PATH, get(|| async { "ok" }))
+            .route(READY_PATH, get(ready::<S>))
+            .with_state(shared)
+            .layer(axum::middleware::map_response(no_store));
+        (logout, health)
+    }
+
+    /// Whether logouts can be applied now: the index answers within a second and every issuer
+    /// has keys. The JSON names each check.
+    pub async fn readiness(&self) -> (bool, serde_json::Value) {
+        let index = match tokio::time::timeout(Duration::from_secs(1), self.index.ping()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "not ready: the session index does not answer");
+                "unavailable".to_owned()
+            }
+            Err(_) => "no answer within 1 s".to_owned(),
+        };
+        let mut ready = index == "ok";
+        let mut issuers = serde_json::Map::new();
+        for (name, issuer) in &self.issuers {
+            let has_keys = !issuer.provider.keys().is_empty();
+            ready &= has_keys;
+            let state = if has_keys { "ok" } else { "no keys" };
+            issuers.insert(name.clone(), state.into());
+        }
+        let body = serde_json::json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "index": index,
+            "issuers": issuers,
+        });
+        (ready, body)
     }
 
     /// Validate a logout token and end the sessions it names.
@@ -170,6 +218,16 @@ impl<S: SessionIndex> Receiver<S> {
             }
         }
     }
+}
+
+async fn ready<S: SessionIndex>(State(receiver): State<Arc<Receiver<S>>>) -> Response {
+    let (ready, body) = receiver.readiness().await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 fn unix_now() -> u64 {
@@ -249,29 +307,39 @@ async fn backchannel_logout<S: SessionIndex>(
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     if !content_type.is_some_and(is_form) {
-        tracing::info!(reason = "content_type", "logout refused");
-        return invalid_request("content type must be application/x-www-form-urlencoded");
+        return refused(
+            "content_type",
+            "content type must be application/x-www-form-urlencoded",
+        );
     }
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        tracing::info!(reason = "body", "logout refused");
-        return invalid_request("request body is too large or could not be read");
+        return refused("body", "request body is too large or could not be read");
     };
     let token = match request_token(content_type, &body) {
         Ok(token) => token,
-        Err(description) => {
-            tracing::info!(reason = "form", description, "logout refused");
-            return invalid_request(description);
-        }
+        Err(description) => return refused("form", description),
     };
     match receiver.process(&token).await {
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(applied) => {
+            metrics::counter!(ops::LOGOUTS, "outcome" => "applied").increment(1);
+            metrics::counter!(ops::SESSIONS_ENDED).increment(applied.ended);
+            StatusCode::OK.into_response()
+        }
         Err(LogoutError::Rejected(rejection)) => {
-            tracing::info!(reason = rejection.reason(), %rejection, "logout refused");
-            invalid_request(&rejection.to_string())
+            refused(rejection.reason(), &rejection.to_string())
         }
         Err(LogoutError::Unavailable(error)) => {
             tracing::error!(%error, "logout not applied: session store unavailable");
+            metrics::counter!(ops::LOGOUTS, "outcome" => "unavailable").increment(1);
+            metrics::counter!(ops::REDIS_ERRORS, "operation" => "logout").increment(1);
             unavailable()
         }
     }
+}
+
+/// A 400 for a refused logout, logged and counted with its reason.
+fn refused(reason: &'static str, description: &str) -> Response {
+    tracing::info!(reason, description, "logout refused");
+    metrics::counter!(ops::LOGOUTS, "outcome" => "rejected", "reason" => reason).increment(1);
+    invalid_request(description)
 }

@@ -223,7 +223,13 @@ pub struct DenylistService<S> {
 }
 
 /// An RFC 6750 refusal: `401` with `WWW-Authenticate`, or `503` when out of sync.
-fn refuse<B: Default>(refusal: Option<&dyn std::fmt::Display>, not_in_sync: bool) -> Response<B> {
+/// `reason` labels the refusal in [`DENYLIST_REFUSALS`](crate::ops::DENYLIST_REFUSALS).
+fn refuse<B: Default>(
+    reason: &'static str,
+    refusal: Option<&dyn std::fmt::Display>,
+    not_in_sync: bool,
+) -> Response<B> {
+    metrics::counter!(crate::ops::DENYLIST_REFUSALS, "reason" => reason).increment(1);
     let mut response = Response::new(B::default());
     if not_in_sync {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -283,7 +289,7 @@ where
             let verdict = match &layer.validator {
                 Some(validator) => {
                     let Some(token) = bearer(&request) else {
-                        return Ok(refuse(None, false));
+                        return Ok(refuse("missing_token", None, false));
                     };
                     match validator.validate(token).await {
                         Ok(claims) => {
@@ -291,19 +297,25 @@ where
                             request.extensions_mut().insert(claims);
                             verdict
                         }
-                        Err(invalid) => return Ok(refuse(Some(&invalid), false)),
+                        Err(invalid) => return Ok(refuse("invalid_token", Some(&invalid), false)),
                     }
                 }
                 None => match request.extensions().get::<RevocationClaims>() {
                     Some(claims) => layer.denylist.check(&claims.facts()),
-                    None => return Ok(refuse(Some(&"no validated access token"), false)),
+                    None => {
+                        return Ok(refuse(
+                            "invalid_token",
+                            Some(&"no validated access token"),
+                            false,
+                        ));
+                    }
                 },
             };
             match verdict {
                 Ok(()) => inner.call(request).await,
                 // Logged once per outage by the sync task, not per request.
-                Err(Refusal::NotInSync) => Ok(refuse(None, true)),
-                Err(refusal) => Ok(refuse(Some(&refusal), false)),
+                Err(Refusal::NotInSync) => Ok(refuse("out_of_sync", None, true)),
+                Err(refusal) => Ok(refuse("revoked", Some(&refusal), false)),
             }
         })
     }

@@ -10,16 +10,16 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 
 use super::{Denylist, FailMode, parse_marker, unix_now};
-use crate::store::{IssuerKeys, StoreError, decode_component};
+use crate::store::{IssuerKeys, RedisConnection, RedisTarget, StoreError, decode_component};
 
 /// How a denylist finds and follows the markers.
 #[derive(Debug, Clone)]
 pub struct DenylistSettings {
-    /// The Redis the receiver writes to.
-    pub redis_url: SecretString,
+    /// The Redis the receiver writes to (one server, Cluster or Sentinel).
+    pub redis: RedisTarget,
     /// The receiver's key prefix (default `oidc-logout:`).
     pub prefix: String,
     /// The issuers whose tokens this API accepts; markers of other issuers are ignored.
@@ -33,11 +33,12 @@ pub struct DenylistSettings {
 }
 
 impl DenylistSettings {
-    /// Settings with the defaults: prefix `oidc-logout:`, fail closed after 10 s out of sync,
-    /// a full reload every 60 s.
+    /// Settings for one Redis server at `redis_url`, with the defaults: prefix `oidc-logout:`,
+    /// fail closed after 10 s out of sync, a full reload every 60 s. Set `redis` for a Cluster
+    /// or Sentinel.
     pub fn new(redis_url: impl Into<String>, issuers: Vec<String>) -> Self {
         Self {
-            redis_url: SecretString::from(redis_url.into()),
+            redis: RedisTarget::Single(SecretString::from(redis_url.into())),
             prefix: "oidc-logout:".into(),
             issuers,
             fail_mode: FailMode::Closed,
@@ -56,8 +57,18 @@ pub fn channel(prefix: &str) -> String {
 /// here), then keeps the denylist current in the background for as long as the runtime runs.
 pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
     let denylist = Denylist::new(settings.fail_mode, settings.max_unsynced);
-    let client = redis::Client::open(settings.redis_url.expose_secret())?;
-    let mut first = Follower::connect(&client, &settings, &denylist).await?;
+    let mut first = Follower::connect(&settings, &denylist).await?;
+    let gauges = denylist.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let unsynced = gauges.unsynced_for().map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!(crate::ops::DENYLIST_UNSYNCED).set(unsynced);
+            #[allow(clippy::cast_precision_loss)] // a marker count fits an f64 exactly
+            metrics::gauge!(crate::ops::DENYLIST_MARKERS).set(gauges.len() as f64);
+        }
+    });
     let background = denylist.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(50);
@@ -69,7 +80,7 @@ pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
             let mut over_bound = false;
             loop {
                 tokio::time::sleep(backoff).await;
-                match Follower::connect(&client, &settings, &background).await {
+                match Follower::connect(&settings, &background).await {
                     Ok(follower) => {
                         tracing::info!("denylist back in sync");
                         first = follower;
@@ -103,21 +114,17 @@ pub async fn start(settings: DenylistSettings) -> Result<Denylist, StoreError> {
 /// A live subscription plus a connection for reloads.
 struct Follower {
     messages: redis::aio::PubSubStream,
-    conn: redis::aio::MultiplexedConnection,
+    conn: RedisConnection,
     settings: DenylistSettings,
     denylist: Denylist,
 }
 
 impl Follower {
     /// Subscribe, then load everything, then mark the denylist in sync.
-    async fn connect(
-        client: &redis::Client,
-        settings: &DenylistSettings,
-        denylist: &Denylist,
-    ) -> Result<Self, StoreError> {
-        let mut pubsub = client.get_async_pubsub().await?;
+    async fn connect(settings: &DenylistSettings, denylist: &Denylist) -> Result<Self, StoreError> {
+        let mut pubsub = settings.redis.pubsub().await?;
         pubsub.subscribe(channel(&settings.prefix)).await?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        let conn = settings.redis.connect().await?;
         let mut follower = Self {
             messages: pubsub.into_on_message(),
             conn,

@@ -219,6 +219,8 @@ async fn work<B: RecordStore>(
         let found = match records.get_records(&ids).await {
             Ok(found) => found,
             Err(error) => {
+                metrics::counter!(crate::ops::REDIS_ERRORS, "operation" => "read_records")
+                    .increment(1);
                 tracing::warn!(%error, sessions = ids.len(), "cannot read ended sessions to revoke their refresh tokens");
                 batch.clear();
                 continue;
@@ -246,13 +248,19 @@ async fn work<B: RecordStore>(
             tokio::spawn(async move {
                 match revoke_refresh_token(&provider, &client, token.expose()).await {
                     Revocation::Revoked => {
+                        metrics::counter!(crate::ops::REFRESH_REVOCATIONS, "result" => "revoked")
+                            .increment(1);
                         tracing::info!("refresh token of an ended session revoked")
                     }
                     Revocation::Retry { reason, .. } => {
+                        metrics::counter!(crate::ops::REFRESH_REVOCATIONS, "result" => "failed")
+                            .increment(1);
                         tracing::warn!(%reason, "refresh token revocation failed; retrying in the background");
                         retry_in_background(provider, client, token);
                     }
                     Revocation::Refused { reason } => {
+                        metrics::counter!(crate::ops::REFRESH_REVOCATIONS, "result" => "failed")
+                            .increment(1);
                         tracing::warn!(%reason, "refresh token revocation refused by the OP");
                     }
                 }

@@ -15,6 +15,7 @@
 //! token is either fully applied and remembered, or neither: an OP retry after a failure is
 //! processed, a replay after a success is refused.
 
+mod connection;
 mod keys;
 mod memory;
 mod redis;
@@ -22,6 +23,7 @@ mod redis;
 use std::future::Future;
 use std::time::Duration;
 
+pub use connection::{DEFAULT_SENTINEL_MASTER, RedisConnection, RedisTarget, redact_url};
 pub(crate) use keys::decode_component;
 pub use keys::{IssuerKeys, LAYOUT_VERSION, encode_component};
 pub use memory::MemoryIndex;

@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
+use secrecy::SecretString;
 
+use super::connection::{RedisConnection, RedisTarget};
 use super::keys::{IssuerKeys, decode_component, encode_component, record_key};
 use super::{
     IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
@@ -165,7 +166,7 @@ return 1
 /// itself; while Redis is unreachable every call fails fast with [`StoreError::Redis`].
 #[derive(Clone)]
 pub struct RedisIndex {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     settings: IndexSettings,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -185,15 +186,17 @@ impl std::fmt::Debug for RedisIndex {
 }
 
 impl RedisIndex {
-    /// Connect to Redis (`redis://`, `rediss://` or `unix://` URL) and check that it answers.
+    /// Connect to one Redis (`redis://`, `rediss://` or `unix://` URL) and check that it answers.
     pub async fn connect(url: &str, settings: IndexSettings) -> Result<Self, StoreError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Self::connect_to(&RedisTarget::Single(SecretString::from(url)), settings).await
+    }
+
+    /// Connect to Redis in any shape (one server, Cluster, Sentinel) and check that it answers.
+    pub async fn connect_to(
+        target: &RedisTarget,
+        settings: IndexSettings,
+    ) -> Result<Self, StoreError> {
+        let conn = target.connect().await?;
         let script = |body: &str| Script::new(&format!("{LUA_ENCODE}\n{body}"));
         let index = Self {
             conn,
@@ -204,7 +207,6 @@ impl RedisIndex {
                 end_session: script(LUA_END_SESSION),
             }),
         };
-        index.ping().await?;
         Ok(index)
     }
 
@@ -384,12 +386,13 @@ impl RecordStore for RedisIndex {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // A pipeline of GETs rather than MGET: the records have one hash tag each.
-        let mut pipe = redis::pipe();
+        // One MGET: on a Cluster the client splits it by slot (each record has a tag of its
+        // own) and sends the parts to their nodes at once.
+        let mut mget = redis::cmd("MGET");
         for id in ids {
-            pipe.cmd("GET").arg(record_key(&self.settings.prefix, id));
+            mget.arg(record_key(&self.settings.prefix, id));
         }
-        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+        Ok(mget.query_async(&mut self.conn.clone()).await?)
     }
 
     async fn delete_record(&self, id: &str) -> Result<(), StoreError> {

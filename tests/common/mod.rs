@@ -18,6 +18,8 @@ use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord,
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
+pub mod topologies;
+
 pub const CLIENT: &str = "app-1";
 
 pub fn now() -> u64 {
@@ -27,7 +29,7 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -14,16 +14,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use oidc_logout::config::{IssuerSettings, Overrides, Settings};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use oidc_logout::config::{IssuerSettings, LogFormat, Overrides, Settings};
 use oidc_logout::logout_token::Policy;
 use oidc_logout::op::{KeyFile, SigningAlg, SigningKey, TestOp, logout_claims, random_id};
+use oidc_logout::ops;
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
 use oidc_logout::receiver::{AfterLogout, PATH, Receiver};
 use oidc_logout::rp::RefreshTokenRevocation;
 use oidc_logout::store::{
     IndexSettings, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, SessionState,
 };
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 mod op;
@@ -39,6 +41,9 @@ struct Cli {
 enum Command {
     /// Serve POST /backchannel-logout for the configured issuers.
     Serve(ServeArgs),
+    /// Print the effective settings (file, then environment, then flags) with secrets redacted,
+    /// or fail naming the wrong setting. Contacts nothing.
+    CheckConfig(ServeArgs),
     /// Try it with nothing else installed: a built-in issuer, the receiver, one session, and a
     /// ready-to-send signed logout for it.
     Demo(DemoArgs),
@@ -65,9 +70,22 @@ struct ServeArgs {
     /// Algorithms the client registered, comma-separated (default RS256).
     #[arg(long, env = "OIDC_LOGOUT_ALGORITHMS")]
     algorithms: Option<String>,
-    /// Redis URL (redis://, rediss://); absent: in-memory index for this process only.
+    /// Redis URL (redis://, rediss://), or comma-separated node URLs for a Cluster or the
+    /// sentinels; absent: in-memory index for this process only.
     #[arg(long, env = "OIDC_LOGOUT_REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+    /// standalone (default), cluster or sentinel.
+    #[arg(long, env = "OIDC_LOGOUT_REDIS_MODE")]
+    redis_mode: Option<String>,
+    /// The master name the sentinels monitor (default mymaster).
+    #[arg(long, env = "OIDC_LOGOUT_REDIS_SENTINEL_MASTER")]
+    redis_sentinel_master: Option<String>,
+    /// host:port serving /metrics (Prometheus), /healthz and /readyz; absent: none.
+    #[arg(long, env = "OIDC_LOGOUT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Log lines as text (default) or json.
+    #[arg(long, env = "OIDC_LOGOUT_LOG_FORMAT")]
+    log_format: Option<String>,
     /// Prefix of every Redis key (default "oidc-logout:").
     #[arg(long, env = "OIDC_LOGOUT_KEY_PREFIX")]
     key_prefix: Option<String>,
@@ -102,25 +120,51 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run_cli() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Demo(args) => demo(args).await,
-        Command::Op(command) => op::run(command).await,
+        Command::Serve(args) => {
+            let settings = load_settings(args)?;
+            init_logs(settings.log_format);
+            serve(settings).await
+        }
+        Command::CheckConfig(args) => check_config(args),
+        Command::Demo(args) => {
+            init_logs(LogFormat::Text);
+            demo(args).await
+        }
+        Command::Op(command) => {
+            init_logs(LogFormat::Text);
+            op::run(command).await
+        }
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+fn load_settings(args: ServeArgs) -> Result<Settings> {
     let overrides = Overrides {
         listen: args.listen,
         redis_url: args.redis_url.map(SecretString::from),
+        redis_mode: args.redis_mode,
+        redis_sentinel_master: args.redis_sentinel_master,
+        metrics_listen: args.metrics_listen,
+        log_format: args.log_format,
         key_prefix: args.key_prefix,
         issuer: args.issuer,
         client_id: args.client_id,
@@ -128,7 +172,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         algorithms: args.algorithms,
         allow_insecure_http: args.allow_insecure_http,
     };
-    let settings = Settings::load(args.config.as_deref(), overrides)?;
+    Ok(Settings::load(args.config.as_deref(), overrides)?)
+}
+
+fn check_config(args: ServeArgs) -> Result<()> {
+    let settings = load_settings(args)?;
+    println!("# oidc-logout: effective settings (secrets shown as ***)");
+    for warning in &settings.warnings {
+        println!("# warning: {warning}");
+    }
+    print!("{}", settings.to_redacted_toml());
+    Ok(())
+}
+
+async fn serve(settings: Settings) -> Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
@@ -159,22 +216,27 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (OIDC_LOGOUT_LISTEN)", settings.listen))?;
-    match &settings.redis_url {
-        Some(url) => {
-            let index = RedisIndex::connect(url.expose_secret(), settings.index.clone())
+    let serving = Serving {
+        listener,
+        metrics: metrics_listener(settings.metrics_listen).await?,
+        grace: settings.shutdown_grace,
+    };
+    match &settings.redis {
+        Some(target) => {
+            let index = RedisIndex::connect_to(target, settings.index.clone())
                 .await
-                .context("cannot connect to Redis (OIDC_LOGOUT_REDIS_URL): is it running and is the URL right?")?;
+                .with_context(|| format!("cannot connect to Redis at {} (OIDC_LOGOUT_REDIS_URL): is it running and is the URL right?", target.redacted()))?;
             // Applications' session records live in the same Redis: revoke their refresh tokens.
             let revocation = revocation_clients.into_iter().fold(
                 RefreshTokenRevocation::new(index.clone()),
                 |r, (keys, clients)| r.with_issuer(keys, clients),
             );
-            run(listener, index, trusted, Some(Arc::new(revocation))).await
+            run(serving, index, trusted, Some(Arc::new(revocation))).await
         }
         // No application shares an in-memory index with a standalone receiver: nothing to revoke.
         None => {
             run(
-                listener,
+                serving,
                 MemoryIndex::new(settings.index.clone()),
                 trusted,
                 None,
@@ -184,8 +246,34 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
 }
 
-async fn run<S: SessionIndex>(
+/// Where to serve, and how long to wait for in-flight requests at shutdown.
+struct Serving {
     listener: TcpListener,
+    metrics: Option<(TcpListener, PrometheusHandle)>,
+    grace: Duration,
+}
+
+/// Bind the metrics listener and install the Prometheus recorder, when one is configured.
+async fn metrics_listener(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<(TcpListener, PrometheusHandle)>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (OIDC_LOGOUT_METRICS_LISTEN)"))?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(ops::REQUEST_DURATION.to_owned()),
+            ops::LATENCY_BUCKETS,
+        )
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(Some((listener, handle)))
+}
+
+async fn run<S: SessionIndex>(
+    serving: Serving,
     index: S,
     trusted: Vec<(Arc<Provider>, Policy, Option<Duration>)>,
     after_logout: Option<Arc<dyn AfterLogout>>,
@@ -201,18 +289,63 @@ async fn run<S: SessionIndex>(
     if let Some(hook) = after_logout {
         receiver = receiver.with_after_logout(hook);
     }
-    let addr = listener.local_addr()?;
+    let (logout, health) = receiver.into_routers();
+    let app = logout
+        .merge(health.clone())
+        .layer(axum::middleware::from_fn(ops::observe));
+    let addr = serving.listener.local_addr()?;
     tracing::info!("listening on http://{addr}{PATH}");
+    // One signal stops every listener; each then finishes its in-flight requests.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
     // Answers are one small write each: send them at once rather than after the peer's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let listener = axum::serve::ListenerExt::tap_io(serving.listener, |tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, receiver.into_router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")
+    let main = axum::serve(listener, app).with_graceful_shutdown(until_stopped(stopped.clone()));
+    let metrics = async {
+        let Some((listener, handle)) = serving.metrics else {
+            return Ok(());
+        };
+        tracing::info!(
+            "metrics and health on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let router = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || std::future::ready(handle.render())),
+            )
+            .merge(health);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .await
+    };
+    let grace = serving.grace;
+    let deadline = async {
+        until_stopped(stopped.clone()).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        (main, metrics) = futures_util::future::join(main.into_future(), metrics) => {
+            main.context("server failed")?;
+            metrics.context("metrics server failed")?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        () = deadline => {
+            tracing::warn!("requests still running {grace:?} after the shutdown signal; exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -329,7 +462,12 @@ async fn demo(args: DemoArgs) -> Result<()> {
             }
         }
     });
-    let served = run(listener, index, vec![(keys, policy, None)], None).await;
+    let serving = Serving {
+        listener,
+        metrics: None,
+        grace: oidc_logout::config::DEFAULT_SHUTDOWN_GRACE,
+    };
+    let served = run(serving, index, vec![(keys, policy, None)], None).await;
     let _ = std::fs::remove_file(&key_file);
     served
 }

@@ -1,0 +1,356 @@
+//! Where Redis is and how to talk to it: one server, a Cluster, or a primary found through
+//! Sentinel, each behind one connection type the index and the denylist use alike.
+//!
+//! The index needs no more from a topology than single-key commands and Lua scripts whose keys
+//! share one hash tag, so the three shapes differ only here. A single server and a Cluster use
+//! the `redis` crate's reconnecting connections. Sentinel gets a thin wrapper: the crate resolves
+//! the primary once, so when a command fails in a way a failover causes (connection lost,
+//! `READONLY` from a demoted primary) the wrapper asks the sentinels again and switches. It
+//! never re-sends the failed command: a logout script that ran before the connection dropped
+//! would be refused as a replay, so the caller sees the error (a 503 to the OP, which retries).
+//!
+//! TLS is `rediss://` in the URL; the server's certificate is checked against the system's
+//! roots, or the file named by `SSL_CERT_FILE`. ACL users go in the URL as
+//! `redis://user:password@host/`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, Cmd, ErrorKind, IntoConnectionInfo as _, RedisError, RedisFuture, Value};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::StoreError;
+
+/// How long connecting and each answer may take before the call fails.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The sentinel service name used when none is configured.
+pub const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
+
+/// Where Redis is. URLs hold passwords, hence secret.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// One server (or a managed endpoint that looks like one).
+    Single(SecretString),
+    /// A Redis Cluster, found through any of these nodes.
+    Cluster(Vec<SecretString>),
+    /// A primary found through these sentinels; the credentials and TLS of the sentinel URLs are
+    /// used for the primary too.
+    Sentinel {
+        /// The sentinels.
+        sentinels: Vec<SecretString>,
+        /// The service (master) name the sentinels monitor.
+        master: String,
+    },
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl RedisTarget {
+    /// A target from a mode (`standalone`, `cluster`, `sentinel`), a comma-separated list of
+    /// URLs and, for Sentinel, the master name. The error says what is wrong.
+    pub fn parse(mode: &str, urls: &str, master: Option<&str>) -> Result<Self, String> {
+        let list: Vec<&str> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        for url in &list {
+            if let Err(error) = url.into_connection_info() {
+                return Err(format!(
+                    "{} is not a Redis URL ({error}); use redis://[user:password@]host:port/ or rediss://…",
+                    redact_url(url)
+                ));
+            }
+        }
+        let secrets = || list.iter().map(|u| SecretString::from(*u)).collect();
+        match (mode, list.as_slice()) {
+            (_, []) => Err("no Redis URL given".into()),
+            ("standalone", [one]) => Ok(Self::Single(SecretString::from(*one))),
+            ("standalone", _) => Err(
+                "several URLs need redis_mode = \"cluster\" or \"sentinel\"; standalone takes one"
+                    .into(),
+            ),
+            ("cluster", _) => Ok(Self::Cluster(secrets())),
+            ("sentinel", _) => Ok(Self::Sentinel {
+                sentinels: secrets(),
+                master: master.unwrap_or(DEFAULT_SENTINEL_MASTER).to_owned(),
+            }),
+            (other, _) => Err(format!(
+                "{other:?} is not a Redis mode; use standalone, cluster or sentinel"
+            )),
+        }
+    }
+
+    /// The mode name, as in the settings.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "standalone",
+            Self::Cluster(_) => "cluster",
+            Self::Sentinel { .. } => "sentinel",
+        }
+    }
+
+    /// The target with passwords replaced by `***`, for logs and `check-config`.
+    pub fn redacted(&self) -> String {
+        let list = |urls: &[SecretString]| {
+            urls.iter()
+                .map(|u| redact_url(u.expose_secret()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Self::Single(url) => redact_url(url.expose_secret()),
+            Self::Cluster(urls) => format!("cluster {}", list(urls)),
+            Self::Sentinel { sentinels, master } => {
+                format!("sentinel {} (master {master})", list(sentinels))
+            }
+        }
+    }
+
+    /// Open a connection that reconnects by itself, and check that Redis answers.
+    pub async fn connect(&self) -> Result<RedisConnection, StoreError> {
+        let conn = match self {
+            Self::Single(url) => {
+                RedisConnection::Single(manager(Client::open(url.expose_secret())?).await?)
+            }
+            Self::Cluster(urls) => {
+                let client = ClusterClient::builder(urls.iter().map(|u| u.expose_secret()))
+                    .connection_timeout(TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .retries(2)
+                    .build()?;
+                RedisConnection::Cluster(client.get_async_connection().await?)
+            }
+            Self::Sentinel { sentinels, master } => {
+                let mut sentinel = sentinel_client(sentinels, master)?;
+                let primary = manager(sentinel.async_get_client().await?).await?;
+                RedisConnection::Sentinel(Arc::new(Failover {
+                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    current: RwLock::new(primary),
+                }))
+            }
+        };
+        let mut ping = conn.clone();
+        let _: () = redis::cmd("PING").query_async(&mut ping).await?;
+        Ok(conn)
+    }
+
+    /// A pub/sub connection. Redis delivers a `PUBLISH` to subscribers on every node of a
+    /// Cluster and on replicas, so any reachable node will do; with Sentinel, the primary.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        match self {
+            Self::Single(url) => Ok(Client::open(url.expose_secret())?
+                .get_async_pubsub()
+                .await?),
+            Self::Cluster(urls) => {
+                let mut last = None;
+                for url in urls {
+                    match Client::open(url.expose_secret())?.get_async_pubsub().await {
+                        Ok(pubsub) => return Ok(pubsub),
+                        Err(error) => last = Some(error),
+                    }
+                }
+                Err(last.map_or_else(
+                    || StoreError::Unexpected("no cluster node to subscribe to".into()),
+                    StoreError::from,
+                ))
+            }
+            Self::Sentinel { sentinels, master } => {
+                let client = sentinel_client(sentinels, master)?
+                    .async_get_client()
+                    .await?;
+                Ok(client.get_async_pubsub().await?)
+            }
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password fails only for URLs without a host, which have none to hide.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<not a URL>".into(),
+    }
+}
+
+async fn manager(client: Client) -> Result<ConnectionManager, RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config).await
+}
+
+fn sentinel_client(sentinels: &[SecretString], master: &str) -> Result<SentinelClient, StoreError> {
+    let first = sentinels
+        .first()
+        .ok_or_else(|| StoreError::Unexpected("no sentinel given".into()))?;
+    let info = first.expose_secret().into_connection_info()?;
+    let mut node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(info.redis_settings().clone());
+    if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
+        node = node.set_tls_mode(if *insecure {
+            redis::TlsMode::Insecure
+        } else {
+            redis::TlsMode::Secure
+        });
+    }
+    Ok(SentinelClient::build(
+        sentinels.iter().map(|s| s.expose_secret()).collect(),
+        master,
+        Some(node),
+        SentinelServerType::Master,
+    )?)
+}
+
+/// A connection to Redis in any of its shapes. Clones share the underlying connections.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Cluster: commands go to the node that holds their keys' slot.
+    Cluster(ClusterConnection),
+    /// The primary Sentinel names, re-resolved after a failover.
+    Sentinel(Arc<Failover>),
+}
+
+/// The Sentinel-resolved primary, and the sentinels to ask again.
+pub struct Failover {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    current: RwLock<ConnectionManager>,
+}
+
+impl Failover {
+    fn current(&self) -> ConnectionManager {
+        match self.current.read() {
+            Ok(conn) => conn.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Ask the sentinels for the primary and switch to it, unless another caller already did
+    /// since `failed` was taken.
+    async fn rediscover(&self, error: &RedisError) {
+        let mut sentinel = self.sentinel.lock().await;
+        tracing::warn!(%error, "Redis primary lost; asking the sentinels for the current one");
+        match sentinel.async_get_client().await {
+            Ok(client) => match manager(client).await {
+                Ok(conn) => match self.current.write() {
+                    Ok(mut current) => *current = conn,
+                    Err(poisoned) => *poisoned.into_inner() = conn,
+                },
+                Err(error) => tracing::warn!(%error, "cannot connect to the new Redis primary"),
+            },
+            Err(error) => tracing::warn!(%error, "the sentinels name no reachable primary"),
+        }
+    }
+}
+
+/// Whether an error means the primary may have moved.
+fn primary_lost(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(failover) => Box::pin(async move {
+                let result = failover.current().req_packed_command(cmd).await;
+                if let Err(error) = &result
+                    && primary_lost(error)
+                {
+                    failover.rediscover(error).await;
+                }
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(failover) => Box::pin(async move {
+                let result = failover
+                    .current()
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                if let Err(error) = &result
+                    && primary_lost(error)
+                {
+                    failover.rediscover(error).await;
+                }
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(failover) => failover.current().get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_redact() {
+        let single = RedisTarget::parse("standalone", "redis://u:pw@127.0.0.1:6379/", None);
+        assert!(matches!(single, Ok(RedisTarget::Single(_))));
+        let shown = single.map(|t| t.redacted()).unwrap_or_default();
+        assert_eq!(shown, "redis://u:***@127.0.0.1:6379/");
+        assert!(!shown.contains("pw"));
+
+        let cluster = RedisTarget::parse("cluster", "redis://a:1, redis://b:2", None);
+        assert!(matches!(&cluster, Ok(RedisTarget::Cluster(urls)) if urls.len() == 2));
+
+        let sentinel = RedisTarget::parse("sentinel", "redis://s:26379", Some("prod"));
+        assert!(matches!(&sentinel, Ok(RedisTarget::Sentinel { master, .. }) if master == "prod"));
+
+        for (mode, urls, wanted) in [
+            ("standalone", "redis://a:1,redis://b:2", "several URLs"),
+            ("standalone", "", "no Redis URL"),
+            ("ring", "redis://a:1", "not a Redis mode"),
+            ("standalone", "http://a:1", "not a Redis URL"),
+        ] {
+            let error = RedisTarget::parse(mode, urls, None)
+                .err()
+                .unwrap_or_default();
+            assert!(error.contains(wanted), "{mode} {urls}: {error}");
+        }
+    }
+}
