@@ -479,6 +479,12 @@ impl Settings {
             .redis_mode
             .or(config.redis_mode)
             .unwrap_or_else(|| "standalone".to_owned());
+        if !["standalone", "cluster", "sentinel"].contains(&redis_mode.as_str()) {
+            return Err(invalid(
+                "redis_mode",
+                format!("{redis_mode:?} is not a Redis mode; use standalone, cluster or sentinel"),
+            ));
+        }
         let master = o.redis_sentinel_master.or(config.redis_sentinel_master);
         let redis = match &redis_url {
             Some(urls) => Some(

@@ -189,6 +189,8 @@ async fn serve(settings: Settings) -> Result<()> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
+    // Before anything records a metric (the issuers' first JWKS fetches).
+    let metrics = metrics_listener(settings.metrics_listen).await?;
     let http = http_client().context("cannot build the HTTP client")?;
     let mut trusted = Vec::new();
     let mut revocation_clients = Vec::new();
@@ -218,7 +220,7 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("cannot listen on {} (OIDC_LOGOUT_LISTEN)", settings.listen))?;
     let serving = Serving {
         listener,
-        metrics: metrics_listener(settings.metrics_listen).await?,
+        metrics,
         grace: settings.shutdown_grace,
     };
     match &settings.redis {
