@@ -12,7 +12,8 @@
 //! `API_AUDIENCE` is the `aud` its access tokens carry (the OP's resource or API identifier),
 //! `OIDC_LOGOUT_ALGORITHMS` the OP's signing algorithms (default RS256), `API_LISTEN` where it
 //! listens (default `127.0.0.1:4000`), `API_FAIL_OPEN=true` lets tokens through while the
-//! denylist cannot confirm it is in sync (default: refuse with 503 after 10 s out of sync).
+//! denylist cannot confirm it is in sync (default: refuse with 503 after 10 s out of sync),
+//! `OIDC_LOGOUT_ALLOW_INSECURE_HTTP=true` accepts an `http://` issuer off loopback (containers).
 
 use anyhow::{Context as _, Result};
 use axum::routing::get;
@@ -47,7 +48,12 @@ async fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let listen = env("API_LISTEN").unwrap_or_else(|| "127.0.0.1:4000".into());
 
-    let provider = Provider::discover(&issuer, http_client()?, ProviderSettings::default())
+    // `http://` issuers off loopback only when asked (containers on a private network).
+    let provider_settings = ProviderSettings {
+        allow_insecure_http: env("OIDC_LOGOUT_ALLOW_INSECURE_HTTP").as_deref() == Some("true"),
+        ..ProviderSettings::default()
+    };
+    let provider = Provider::discover(&issuer, http_client()?, provider_settings)
         .await
         .with_context(|| format!("cannot load issuer {issuer}"))?;
     let mut settings = DenylistSettings::new(redis_url, vec![issuer.clone()]);
