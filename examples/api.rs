@@ -13,7 +13,9 @@
 //! `OIDC_LOGOUT_ALGORITHMS` the OP's signing algorithms (default RS256), `API_LISTEN` where it
 //! listens (default `127.0.0.1:4000`), `API_FAIL_OPEN=true` lets tokens through while the
 //! denylist cannot confirm it is in sync (default: refuse with 503 after 10 s out of sync),
-//! `OIDC_LOGOUT_ALLOW_INSECURE_HTTP=true` accepts an `http://` issuer off loopback (containers).
+//! `OIDC_LOGOUT_ALLOW_INSECURE_HTTP=true` accepts an `http://` issuer off loopback (containers),
+//! and `API_METRICS_LISTEN` (e.g. `127.0.0.1:9091`) serves Prometheus `/metrics` with the
+//! denylist's sync lag, marker count and refusals.
 
 use anyhow::{Context as _, Result};
 use axum::routing::get;
@@ -47,6 +49,9 @@ async fn main() -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let listen = env("API_LISTEN").unwrap_or_else(|| "127.0.0.1:4000".into());
+    if let Some(addr) = env("API_METRICS_LISTEN") {
+        serve_metrics(&addr).await?;
+    }
 
     // `http://` issuers off loopback only when asked (containers on a private network).
     let provider_settings = ProviderSettings {
@@ -80,5 +85,20 @@ async fn main() -> Result<()> {
         .with_context(|| format!("cannot listen on {listen} (API_LISTEN)"))?;
     tracing::info!("API on http://{}/orders", listener.local_addr()?);
     axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Prometheus `/metrics` on its own listener: the library records through the `metrics`
+/// facade, this recorder exports.
+async fn serve_metrics(addr: &str) -> Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (API_METRICS_LISTEN)"))?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let router = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+    tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(())
 }

@@ -301,8 +301,16 @@ async fn the_example_api_refuses_a_logged_out_users_token() {
         .env("OIDC_LOGOUT_REDIS_URL", h.redis.url())
         .env("API_AUDIENCE", API)
         .env("API_LISTEN", "127.0.0.1:0")
+        .env("API_METRICS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     let api = common::Proc::spawn("example api", command);
+    let metrics_line = api.wait_for("metrics on http://");
+    let metrics = metrics_line
+        .split("metrics on ")
+        .nth(1)
+        .expect("metrics URL")
+        .trim()
+        .to_owned();
     let line = api.wait_for("API on http://");
     let base = line
         .split("API on ")
@@ -323,4 +331,23 @@ async fn the_example_api_refuses_a_logged_out_users_token() {
     assert_eq!(h.post(&logout).await.status, 200);
     let challenge = until(&base, &token, 401).await;
     assert!(challenge.contains("session"), "{challenge}");
+
+    // What an operator of the API sees: in sync, one marker, one refusal for revocation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let page = reqwest::get(&metrics)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for line in [
+        "oidc_logout_denylist_unsynced_seconds 0",
+        "oidc_logout_denylist_markers 1",
+        "oidc_logout_denylist_refusals_total{reason=\"revoked\"} 1",
+    ] {
+        assert!(
+            page.lines().any(|l| l == line),
+            "{line} missing from:\n{page}"
+        );
+    }
 }
