@@ -8,7 +8,8 @@
 //! - `--fanout 1000` sessions of one user ended by one `sub` logout (`--fanout 0` to skip),
 //!   repeated `--fanout-users 20` times;
 //! - `--log info|warn` (receiver log level), `--receiver-threads N` (its `TOKIO_WORKER_THREADS`),
-//!   `--revocation off` (no refresh-token revocation hook: `revoke_refresh_tokens = false`);
+//!   `--revocation off` (no refresh-token revocation hook: `revoke_refresh_tokens = false`),
+//!   `--metrics on` (the receiver records Prometheus metrics on a metrics listener);
 //! - `--soak 600 --rate 4000`: instead of the above, a steady load for 600 s at 4,000 logouts/s
 //!   (EdDSA, signed on the fly), printing rate, latency, receiver RSS and Redis memory every 10 s.
 
@@ -36,6 +37,7 @@ struct Options {
     soak: Option<u64>,
     rate: f64,
     revocation: bool,
+    metrics: bool,
 }
 
 fn options() -> Options {
@@ -50,6 +52,7 @@ fn options() -> Options {
         soak: None,
         rate: 4000.0,
         revocation: true,
+        metrics: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -72,6 +75,7 @@ fn options() -> Options {
             "--soak" => o.soak = Some(value.parse().expect("--soak SECONDS")),
             "--rate" => o.rate = value.parse().expect("--rate PER_SECOND"),
             "--revocation" => o.revocation = value != "off",
+            "--metrics" => o.metrics = value == "on",
             _ => takes_value = false, // cargo bench passes --bench
         }
         i += 1 + usize::from(takes_value);
@@ -137,6 +141,10 @@ async fn start(o: &Options) -> Rig {
             .env("RUST_LOG", &o.log);
         if let Some(threads) = &o.receiver_threads {
             c.env("TOKIO_WORKER_THREADS", threads);
+        }
+        if o.metrics {
+            let addr = format!("127.0.0.1:{}", common::free_port());
+            c.env("OIDC_LOGOUT_METRICS_LISTEN", addr);
         }
     })
     .await;
