@@ -90,7 +90,7 @@ fn new_request_id() -> String {
             std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos())
         );
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}", u64::from_ne_bytes(bytes))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! roots, or the file named by `SSL_CERT_FILE`. ACL users go in the URL as
 //! `redis://user:password@host/`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -136,6 +137,7 @@ impl RedisTarget {
                 RedisConnection::Sentinel(Arc::new(Failover {
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     current: RwLock::new(primary),
+                    generation: AtomicU64::new(0),
                 }))
             }
         };
@@ -233,27 +235,39 @@ pub enum RedisConnection {
 pub struct Failover {
     sentinel: tokio::sync::Mutex<SentinelClient>,
     current: RwLock<ConnectionManager>,
+    /// Bumped at each switch, so that callers that failed on the same old primary ask the
+    /// sentinels once, not once each.
+    generation: AtomicU64,
 }
 
 impl Failover {
-    fn current(&self) -> ConnectionManager {
-        match self.current.read() {
+    /// The current primary's connection and its generation.
+    fn current(&self) -> (ConnectionManager, u64) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let conn = match self.current.read() {
             Ok(conn) => conn.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        };
+        (conn, generation)
     }
 
     /// Ask the sentinels for the primary and switch to it, unless another caller already did
-    /// since `failed` was taken.
-    async fn rediscover(&self, error: &RedisError) {
+    /// since `failed_on` (the generation the failed call used).
+    async fn rediscover(&self, error: &RedisError, failed_on: u64) {
         let mut sentinel = self.sentinel.lock().await;
+        if self.generation.load(Ordering::Acquire) != failed_on {
+            return;
+        }
         tracing::warn!(%error, "Redis primary lost; asking the sentinels for the current one");
         match sentinel.async_get_client().await {
             Ok(client) => match manager(client).await {
-                Ok(conn) => match self.current.write() {
-                    Ok(mut current) => *current = conn,
-                    Err(poisoned) => *poisoned.into_inner() = conn,
-                },
+                Ok(conn) => {
+                    match self.current.write() {
+                        Ok(mut current) => *current = conn,
+                        Err(poisoned) => *poisoned.into_inner() = conn,
+                    }
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                }
                 Err(error) => tracing::warn!(%error, "cannot connect to the new Redis primary"),
             },
             Err(error) => tracing::warn!(%error, "the sentinels name no reachable primary"),
@@ -279,11 +293,12 @@ impl ConnectionLike for RedisConnection {
             Self::Single(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
             Self::Sentinel(failover) => Box::pin(async move {
-                let result = failover.current().req_packed_command(cmd).await;
+                let (mut conn, generation) = failover.current();
+                let result = conn.req_packed_command(cmd).await;
                 if let Err(error) = &result
                     && primary_lost(error)
                 {
-                    failover.rediscover(error).await;
+                    failover.rediscover(error, generation).await;
                 }
                 result
             }),
@@ -300,14 +315,12 @@ impl ConnectionLike for RedisConnection {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(failover) => Box::pin(async move {
-                let result = failover
-                    .current()
-                    .req_packed_commands(pipeline, offset, count)
-                    .await;
+                let (mut conn, generation) = failover.current();
+                let result = conn.req_packed_commands(pipeline, offset, count).await;
                 if let Err(error) = &result
                     && primary_lost(error)
                 {
-                    failover.rediscover(error).await;
+                    failover.rediscover(error, generation).await;
                 }
                 result
             }),
@@ -318,7 +331,7 @@ impl ConnectionLike for RedisConnection {
         match self {
             Self::Single(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
-            Self::Sentinel(failover) => failover.current().get_db(),
+            Self::Sentinel(failover) => failover.current().0.get_db(),
         }
     }
 }
