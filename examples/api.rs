@@ -13,6 +13,7 @@
 //! `OIDC_LOGOUT_ALGORITHMS` the OP's signing algorithms (default RS256), `API_LISTEN` where it
 //! listens (default `127.0.0.1:4000`), `API_FAIL_OPEN=true` lets tokens through while the
 //! denylist cannot confirm it is in sync (default: refuse with 503 after 10 s out of sync),
+//! `OIDC_LOGOUT_REDIS_MODE` (`cluster`, `sentinel`) reads the Redis URLs as the receiver does,
 //! `OIDC_LOGOUT_ALLOW_INSECURE_HTTP=true` accepts an `http://` issuer off loopback (containers),
 //! and `API_METRICS_LISTEN` (e.g. `127.0.0.1:9091`) serves Prometheus `/metrics` with the
 //! denylist's sync lag, marker count and refusals.
@@ -24,6 +25,7 @@ use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{AccessTokenValidator, DenylistLayer, FailMode, RevocationClaims};
 use oidc_logout::logout_token::parse_algorithm;
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
+use oidc_logout::store::RedisTarget;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -61,7 +63,12 @@ async fn main() -> Result<()> {
     let provider = Provider::discover(&issuer, http_client()?, provider_settings)
         .await
         .with_context(|| format!("cannot load issuer {issuer}"))?;
-    let mut settings = DenylistSettings::new(redis_url, vec![issuer.clone()]);
+    let mut settings = DenylistSettings::new(redis_url.clone(), vec![issuer.clone()]);
+    // One server, or a Cluster / Sentinel as the receiver takes them.
+    let mode = env("OIDC_LOGOUT_REDIS_MODE").unwrap_or_else(|| "standalone".into());
+    let master = env("OIDC_LOGOUT_REDIS_SENTINEL_MASTER");
+    settings.redis = RedisTarget::parse(&mode, &redis_url, master.as_deref())
+        .map_err(|m| anyhow::anyhow!("OIDC_LOGOUT_REDIS_URL: {m}"))?;
     if env("API_FAIL_OPEN").as_deref() == Some("true") {
         settings.fail_mode = FailMode::Open;
     }

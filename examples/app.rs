@@ -12,7 +12,8 @@
 //! cargo run --example app
 //! ```
 //!
-//! Without `OIDC_LOGOUT_REDIS_URL` sessions live in this process only. `APP_LISTEN` (default
+//! Without `OIDC_LOGOUT_REDIS_URL` sessions live in this process only; with
+//! `OIDC_LOGOUT_REDIS_MODE=cluster` or `sentinel` it takes node or sentinel URLs, comma-separated. `APP_LISTEN` (default
 //! `127.0.0.1:3000`) and `APP_BASE_URL` (default `http://127.0.0.1:3000`) set where it runs;
 //! `APP_SESSION_COOKIE` (default `app_session`) names its cookie.
 //! With the receiver running as a separate `oidc-logout serve` on the same Redis, set
@@ -32,7 +33,9 @@ use oidc_logout::provider::{Provider, ProviderSettings, http_client};
 use oidc_logout::receiver::Receiver;
 use oidc_logout::rp::{self, Client, RefreshTokenRevocation};
 use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
-use oidc_logout::store::{IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex};
+use oidc_logout::store::{
+    IndexSettings, MemoryIndex, RecordStore, RedisIndex, RedisTarget, SessionIndex,
+};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl,
@@ -409,11 +412,17 @@ async fn main() -> Result<()> {
         .with_context(|| format!("cannot listen on {listen} (APP_LISTEN)"))?;
     let addr = listener.local_addr()?;
     let router = match env("OIDC_LOGOUT_REDIS_URL") {
-        Some(url) => routes(
-            app,
-            RedisIndex::connect(&url, IndexSettings::default()).await?,
-            with_receiver,
-        ),
+        Some(urls) => {
+            // One server, or a Cluster / Sentinel as the receiver takes them.
+            let mode = env("OIDC_LOGOUT_REDIS_MODE").unwrap_or_else(|| "standalone".into());
+            let master = env("OIDC_LOGOUT_REDIS_SENTINEL_MASTER");
+            let target = RedisTarget::parse(&mode, &urls, master.as_deref())
+                .map_err(|m| anyhow::anyhow!("OIDC_LOGOUT_REDIS_URL: {m}"))?;
+            let index = RedisIndex::connect_to(&target, IndexSettings::default())
+                .await
+                .with_context(|| format!("cannot connect to Redis at {}", target.redacted()))?;
+            routes(app, index, with_receiver)
+        }
         None => {
             tracing::warn!("no OIDC_LOGOUT_REDIS_URL: sessions live in this process only");
             routes(
