@@ -300,7 +300,47 @@ async fn records_are_read_back_in_one_batch_in_order<S: SessionIndex + RecordSto
     );
 }
 
+/// What an operator lists for a user: live sessions only, with when each was created and last
+/// saved; a re-registration (a save) keeps `created` and moves `seen`.
+async fn a_users_live_sessions_are_listed<S: SessionIndex>(s: S) {
+    let t = now();
+    registered(&s, record("a1", "alice", Some("op-1"), t - 20)).await;
+    registered(&s, record("a2", "alice", None, t - 10)).await;
+    registered(&s, record("b1", "bob", Some("op-1"), t - 5)).await;
+    let listed = s.sessions(ISS, "alice").await.expect("sessions");
+    let ids: Vec<_> = listed.iter().map(|i| i.session_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a1", "a2"],
+        "oldest authentication first, other users left out"
+    );
+    assert_eq!(listed[0].sid.as_deref(), Some("op-1"));
+    assert_eq!(listed[1].sid, None);
+    assert_eq!(listed[0].auth_time, t - 20);
+    assert!(listed[0].created >= t && listed[0].seen >= listed[0].created);
+    let created = listed[0].created;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    registered(&s, record("a1", "alice", Some("op-1"), t - 20)).await;
+    let again = s.sessions(ISS, "alice").await.expect("sessions");
+    assert_eq!(again[0].created, created, "a save keeps the creation time");
+    assert!(again[0].seen > created, "and moves last seen");
+    assert!(s.end_session(ISS, "a2").await.expect("end"));
+    assert_eq!(s.sessions(ISS, "alice").await.expect("sessions").len(), 1);
+    assert_eq!(
+        ended_count(&s, logout(Target::Sub { sub: "alice" }, t, None)).await,
+        1
+    );
+    assert!(s.sessions(ISS, "alice").await.expect("sessions").is_empty());
+    assert!(
+        s.sessions(ISS, "nobody")
+            .await
+            .expect("sessions")
+            .is_empty()
+    );
+}
+
 both_backends!(
+    a_users_live_sessions_are_listed,
     records_are_read_back_in_one_batch_in_order,
     ended_session_cannot_be_saved_back,
     end_session_by_id_leaves_a_tombstone,

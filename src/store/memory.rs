@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{
-    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
-    SessionState, StoreError, Target,
+    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionInfo,
+    SessionRecord, SessionState, StoreError, Target,
 };
 
 /// The session index in this process's memory. Clones share the same state.
@@ -29,6 +29,8 @@ struct Session {
     auth: u64,
     ended: bool,
     expires: Instant,
+    created: u64,
+    seen: u64,
 }
 
 #[derive(Debug, Default)]
@@ -136,13 +138,15 @@ impl SessionIndex for MemoryIndex {
         inner.sweep(now);
         let old = inner
             .live_session(&s.issuer, &s.session_id, now)
-            .map(|o| (o.ended, o.sub.clone(), o.sid.clone()));
-        if let Some((true, _, _)) = old {
+            .map(|o| (o.ended, o.sub.clone(), o.sid.clone(), o.created));
+        if let Some((true, ..)) = old {
             return Ok(Registration::LoggedOut);
         }
-        if let Some((_, sub, sid)) = &old {
+        if let Some((_, sub, sid, _)) = &old {
             inner.unindex(&s.issuer, &s.session_id, sub, sid.as_deref());
         }
+        let seen = unix_now();
+        let created = old.as_ref().map_or(seen, |o| o.3);
         let covered = inner.covered(s, now);
         let expires = now + s.ttl;
         inner.sessions.insert(
@@ -153,6 +157,8 @@ impl SessionIndex for MemoryIndex {
                 auth: s.auth_time,
                 ended: covered,
                 expires,
+                created,
+                seen,
             },
         );
         if covered {
@@ -262,6 +268,8 @@ impl SessionIndex for MemoryIndex {
                     auth: 0,
                     ended: true,
                     expires: now + self.settings.marker_ttl,
+                    created: 0,
+                    seen: 0,
                 };
                 inner.sessions.insert(key(issuer, session_id), tombstone);
                 Ok(false)
@@ -282,6 +290,35 @@ impl SessionIndex for MemoryIndex {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut found: Vec<SessionInfo> = inner
+            .by_sub
+            .get(&key(issuer, sub))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                let s = inner.live_session(issuer, id, now)?;
+                (!s.ended && s.sub == sub).then(|| SessionInfo {
+                    session_id: id.clone(),
+                    sid: s.sid.clone(),
+                    auth_time: s.auth,
+                    created: s.created,
+                    seen: s.seen,
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| (a.auth_time, &a.session_id).cmp(&(b.auth_time, &b.session_id)));
+        Ok(found)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl RecordStore for MemoryIndex {

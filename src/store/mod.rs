@@ -105,6 +105,22 @@ pub enum Registration {
     LoggedOut,
 }
 
+/// A live session of a user, as [`SessionIndex::sessions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The application's session id.
+    pub session_id: String,
+    /// The OP session, when the OP sent one.
+    pub sid: Option<String>,
+    /// When the user authenticated at the OP, seconds since the epoch.
+    pub auth_time: u64,
+    /// When the session was first registered, seconds since the epoch (0 when registered by a
+    /// version that did not record it).
+    pub created: u64,
+    /// When the session was last saved by its application, seconds since the epoch (same).
+    pub seen: u64,
+}
+
 /// What the index knows of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
@@ -161,6 +177,13 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
 
     /// Check that the backend answers (for startup and readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live sessions of (issuer, sub), oldest authentication first.
+    fn sessions(
+        &self,
+        issuer: &str,
+        sub: &str,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 }
 
 /// Where application session data lives: opaque bytes under the application's session id, with

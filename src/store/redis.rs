@@ -13,8 +13,8 @@ use secrecy::SecretString;
 use super::connection::{RedisConnection, RedisTarget};
 use super::keys::{IssuerKeys, decode_component, encode_component, record_key};
 use super::{
-    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionRecord,
-    SessionState, StoreError, Target,
+    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionInfo,
+    SessionRecord, SessionState, StoreError, Target,
 };
 
 /// Lua helper shared by the scripts: the same encoding as `encode_component`.
@@ -115,8 +115,9 @@ return ended
 /// Returns 1 when registered, 0 when a logout already covers the session.
 const LUA_REGISTER: &str = r#"
 local sub, sid, has_sid, auth, ttl = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
-local old = redis.call('HMGET', KEYS[1], 'ended', 'sub', 'sid')
+local old = redis.call('HMGET', KEYS[1], 'ended', 'sub', 'sid', 'created')
 if old[1] then return 0 end
+local created = old[4] or ARGV[9]
 local covered = false
 local xs = redis.call('GET', KEYS[4])
 if xs and tonumber(xs) >= auth then covered = true end
@@ -135,7 +136,7 @@ if covered then
   redis.call('PEXPIRE', KEYS[1], ttl)
   return 0
 end
-redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth)
+redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth, 'created', created, 'seen', ARGV[9])
 if has_sid then redis.call('HSET', KEYS[1], 'sid', sid) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], auth, ARGV[6])
@@ -162,6 +163,19 @@ if h[2] then redis.call('ZREM', ARGV[2] .. enc(h[2]), ARGV[1]) end
 return 1
 "#;
 
+/// KEYS: sub set. ARGV: session prefix, sub. Read-only.
+/// Returns, per live session of the user: encoded id, sid ('' when none), auth, created, seen.
+const LUA_SESSIONS: &str = r#"
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('HMGET', ARGV[1] .. m, 'sub', 'sid', 'auth', 'ended', 'created', 'seen')
+  if h[1] == ARGV[2] and not h[4] then
+    table.insert(out, {m, h[2] or '', h[3] or '0', h[5] or '0', h[6] or '0'})
+  end
+end
+return out
+"#;
+
 /// The session index in Redis. Clones share one multiplexed connection that reconnects by
 /// itself; while Redis is unreachable every call fails fast with [`StoreError::Redis`].
 #[derive(Clone)]
@@ -175,6 +189,7 @@ struct Scripts {
     logout: Script,
     register: Script,
     end_session: Script,
+    sessions: Script,
 }
 
 impl std::fmt::Debug for RedisIndex {
@@ -205,6 +220,7 @@ impl RedisIndex {
                 logout: script(LUA_LOGOUT),
                 register: script(LUA_REGISTER),
                 end_session: script(LUA_END_SESSION),
+                sessions: script(LUA_SESSIONS),
             }),
         };
         Ok(index)
@@ -343,6 +359,24 @@ impl SessionIndex for RedisIndex {
         } else {
             Err(StoreError::Unexpected(format!("PING answered {pong:?}")))
         }
+    }
+
+    async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        let k = self.keys(issuer);
+        let mut inv = self.scripts.sessions.prepare_invoke();
+        inv.key(k.sub(sub)).arg(k.session_prefix()).arg(sub);
+        let rows: Vec<(String, String, u64, u64, u64)> =
+            inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(member, sid, auth_time, created, seen)| SessionInfo {
+                session_id: decode_component(&member),
+                sid: (!sid.is_empty()).then_some(sid),
+                auth_time,
+                created,
+                seen,
+            })
+            .collect())
     }
 }
 
