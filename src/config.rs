@@ -111,6 +111,11 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// Seconds in-flight requests may take to finish after SIGTERM (default 30).
     pub shutdown_grace_secs: Option<u64>,
+    /// Bearer tokens of the admin API; none: the admin API is off.
+    #[serde(default)]
+    pub admin_tokens: Vec<SecretString>,
+    /// `host:port` of a listener of its own for the admin API; absent: on the main listener.
+    pub admin_listen: Option<String>,
     /// Prefix of every Redis key.
     pub key_prefix: Option<String>,
     /// How long logout markers refuse late registrations, in seconds.
@@ -186,6 +191,10 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
     /// `OIDC_LOGOUT_LOG_FORMAT`.
     pub log_format: Option<String>,
+    /// `OIDC_LOGOUT_ADMIN_TOKENS`, comma-separated; added to the file's.
+    pub admin_tokens: Option<SecretString>,
+    /// `OIDC_LOGOUT_ADMIN_LISTEN`.
+    pub admin_listen: Option<String>,
     /// `OIDC_LOGOUT_KEY_PREFIX`.
     pub key_prefix: Option<String>,
     /// `OIDC_LOGOUT_ISSUER`.
@@ -225,6 +234,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// The admin API's bearer tokens; empty: the admin API is off.
+    pub admin_tokens: Vec<SecretString>,
+    /// The admin API's own listener; `None`: the main listener (when tokens are set).
+    pub admin_listen: Option<SocketAddr>,
     /// Where Redis is; `None` means the in-memory index.
     pub redis: Option<RedisTarget>,
     /// Index settings.
@@ -517,11 +530,45 @@ impl Settings {
         let shutdown_grace = config
             .shutdown_grace_secs
             .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs);
+        let mut admin_tokens = config.admin_tokens;
+        if let Some(list) = &o.admin_tokens {
+            admin_tokens.extend(
+                list.expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(SecretString::from),
+            );
+        }
+        if let Some(short) = admin_tokens
+            .iter()
+            .position(|t| t.expose_secret().len() < 32)
+        {
+            return Err(invalid(
+                format!("admin_tokens[{short}]"),
+                "an admin token must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        let admin_listen = match o.admin_listen.or(config.admin_listen) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    "admin_listen",
+                    format!("{text:?} is not host:port, e.g. 127.0.0.1:9091"),
+                )
+            })?),
+        };
+        if admin_listen.is_some() && admin_tokens.is_empty() {
+            warnings
+                .push("admin_listen is set but no admin_tokens: the admin API stays off".into());
+        }
         Ok(Self {
             listen,
             metrics_listen,
             log_format,
             shutdown_grace,
+            admin_tokens,
+            admin_listen,
             redis,
             index: IndexSettings { prefix, marker_ttl },
             issuers,
@@ -544,6 +591,13 @@ impl Settings {
         }
         top.insert("log_format".into(), self.log_format.as_str().into());
         top.insert("shutdown_grace_secs".into(), int(self.shutdown_grace));
+        if !self.admin_tokens.is_empty() {
+            let hidden = vec!["***".to_owned(); self.admin_tokens.len()];
+            top.insert("admin_tokens".into(), strings(hidden));
+        }
+        if let Some(addr) = self.admin_listen {
+            top.insert("admin_listen".into(), Value::String(addr.to_string()));
+        }
         if let Some(redis) = &self.redis {
             let urls = match redis {
                 RedisTarget::Single(url) => vec![url],

@@ -51,6 +51,7 @@
     )
 )]
 
+pub mod admin;
 pub mod config;
 pub mod denylist;
 pub mod logout_token;
@@ -58,6 +59,7 @@ pub mod op;
 pub mod ops;
 pub mod provider;
 pub mod receiver;
+pub mod revoke;
 pub mod rp;
 pub mod session_store;
 pub mod store;

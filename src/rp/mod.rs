@@ -17,7 +17,7 @@ use tower_sessions_core::Session;
 
 pub use end_session::end_session_url;
 pub use refresh::{Refreshed, refresh};
-pub use revocation::{RefreshTokenRevocation, Revocation, revoke_refresh_token};
+pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport, revoke_refresh_token};
 
 use crate::op::random_id;
 use crate::provider::Provider;

@@ -206,6 +206,61 @@ impl<B: RecordStore> AfterLogout for RefreshTokenRevocation<B> {
     }
 }
 
+/// The refresh token a session record holds, with the OP and the client to revoke it as (the
+/// login's `client_id`; the first client when the login names none).
+fn held_token(
+    issuers: &Issuers,
+    issuer: &str,
+    data: Option<Vec<u8>>,
+) -> Option<(Arc<Provider>, Client, TokenSecret)> {
+    let login = serde_json::from_slice(&data?)
+        .ok()
+        .and_then(|record| login_of(&record).ok().flatten())?;
+    let token = login.refresh_token.clone()?;
+    let (provider, clients) = issuers.get(issuer)?;
+    let client = login
+        .client_id
+        .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
+        .or_else(|| clients.first())?;
+    Some((Arc::clone(provider), client.clone(), token))
+}
+
+/// What [`RefreshTokenRevocation::revoke_now`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevocationReport {
+    /// Refresh tokens the OP revoked.
+    pub revoked: u64,
+    /// Refresh tokens it could not revoke (they live until they expire at the OP).
+    pub failed: u64,
+}
+
+impl<B: RecordStore> RefreshTokenRevocation<B> {
+    /// Revoke the refresh tokens held by these (already ended) sessions now and wait for the
+    /// OP's answers, without background retries: for a command-line tool that exits after.
+    pub async fn revoke_now(
+        &self,
+        issuer: &str,
+        session_ids: &[String],
+    ) -> Result<RevocationReport, crate::store::StoreError> {
+        let mut report = RevocationReport::default();
+        let found = self.records.get_records(session_ids).await?;
+        for (id, data) in session_ids.iter().zip(found) {
+            let Some((provider, client, token)) = held_token(&self.issuers, issuer, data) else {
+                continue;
+            };
+            match revoke_refresh_token(&provider, &client, token.expose()).await {
+                Revocation::Revoked => report.revoked += 1,
+                Revocation::Retry { reason, .. } | Revocation::Refused { reason } => {
+                    tracing::warn!(%reason, "refresh token revocation failed");
+                    report.failed += 1;
+                }
+            }
+            self.records.delete_record(id).await?;
+        }
+        Ok(report)
+    }
+}
+
 /// The background worker: look up queued sessions' records a batch at a time and revoke the
 /// refresh tokens they hold.
 async fn work<B: RecordStore>(
@@ -227,24 +282,10 @@ async fn work<B: RecordStore>(
             }
         };
         for (ended, data) in batch.drain(..).zip(found) {
-            let Some(data) = data else { continue };
-            let login = serde_json::from_slice(&data)
-                .ok()
-                .and_then(|record| login_of(&record).ok().flatten());
-            let Some(token) = login.as_ref().and_then(|l| l.refresh_token.clone()) else {
+            let Some((provider, client, token)) = held_token(&issuers, &ended.issuer, data) else {
                 continue;
             };
-            let Some((provider, clients)) = issuers.get(&ended.issuer) else {
-                continue;
-            };
-            let client = login
-                .and_then(|l| l.client_id)
-                .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
-                .or_else(|| clients.first());
-            let Some(client) = client.cloned() else {
-                continue;
-            };
-            let (provider, records) = (Arc::clone(provider), records.clone());
+            let records = records.clone();
             tokio::spawn(async move {
                 match revoke_refresh_token(&provider, &client, token.expose()).await {
                     Revocation::Revoked => {

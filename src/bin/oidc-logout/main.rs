@@ -21,13 +21,15 @@ use oidc_logout::op::{KeyFile, SigningAlg, SigningKey, TestOp, logout_claims, ra
 use oidc_logout::ops;
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
 use oidc_logout::receiver::{AfterLogout, PATH, Receiver};
+use oidc_logout::revoke::Revoker;
 use oidc_logout::rp::RefreshTokenRevocation;
 use oidc_logout::store::{
-    IndexSettings, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, SessionState,
+    IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex, SessionRecord, SessionState,
 };
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+mod admin;
 mod op;
 
 #[derive(Parser)]
@@ -51,10 +53,16 @@ enum Command {
     /// broken, or as a load) to any receiver.
     #[command(subcommand)]
     Op(op::OpCommand),
+    /// List and end users' sessions in the shared Redis index (as the admin API does).
+    #[command(subcommand)]
+    Sessions(admin::SessionsCommand),
+    /// Revoke a user: end every session, write the access-token denylist marker, revoke the
+    /// refresh tokens the sessions hold.
+    Revoke(admin::UserArgs),
 }
 
 #[derive(Args)]
-struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TOML file with several issuers and per-issuer settings (see docs/configuration.md).
     #[arg(long, env = "OIDC_LOGOUT_CONFIG")]
     config: Option<PathBuf>,
@@ -86,6 +94,12 @@ struct ServeArgs {
     /// Log lines as text (default) or json.
     #[arg(long, env = "OIDC_LOGOUT_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Bearer tokens of the admin API, comma-separated (at least 32 characters each); none: off.
+    #[arg(long, env = "OIDC_LOGOUT_ADMIN_TOKENS", hide_env_values = true)]
+    admin_tokens: Option<String>,
+    /// host:port of the admin API's own listener; absent: the main listener.
+    #[arg(long, env = "OIDC_LOGOUT_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Prefix of every Redis key (default "oidc-logout:").
     #[arg(long, env = "OIDC_LOGOUT_KEY_PREFIX")]
     key_prefix: Option<String>,
@@ -135,6 +149,14 @@ async fn run_cli() -> Result<()> {
             init_logs(LogFormat::Text);
             op::run(command).await
         }
+        Command::Sessions(command) => {
+            init_logs(LogFormat::Text);
+            admin::sessions(command).await
+        }
+        Command::Revoke(args) => {
+            init_logs(LogFormat::Text);
+            admin::revoke(args).await
+        }
     }
 }
 
@@ -157,7 +179,7 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn load_settings(args: ServeArgs) -> Result<Settings> {
+pub(crate) fn load_settings(args: ServeArgs) -> Result<Settings> {
     let overrides = Overrides {
         listen: args.listen,
         redis_url: args.redis_url.map(SecretString::from),
@@ -165,6 +187,8 @@ fn load_settings(args: ServeArgs) -> Result<Settings> {
         redis_sentinel_master: args.redis_sentinel_master,
         metrics_listen: args.metrics_listen,
         log_format: args.log_format,
+        admin_tokens: args.admin_tokens.map(SecretString::from),
+        admin_listen: args.admin_listen,
         key_prefix: args.key_prefix,
         issuer: args.issuer,
         client_id: args.client_id,
@@ -218,10 +242,20 @@ async fn serve(settings: Settings) -> Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (OIDC_LOGOUT_LISTEN)", settings.listen))?;
+    let admin_listener = match (settings.admin_listen, settings.admin_tokens.is_empty()) {
+        (Some(addr), false) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (OIDC_LOGOUT_ADMIN_LISTEN)"))?,
+        ),
+        _ => None,
+    };
     let serving = Serving {
         listener,
         metrics,
         grace: settings.shutdown_grace,
+        admin_tokens: settings.admin_tokens.clone(),
+        admin_listener,
     };
     match &settings.redis {
         Some(target) => {
@@ -253,6 +287,9 @@ struct Serving {
     listener: TcpListener,
     metrics: Option<(TcpListener, PrometheusHandle)>,
     grace: Duration,
+    /// The admin API's tokens (none: no admin API) and its own listener, if any.
+    admin_tokens: Vec<SecretString>,
+    admin_listener: Option<TcpListener>,
 }
 
 /// Bind the metrics listener and install the Prometheus recorder, when one is configured.
@@ -274,12 +311,25 @@ async fn metrics_listener(
     Ok(Some((listener, handle)))
 }
 
-async fn run<S: SessionIndex>(
+async fn run<S: SessionIndex + RecordStore>(
     serving: Serving,
     index: S,
     trusted: Vec<(Arc<Provider>, Policy, Option<Duration>)>,
     after_logout: Option<Arc<dyn AfterLogout>>,
 ) -> Result<()> {
+    // The admin API ends sessions through the same index and hook as the receiver.
+    let admin = (!serving.admin_tokens.is_empty()).then(|| {
+        let mut revoker = trusted
+            .iter()
+            .fold(Revoker::new(index.clone()), |r, (_, p, l)| {
+                r.with_issuer(p.issuer.clone(), *l)
+            });
+        if let Some(hook) = &after_logout {
+            revoker = revoker.with_after_logout(Arc::clone(hook));
+        }
+        oidc_logout::admin::router(Arc::new(revoker), &serving.admin_tokens)
+            .layer(axum::middleware::from_fn(ops::observe))
+    });
     let mut receiver =
         trusted
             .into_iter()
@@ -292,11 +342,30 @@ async fn run<S: SessionIndex>(
         receiver = receiver.with_after_logout(hook);
     }
     let (logout, health) = receiver.into_routers();
-    let app = logout
+    let mut app = logout
         .merge(health.clone())
         .layer(axum::middleware::from_fn(ops::observe));
     let addr = serving.listener.local_addr()?;
     tracing::info!("listening on http://{addr}{PATH}");
+    let mut admin_own = None;
+    match (admin, serving.admin_listener) {
+        (Some(router), Some(listener)) => {
+            tracing::info!(
+                "admin API on http://{}{}",
+                listener.local_addr()?,
+                oidc_logout::admin::PREFIX
+            );
+            admin_own = Some((listener, router));
+        }
+        (Some(router), None) => {
+            tracing::info!(
+                "admin API on the main listener under {}",
+                oidc_logout::admin::PREFIX
+            );
+            app = app.merge(router);
+        }
+        (None, _) => {}
+    }
     // One signal stops every listener; each then finishes its in-flight requests.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -331,15 +400,24 @@ async fn run<S: SessionIndex>(
             .with_graceful_shutdown(until_stopped(stopped.clone()))
             .await
     };
+    let admin = async {
+        let Some((listener, router)) = admin_own else {
+            return Ok(());
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .await
+    };
     let grace = serving.grace;
     let deadline = async {
         until_stopped(stopped.clone()).await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        (main, metrics) = futures_util::future::join(main.into_future(), metrics) => {
+        ((main, metrics), admin) = futures_util::future::join(futures_util::future::join(main.into_future(), metrics), admin) => {
             main.context("server failed")?;
             metrics.context("metrics server failed")?;
+            admin.context("admin server failed")?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -468,6 +546,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
         listener,
         metrics: None,
         grace: oidc_logout::config::DEFAULT_SHUTDOWN_GRACE,
+        admin_tokens: Vec::new(),
+        admin_listener: None,
     };
     let served = run(serving, index, vec![(keys, policy, None)], None).await;
     let _ = std::fs::remove_file(&key_file);
