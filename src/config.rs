@@ -125,6 +125,46 @@ pub struct FileConfig {
     /// The trusted issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerFile>,
+    /// Shared Signals transmitters whose Security Event Tokens are accepted.
+    #[serde(default)]
+    pub transmitters: Vec<TransmitterFile>,
+}
+
+/// One `[[transmitters]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransmitterFile {
+    /// The transmitter's issuer (`iss` of its SETs); keys from
+    /// `<issuer>/.well-known/ssf-configuration`.
+    pub issuer: String,
+    /// The `aud` values of SETs meant for this receiver.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Algorithms its SETs may use (default `["RS256"]`).
+    pub algorithms: Option<Vec<String>>,
+    /// The configured issuer whose sessions `opaque`, `email` and `session` subjects name
+    /// (default: the transmitter's issuer).
+    pub subject_issuer: Option<String>,
+    /// An `email` subject is the user's `sub` (default false: such subjects are refused).
+    #[serde(default)]
+    pub email_is_sub: bool,
+}
+
+/// A Shared Signals transmitter, validated.
+#[derive(Debug, Clone)]
+pub struct TransmitterSettings {
+    /// Its issuer identifier.
+    pub issuer: String,
+    /// The `aud` values naming this receiver.
+    pub audiences: Vec<String>,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// The issuer of the sessions its subjects name.
+    pub subject_issuer: String,
+    /// Whether `email` subjects are `sub`s.
+    pub email_is_sub: bool,
+    /// How its keys are fetched.
+    pub provider: ProviderSettings,
 }
 
 /// One `[[issuers]]` table.
@@ -238,6 +278,8 @@ pub struct Settings {
     pub admin_tokens: Vec<SecretString>,
     /// The admin API's own listener; `None`: the main listener (when tokens are set).
     pub admin_listen: Option<SocketAddr>,
+    /// Shared Signals transmitters; none: no Shared Signals endpoint.
+    pub transmitters: Vec<TransmitterSettings>,
     /// Where Redis is; `None` means the in-memory index.
     pub redis: Option<RedisTarget>,
     /// Index settings.
@@ -558,6 +600,56 @@ impl Settings {
                 )
             })?),
         };
+        let mut transmitters = Vec::new();
+        for (i, file) in config.transmitters.into_iter().enumerate() {
+            let key = |name: &str| format!("transmitters[{i}].{name}");
+            let url = Url::parse(&file.issuer).map_err(|e| {
+                invalid(
+                    key("issuer"),
+                    format!("{:?} is not a URL: {e}", file.issuer),
+                )
+            })?;
+            if check_transport(&url, allow_insecure_http).map_err(|m| invalid(key("issuer"), m))? {
+                warnings.push(format!("transmitter {} uses plain http", file.issuer));
+            }
+            if file.audiences.is_empty() {
+                return Err(invalid(
+                    key("audiences"),
+                    "at least one audience is required: the aud its SETs carry for this receiver",
+                ));
+            }
+            let algorithms = match &file.algorithms {
+                Some(names) => parse_algorithms(&key("algorithms"), names)?,
+                None => vec![Algorithm::RS256],
+            };
+            let subject_issuer = file
+                .subject_issuer
+                .clone()
+                .unwrap_or_else(|| file.issuer.clone());
+            if !issuers
+                .iter()
+                .any(|s: &IssuerSettings| s.policy.issuer == subject_issuer)
+            {
+                return Err(invalid(
+                    key("subject_issuer"),
+                    format!(
+                        "{subject_issuer} is not a configured issuer: set subject_issuer to the \
+                         [[issuers]] entry whose sessions this transmitter's subjects name"
+                    ),
+                ));
+            }
+            transmitters.push(TransmitterSettings {
+                issuer: file.issuer,
+                audiences: file.audiences,
+                algorithms,
+                subject_issuer,
+                email_is_sub: file.email_is_sub,
+                provider: ProviderSettings {
+                    allow_insecure_http,
+                    ..ProviderSettings::default()
+                },
+            });
+        }
         if admin_listen.is_some() && admin_tokens.is_empty() {
             warnings
                 .push("admin_listen is set but no admin_tokens: the admin API stays off".into());
@@ -569,6 +661,7 @@ impl Settings {
             shutdown_grace,
             admin_tokens,
             admin_listen,
+            transmitters,
             redis,
             index: IndexSettings { prefix, marker_ttl },
             issuers,
@@ -668,6 +761,21 @@ impl Settings {
             Value::Table(t)
         });
         top.insert("issuers".into(), Value::Array(issuers.collect()));
+        if !self.transmitters.is_empty() {
+            let transmitters = self.transmitters.iter().map(|t| {
+                let mut table = Table::new();
+                table.insert("issuer".into(), t.issuer.as_str().into());
+                table.insert("audiences".into(), strings(t.audiences.clone()));
+                table.insert(
+                    "algorithms".into(),
+                    strings(t.algorithms.iter().map(|a| format!("{a:?}")).collect()),
+                );
+                table.insert("subject_issuer".into(), t.subject_issuer.as_str().into());
+                table.insert("email_is_sub".into(), Value::Boolean(t.email_is_sub));
+                Value::Table(table)
+            });
+            top.insert("transmitters".into(), Value::Array(transmitters.collect()));
+        }
         top.to_string()
     }
 }

@@ -62,6 +62,7 @@ pub mod receiver;
 pub mod revoke;
 pub mod rp;
 pub mod session_store;
+pub mod ssf;
 pub mod store;
 
 pub use jsonwebtoken::Algorithm;

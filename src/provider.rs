@@ -162,10 +162,18 @@ impl Provider {
         http: reqwest::Client,
         settings: ProviderSettings,
     ) -> Result<Arc<Self>, ProviderError> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
+        Self::discover_at(issuer, "openid-configuration", http, settings).await
+    }
+
+    /// The same from another well-known document that names `issuer` and `jwks_uri`, such as
+    /// a Shared Signals transmitter's `ssf-configuration`.
+    pub async fn discover_at(
+        issuer: &str,
+        well_known: &str,
+        http: reqwest::Client,
+        settings: ProviderSettings,
+    ) -> Result<Arc<Self>, ProviderError> {
+        let url = format!("{}/.well-known/{well_known}", issuer.trim_end_matches('/'));
         let doc = fetch_json(&http, &url).await?;
         let invalid = |problem: String| ProviderError::Invalid {
             url: url.clone(),

@@ -84,6 +84,9 @@ impl IssuerKeys {
     pub(crate) fn jti(&self, jti: &str) -> String {
         format!("{}jti:{}", self.base, encode_component(jti))
     }
+    pub(crate) fn event(&self, id: &str) -> String {
+        format!("{}evt:{}", self.base, encode_component(id))
+    }
     /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
     pub fn deny(&self) -> String {
         format!("{}deny", self.base)

@@ -50,6 +50,7 @@ struct Inner {
     sid_markers: HashMap<IssKey, SidMarker>,
     sub_markers: HashMap<IssKey, (u64, Instant)>,
     jtis: HashMap<IssKey, Instant>,
+    events: HashMap<IssKey, Instant>,
     records: HashMap<String, (Vec<u8>, Instant)>,
     last_sweep: Option<Instant>,
 }
@@ -79,6 +80,7 @@ impl Inner {
             .retain(|_, m| m.expires.is_some_and(|e| e > now));
         self.sub_markers.retain(|_, (_, e)| *e > now);
         self.jtis.retain(|_, e| *e > now);
+        self.events.retain(|_, e| *e > now);
         self.records.retain(|_, (_, e)| *e > now);
     }
 
@@ -288,6 +290,28 @@ impl SessionIndex for MemoryIndex {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .events
+            .get(&key(issuer, id))
+            .is_some_and(|expires| *expires > now))
+    }
+
+    async fn remember_event(
+        &self,
+        issuer: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        inner.events.insert(key(issuer, id), now + ttl);
         Ok(())
     }
 

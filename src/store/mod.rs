@@ -178,6 +178,23 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
     /// Check that the backend answers (for startup and readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
+    /// for `issuer`, was handled before.
+    fn event_seen(
+        &self,
+        issuer: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Remember that the event was handled, for `ttl` (after its actions were applied, so that
+    /// a failure leaves it to be handled again).
+    fn remember_event(
+        &self,
+        issuer: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The live sessions of (issuer, sub), oldest authentication first.
     fn sessions(
         &self,

@@ -361,6 +361,30 @@ impl SessionIndex for RedisIndex {
         }
     }
 
+    async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, StoreError> {
+        let found: bool = redis::cmd("EXISTS")
+            .arg(self.keys(issuer).event(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(found)
+    }
+
+    async fn remember_event(
+        &self,
+        issuer: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        redis::cmd("SET")
+            .arg(self.keys(issuer).event(id))
+            .arg("1")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let k = self.keys(issuer);
         let mut inv = self.scripts.sessions.prepare_invoke();

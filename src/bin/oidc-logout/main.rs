@@ -23,6 +23,7 @@ use oidc_logout::provider::{Provider, ProviderSettings, http_client};
 use oidc_logout::receiver::{AfterLogout, PATH, Receiver};
 use oidc_logout::revoke::Revoker;
 use oidc_logout::rp::RefreshTokenRevocation;
+use oidc_logout::ssf::{SsfReceiver, Transmitter};
 use oidc_logout::store::{
     IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex, SessionRecord, SessionState,
 };
@@ -239,6 +240,30 @@ async fn serve(settings: Settings) -> Result<()> {
         }
         trusted.push((keys, policy.clone(), *access_token_lifetime));
     }
+    let mut transmitters = Vec::new();
+    for t in &settings.transmitters {
+        let provider = Provider::discover_at(
+            &t.issuer,
+            "ssf-configuration",
+            http.clone(),
+            t.provider.clone(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load Shared Signals transmitter {}: its \
+                     /.well-known/ssf-configuration must be reachable from here",
+                t.issuer
+            )
+        })?;
+        transmitters.push(Transmitter {
+            provider,
+            audiences: t.audiences.clone(),
+            algorithms: t.algorithms.clone(),
+            subject_issuer: t.subject_issuer.clone(),
+            email_is_sub: t.email_is_sub,
+        });
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (OIDC_LOGOUT_LISTEN)", settings.listen))?;
@@ -256,6 +281,7 @@ async fn serve(settings: Settings) -> Result<()> {
         grace: settings.shutdown_grace,
         admin_tokens: settings.admin_tokens.clone(),
         admin_listener,
+        transmitters,
     };
     match &settings.redis {
         Some(target) => {
@@ -290,6 +316,8 @@ struct Serving {
     /// The admin API's tokens (none: no admin API) and its own listener, if any.
     admin_tokens: Vec<SecretString>,
     admin_listener: Option<TcpListener>,
+    /// Shared Signals transmitters (none: no Shared Signals endpoint).
+    transmitters: Vec<Transmitter>,
 }
 
 /// Bind the metrics listener and install the Prometheus recorder, when one is configured.
@@ -317,18 +345,30 @@ async fn run<S: SessionIndex + RecordStore>(
     trusted: Vec<(Arc<Provider>, Policy, Option<Duration>)>,
     after_logout: Option<Arc<dyn AfterLogout>>,
 ) -> Result<()> {
-    // The admin API ends sessions through the same index and hook as the receiver.
+    // The admin API and the Shared Signals receiver end sessions through one revoker, with the
+    // same index and hook as the receiver.
+    let mut revoker = trusted
+        .iter()
+        .fold(Revoker::new(index.clone()), |r, (_, p, l)| {
+            r.with_issuer(p.issuer.clone(), *l)
+        });
+    if let Some(hook) = &after_logout {
+        revoker = revoker.with_after_logout(Arc::clone(hook));
+    }
+    let revoker = Arc::new(revoker);
     let admin = (!serving.admin_tokens.is_empty()).then(|| {
-        let mut revoker = trusted
-            .iter()
-            .fold(Revoker::new(index.clone()), |r, (_, p, l)| {
-                r.with_issuer(p.issuer.clone(), *l)
-            });
-        if let Some(hook) = &after_logout {
-            revoker = revoker.with_after_logout(Arc::clone(hook));
-        }
-        oidc_logout::admin::router(Arc::new(revoker), &serving.admin_tokens)
+        oidc_logout::admin::router(Arc::clone(&revoker), &serving.admin_tokens)
             .layer(axum::middleware::from_fn(ops::observe))
+    });
+    let ssf = (!serving.transmitters.is_empty()).then(|| {
+        serving
+            .transmitters
+            .into_iter()
+            .fold(
+                SsfReceiver::new(Arc::clone(&revoker), index.clone()),
+                |r, t| r.with_transmitter(t),
+            )
+            .into_router()
     });
     let mut receiver =
         trusted
@@ -342,9 +382,11 @@ async fn run<S: SessionIndex + RecordStore>(
         receiver = receiver.with_after_logout(hook);
     }
     let (logout, health) = receiver.into_routers();
-    let mut app = logout
-        .merge(health.clone())
-        .layer(axum::middleware::from_fn(ops::observe));
+    let mut app = logout.merge(health.clone());
+    if let Some(ssf) = ssf {
+        app = app.merge(ssf);
+    }
+    let mut app = app.layer(axum::middleware::from_fn(ops::observe));
     let addr = serving.listener.local_addr()?;
     tracing::info!("listening on http://{addr}{PATH}");
     let mut admin_own = None;
@@ -548,6 +590,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         grace: oidc_logout::config::DEFAULT_SHUTDOWN_GRACE,
         admin_tokens: Vec::new(),
         admin_listener: None,
+        transmitters: Vec::new(),
     };
     let served = run(serving, index, vec![(keys, policy, None)], None).await;
     let _ = std::fs::remove_file(&key_file);
