@@ -128,6 +128,45 @@ pub struct FileConfig {
     /// Shared Signals transmitters whose Security Event Tokens are accepted.
     #[serde(default)]
     pub transmitters: Vec<TransmitterFile>,
+    /// FusionAuth webhooks.
+    pub fusionauth: Option<FusionAuthFile>,
+}
+
+/// The `[fusionauth]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionAuthFile {
+    /// HMAC secrets of the webhook signing key (none: RSA/EC signatures only, verified with the
+    /// tenants' issuers' keys).
+    #[serde(default)]
+    pub hmac_secrets: Vec<SecretString>,
+    /// FusionAuth tenants and their OIDC issuers.
+    #[serde(default)]
+    pub tenants: Vec<FusionAuthTenantFile>,
+    /// User action ids or names that prevent login: their `user.action` start revokes the user.
+    #[serde(default)]
+    pub lock_actions: Vec<String>,
+}
+
+/// One FusionAuth tenant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionAuthTenantFile {
+    /// FusionAuth's tenant id.
+    pub tenant_id: String,
+    /// The tenant's OIDC issuer, as in `[[issuers]]`.
+    pub issuer: String,
+}
+
+/// FusionAuth webhooks, validated.
+#[derive(Debug, Clone)]
+pub struct FusionAuthSettings {
+    /// HMAC secrets.
+    pub hmac_secrets: Vec<SecretString>,
+    /// (tenant id, issuer).
+    pub tenants: Vec<(String, String)>,
+    /// Locking user actions.
+    pub lock_actions: Vec<String>,
 }
 
 /// One `[[transmitters]]` table.
@@ -280,6 +319,8 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     /// Shared Signals transmitters; none: no Shared Signals endpoint.
     pub transmitters: Vec<TransmitterSettings>,
+    /// FusionAuth webhooks; `None`: no webhook endpoint.
+    pub fusionauth: Option<FusionAuthSettings>,
     /// Where Redis is; `None` means the in-memory index.
     pub redis: Option<RedisTarget>,
     /// Index settings.
@@ -650,6 +691,54 @@ impl Settings {
                 },
             });
         }
+        let fusionauth = match config.fusionauth {
+            None => None,
+            Some(file) => {
+                if file.tenants.is_empty() {
+                    return Err(invalid(
+                        "fusionauth.tenants",
+                        "at least one tenant is required: { tenant_id = \"…\", issuer = \"…\" }",
+                    ));
+                }
+                let mut tenants = Vec::new();
+                for (i, t) in file.tenants.into_iter().enumerate() {
+                    if !issuers
+                        .iter()
+                        .any(|s: &IssuerSettings| s.policy.issuer == t.issuer)
+                    {
+                        return Err(invalid(
+                            format!("fusionauth.tenants[{i}].issuer"),
+                            format!(
+                                "{} is not a configured issuer (add it to [[issuers]])",
+                                t.issuer
+                            ),
+                        ));
+                    }
+                    if t.tenant_id.trim().is_empty() {
+                        return Err(invalid(
+                            format!("fusionauth.tenants[{i}].tenant_id"),
+                            "cannot be empty",
+                        ));
+                    }
+                    tenants.push((t.tenant_id, t.issuer));
+                }
+                if let Some(short) = file
+                    .hmac_secrets
+                    .iter()
+                    .position(|s| s.expose_secret().len() < 32)
+                {
+                    return Err(invalid(
+                        format!("fusionauth.hmac_secrets[{short}]"),
+                        "an HMAC secret must be at least 32 characters",
+                    ));
+                }
+                Some(FusionAuthSettings {
+                    hmac_secrets: file.hmac_secrets,
+                    tenants,
+                    lock_actions: file.lock_actions,
+                })
+            }
+        };
         if admin_listen.is_some() && admin_tokens.is_empty() {
             warnings
                 .push("admin_listen is set but no admin_tokens: the admin API stays off".into());
@@ -662,6 +751,7 @@ impl Settings {
             admin_tokens,
             admin_listen,
             transmitters,
+            fusionauth,
             redis,
             index: IndexSettings { prefix, marker_ttl },
             issuers,
@@ -761,6 +851,22 @@ impl Settings {
             Value::Table(t)
         });
         top.insert("issuers".into(), Value::Array(issuers.collect()));
+        if let Some(fa) = &self.fusionauth {
+            let mut table = Table::new();
+            table.insert(
+                "hmac_secrets".into(),
+                strings(vec!["***".to_owned(); fa.hmac_secrets.len()]),
+            );
+            let tenants = fa.tenants.iter().map(|(id, issuer)| {
+                let mut t = Table::new();
+                t.insert("tenant_id".into(), id.as_str().into());
+                t.insert("issuer".into(), issuer.as_str().into());
+                Value::Table(t)
+            });
+            table.insert("tenants".into(), Value::Array(tenants.collect()));
+            table.insert("lock_actions".into(), strings(fa.lock_actions.clone()));
+            top.insert("fusionauth".into(), Value::Table(table));
+        }
         if !self.transmitters.is_empty() {
             let transmitters = self.transmitters.iter().map(|t| {
                 let mut table = Table::new();

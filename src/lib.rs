@@ -54,6 +54,7 @@
 pub mod admin;
 pub mod config;
 pub mod denylist;
+pub mod fusionauth;
 pub mod logout_token;
 pub mod op;
 pub mod ops;

@@ -216,7 +216,11 @@ async fn caep_and_risc_events_end_sessions_and_write_denylist_markers() {
         .await
         .expect("register");
     assert_eq!(s.send(&one_session).await.0, 202);
-    assert_eq!(s.state("alice-3").await, SessionState::Active, "a duplicate changes nothing");
+    assert_eq!(
+        s.state("alice-3").await,
+        SessionState::Active,
+        "a duplicate changes nothing"
+    );
     assert_eq!(s.state("alice-2").await, SessionState::Active);
 
     // RISC account-disabled: the user is revoked.

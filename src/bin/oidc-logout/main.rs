@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use oidc_logout::config::{IssuerSettings, LogFormat, Overrides, Settings};
+use oidc_logout::config::{FusionAuthSettings, IssuerSettings, LogFormat, Overrides, Settings};
+use oidc_logout::fusionauth::{FusionAuthReceiver, Tenant};
 use oidc_logout::logout_token::Policy;
 use oidc_logout::op::{KeyFile, SigningAlg, SigningKey, TestOp, logout_claims, random_id};
 use oidc_logout::ops;
@@ -282,6 +283,7 @@ async fn serve(settings: Settings) -> Result<()> {
         admin_tokens: settings.admin_tokens.clone(),
         admin_listener,
         transmitters,
+        fusionauth: settings.fusionauth.clone(),
     };
     match &settings.redis {
         Some(target) => {
@@ -318,6 +320,8 @@ struct Serving {
     admin_listener: Option<TcpListener>,
     /// Shared Signals transmitters (none: no Shared Signals endpoint).
     transmitters: Vec<Transmitter>,
+    /// FusionAuth webhooks, if configured.
+    fusionauth: Option<FusionAuthSettings>,
 }
 
 /// Bind the metrics listener and install the Prometheus recorder, when one is configured.
@@ -370,6 +374,24 @@ async fn run<S: SessionIndex + RecordStore>(
             )
             .into_router()
     });
+    let fusionauth = serving.fusionauth.map(|fa| {
+        let mut webhooks = FusionAuthReceiver::new(
+            Arc::clone(&revoker),
+            index.clone(),
+            &fa.hmac_secrets,
+            fa.lock_actions,
+        );
+        for (tenant_id, issuer) in fa.tenants {
+            // Validated: every tenant's issuer is a trusted one.
+            if let Some((provider, ..)) = trusted.iter().find(|(_, p, _)| p.issuer == issuer) {
+                webhooks = webhooks.with_tenant(Tenant {
+                    tenant_id,
+                    provider: Arc::clone(provider),
+                });
+            }
+        }
+        webhooks.into_router()
+    });
     let mut receiver =
         trusted
             .into_iter()
@@ -383,8 +405,8 @@ async fn run<S: SessionIndex + RecordStore>(
     }
     let (logout, health) = receiver.into_routers();
     let mut app = logout.merge(health.clone());
-    if let Some(ssf) = ssf {
-        app = app.merge(ssf);
+    for extra in [ssf, fusionauth].into_iter().flatten() {
+        app = app.merge(extra);
     }
     let mut app = app.layer(axum::middleware::from_fn(ops::observe));
     let addr = serving.listener.local_addr()?;
@@ -591,6 +613,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         admin_tokens: Vec::new(),
         admin_listener: None,
         transmitters: Vec::new(),
+        fusionauth: None,
     };
     let served = run(serving, index, vec![(keys, policy, None)], None).await;
     let _ = std::fs::remove_file(&key_file);

@@ -1,0 +1,355 @@
+//! FusionAuth webhooks: `POST /webhooks/fusionauth` with the events that mean "this user must
+//! lose access" — `user.deactivate`, `user.delete`, `user.action` (a configured locking action
+//! starting) and `jwt.refresh-token.revoke` — fed into the same [`Revoker`] path.
+//!
+//! One request reads top to bottom in [`FusionAuthReceiver::process`]: parse the JSON body and
+//! find the tenant's issuer, verify the `X-FusionAuth-Signature-JWT` header (signed with an HMAC
+//! secret, or with a key the tenant's issuer publishes in its JWKS) and that its
+//! `request_body_sha256` is the body's SHA-256, skip an event id handled before, then act. The
+//! body is only looked at before the signature to find whose keys verify it; nothing is done
+//! until the signature and the body hash match. FusionAuth waits for the answer of transactional
+//! events, so the work is the few Redis calls of one revocation.
+//!
+//! FusionAuth users are the OIDC `sub` of the tenant's issuer (the user's id).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Map, Value, json};
+
+use crate::logout_token::parse_algorithm;
+use crate::provider::Provider;
+use crate::revoke::{RevokeError, Revoker};
+use crate::store::{RecordStore, SessionIndex, StoreError};
+
+/// The path the receiver serves.
+pub const PATH: &str = "/webhooks/fusionauth";
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-fusionauth-signature-jwt";
+/// The largest body read, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long an event id is remembered.
+const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why a webhook was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// No signature, or it does not verify, or it is not over this body: 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Malformed body, unknown tenant, or an event this endpoint does not handle: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// Redis is unavailable: 503, FusionAuth retries or reports it.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+fn invalid(message: impl Into<String>) -> WebhookError {
+    WebhookError::Invalid(message.into())
+}
+
+fn unauthenticated(message: impl Into<String>) -> WebhookError {
+    WebhookError::Unauthenticated(message.into())
+}
+
+/// A FusionAuth tenant whose users are subjects of a configured issuer.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// FusionAuth's tenant id.
+    pub tenant_id: String,
+    /// The OIDC issuer of that tenant, as configured in `[[issuers]]`, whose keys also verify
+    /// webhooks signed with an RSA or EC key.
+    pub provider: Arc<Provider>,
+}
+
+/// What was done with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The user was revoked, or some of their sessions ended; the ids of the sessions ended.
+    Applied(Vec<String>),
+    /// An event that asks for nothing here (a user action that does not lock).
+    Ignored,
+    /// The event id was handled before.
+    Duplicate,
+}
+
+/// The webhook receiver.
+pub struct FusionAuthReceiver<S> {
+    revoker: Arc<Revoker<S>>,
+    index: S,
+    hmac: Vec<DecodingKey>,
+    tenants: HashMap<String, Tenant>,
+    lock_actions: Vec<String>,
+}
+
+impl<S> std::fmt::Debug for FusionAuthReceiver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusionAuthReceiver")
+            .field("tenants", &self.tenants.keys())
+            .field("lock_actions", &self.lock_actions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn text<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
+    value
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
+    /// A receiver acting through `revoker` on `index`, verifying HMAC signatures with
+    /// `hmac_secrets` (none: only RSA/EC signatures, with the tenants' issuers' keys), revoking
+    /// users when a user action whose id or name is in `lock_actions` starts.
+    pub fn new(
+        revoker: Arc<Revoker<S>>,
+        index: S,
+        hmac_secrets: &[SecretString],
+        lock_actions: Vec<String>,
+    ) -> Self {
+        Self {
+            revoker,
+            index,
+            hmac: hmac_secrets
+                .iter()
+                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()))
+                .collect(),
+            tenants: HashMap::new(),
+            lock_actions,
+        }
+    }
+
+    /// Accept events of `tenant`.
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: Tenant) -> Self {
+        self.tenants.insert(tenant.tenant_id.clone(), tenant);
+        self
+    }
+
+    /// The axum router serving [`PATH`].
+    pub fn into_router(self) -> Router {
+        Router::new()
+            .route(PATH, post(receive::<S>))
+            .with_state(Arc::new(self))
+    }
+
+    /// Verify a webhook (`signature`: the header's value) and act on its event.
+    pub async fn process(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Handled, WebhookError> {
+        let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
+            return Err(invalid("the body is not a JSON object"));
+        };
+        let event = root
+            .get("event")
+            .filter(|e| e.is_object())
+            .ok_or_else(|| invalid("the body has no event object"))?;
+        let tenant_id =
+            text(event, "tenantId").ok_or_else(|| invalid("the event has no tenantId"))?;
+        let tenant = self
+            .tenants
+            .get(tenant_id)
+            .ok_or_else(|| invalid(format!("tenant {tenant_id} is not configured here")))?;
+        let signature = signature
+            .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
+        self.verify(signature, body, tenant)?;
+
+        let issuer = tenant.provider.issuer();
+        let id = text(event, "id").ok_or_else(|| invalid("the event has no id"))?;
+        let kind = text(event, "type").ok_or_else(|| invalid("the event has no type"))?;
+        if self.index.event_seen(issuer, id).await? {
+            return Ok(Handled::Duplicate);
+        }
+        let user_id = || {
+            event
+                .get("user")
+                .and_then(|u| text(u, "id"))
+                .or_else(|| text(event, "userId"))
+                .ok_or_else(|| invalid(format!("the {kind} event names no user")))
+        };
+        let result = match kind {
+            "user.deactivate" | "user.delete" => self.revoker.revoke_user(issuer, user_id()?).await,
+            "user.action" => {
+                let sub = text(event, "actioneeUserId")
+                    .ok_or_else(|| invalid("the user.action event has no actioneeUserId"))?;
+                let locking = [text(event, "actionId"), text(event, "action")]
+                    .into_iter()
+                    .flatten()
+                    .any(|a| self.lock_actions.iter().any(|l| l == a));
+                let starting = text(event, "phase").is_none_or(|p| p == "start");
+                if !(locking && starting) {
+                    tracing::info!(kind, "webhook event asks for nothing here");
+                    self.index.remember_event(issuer, id, REMEMBER).await?;
+                    return Ok(Handled::Ignored);
+                }
+                self.revoker.revoke_user(issuer, sub).await
+            }
+            "jwt.refresh-token.revoke" => {
+                let sub = user_id()?;
+                match text(event, "applicationId") {
+                    // One application's tokens: end that client's sessions.
+                    Some(app) => {
+                        self.revoker
+                            .end_client_sessions(issuer, sub, &[app.to_owned()])
+                            .await
+                    }
+                    None => self.revoker.revoke_user(issuer, sub).await,
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "event type {other} is not handled here; subscribe this webhook to \
+                     user.deactivate, user.delete, user.action and jwt.refresh-token.revoke"
+                )));
+            }
+        };
+        let ended = match result {
+            Ok(ended) => ended,
+            Err(RevokeError::UnknownIssuer(issuer)) => {
+                return Err(invalid(format!("issuer {issuer} is not configured here")));
+            }
+            Err(RevokeError::Store(error)) => return Err(error.into()),
+        };
+        tracing::info!(kind, %issuer, ended = ended.len(), "webhook event applied");
+        self.index.remember_event(issuer, id, REMEMBER).await?;
+        Ok(Handled::Applied(ended))
+    }
+
+    /// The signature JWT verifies with an HMAC secret or one of the tenant issuer's keys, and
+    /// its `request_body_sha256` is the body's hash.
+    fn verify(&self, jwt: &str, body: &[u8], tenant: &Tenant) -> Result<(), WebhookError> {
+        let mut parts = jwt.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(unauthenticated("the signature is not a signed JWT"));
+        };
+        let decode = |part: &str| -> Option<Map<String, Value>> {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()?;
+            serde_json::from_slice(&bytes).ok()
+        };
+        let (Some(header_json), Some(claims)) = (decode(header), decode(payload)) else {
+            return Err(unauthenticated("the signature JWT cannot be decoded"));
+        };
+        let alg = header_json
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(|a| match a {
+                "HS256" => Some(Algorithm::HS256),
+                "HS384" => Some(Algorithm::HS384),
+                "HS512" => Some(Algorithm::HS512),
+                other => parse_algorithm(other),
+            })
+            .ok_or_else(|| unauthenticated("the signature algorithm is not supported"))?;
+        let signing_input = jwt
+            .get(..header.len() + 1 + payload.len())
+            .ok_or_else(|| unauthenticated("the signature is not a signed JWT"))?;
+        let check = |key: &DecodingKey| {
+            jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), key, alg)
+                .unwrap_or(false)
+        };
+        let verified = match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.iter().any(check),
+            _ => {
+                let kid = header_json.get("kid").and_then(Value::as_str);
+                tenant.provider.keys().matching(kid, alg).any(check)
+            }
+        };
+        if !verified {
+            return Err(unauthenticated(
+                "the signature does not verify with a configured key",
+            ));
+        }
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64)
+            && exp < unix_now()
+        {
+            return Err(unauthenticated("the signature has expired"));
+        }
+        let claimed = claims
+            .get("request_body_sha256")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unauthenticated("the signature has no request_body_sha256"))?;
+        let hash = digest::digest(&digest::SHA256, body);
+        let matches = [
+            base64::engine::general_purpose::STANDARD.decode(claimed),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claimed),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|bytes| bytes == hash.as_ref());
+        if !matches {
+            return Err(unauthenticated(
+                "request_body_sha256 is not the hash of this body",
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn receive<S: SessionIndex + RecordStore>(
+    State(receiver): State<Arc<FusionAuthReceiver<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return answer(&invalid("the body is too large or could not be read"));
+    };
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    match receiver.process(signature, &body).await {
+        Ok(handled) => {
+            let outcome = match handled {
+                Handled::Applied(_) => "applied",
+                Handled::Ignored => "ignored",
+                Handled::Duplicate => "duplicate",
+            };
+            metrics::counter!(crate::ops::WEBHOOKS, "outcome" => outcome).increment(1);
+            (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response()
+        }
+        Err(error) => answer(&error),
+    }
+}
+
+fn answer(error: &WebhookError) -> Response {
+    let (status, code) = match error {
+        WebhookError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        WebhookError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        WebhookError::Unavailable(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+    };
+    metrics::counter!(crate::ops::WEBHOOKS, "outcome" => code).increment(1);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(%error, "webhook not applied: session store unavailable");
+    } else {
+        tracing::info!(%error, "webhook refused");
+    }
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "error": code, "error_description": error.to_string() })),
+    )
+        .into_response()
+}
