@@ -588,3 +588,137 @@ async fn bad_callbacks_get_a_clear_error_and_no_session() {
     fresh.login(&app.base(), "erin").await;
     assert_eq!(fresh.me(&app.base()).await, 200);
 }
+
+/// Issue 7's inputs end to end: a FusionAuth-shaped webhook and a CAEP SET, each received by the
+/// standalone receiver, end a live session of the example app (logged in through the real OP)
+/// and make an API's denylist refuse that user's access tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_and_a_caep_event_end_app_sessions_and_deny_their_tokens() {
+    use common::signals::{
+        SET_AUDIENCE, Transmitter, event, fusionauth_event, fusionauth_hmac_signature, iss_sub,
+    };
+    use oidc_logout::denylist::TokenFacts;
+    use oidc_logout::denylist::sync::{self, DenylistSettings};
+
+    const SECRET: &str = "e2e-fusionauth-hmac-secret-0123456789abcdef";
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let receiver_port = free_port();
+    let app = AppSpec {
+        client_id: "app-5",
+        port: free_port(),
+        embedded_receiver: false,
+    };
+    let clients = json!([app.client_metadata(
+        &format!("http://127.0.0.1:{receiver_port}/backchannel-logout"),
+        true
+    )]);
+    let _op = start_op(op_port, &clients);
+    let _app = app.start(&issuer, &redis.url());
+    let transmitter = Transmitter::start().await;
+    let dir = common::topologies::TempDir::new("e2e-signals");
+    let config = dir.0.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[issuers]]\nissuer = \"{issuer}\"\nclients = [{{ id = \"app-5\", secret = \"app-5-secret\" }}]\n\
+             access_token_lifetime_secs = 600\n\
+             [[transmitters]]\nissuer = \"{}\"\naudiences = [\"{SET_AUDIENCE}\"]\nsubject_issuer = \"{issuer}\"\n\
+             [fusionauth]\nhmac_secrets = [\"{SECRET}\"]\ntenants = [{{ tenant_id = \"tenant-1\", issuer = \"{issuer}\" }}]\n",
+            transmitter.issuer()
+        ),
+    )
+    .expect("config");
+    let mut receiver = Command::new(env!("CARGO_BIN_EXE_oidc-logout"));
+    receiver
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("OIDC_LOGOUT_REDIS_URL", redis.url())
+        .env("OIDC_LOGOUT_LISTEN", format!("127.0.0.1:{receiver_port}"));
+    let receiver = Proc::spawn("oidc-logout serve", receiver);
+    receiver.wait_for("listening on");
+    let base = format!("http://127.0.0.1:{receiver_port}");
+    let denylist = sync::start(DenylistSettings::new(redis.url(), vec![issuer.clone()]))
+        .await
+        .expect("denylist");
+
+    let (alice, bob, carol) = (Browser::new(), Browser::new(), Browser::new());
+    alice.login(&app.base(), "alice").await;
+    bob.login(&app.base(), "bob").await;
+    carol.login(&app.base(), "carol").await;
+    // What an API knows of each user's access token after validating it.
+    let issued = common::now() - 1;
+    let token = |sub: &'static str| TokenFacts {
+        issuer: &issuer,
+        sub: Some(sub),
+        sid: None,
+        jti: None,
+        issued_at: issued,
+    };
+    assert!(denylist.check(&token("alice")).is_ok());
+
+    // FusionAuth deactivates alice.
+    let body = fusionauth_event(
+        "user.deactivate",
+        "tenant-1",
+        json!({ "user": { "id": "alice" } }),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/webhooks/fusionauth"))
+        .header("content-type", "application/json")
+        .header(
+            "X-FusionAuth-Signature-JWT",
+            fusionauth_hmac_signature(&body, SECRET, json!({})),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        alice.me(&app.base()).await,
+        401,
+        "alice's app session ended"
+    );
+    assert!(
+        until_refused(&denylist, &token("alice")).await,
+        "and her access tokens are refused"
+    );
+
+    // A CAEP transmitter revokes bob's sessions.
+    let set = transmitter.sign(&transmitter.set(
+        event(oidc_logout::ssf::SESSION_REVOKED),
+        Some(iss_sub(&issuer, "bob")),
+    ));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/shared-signals/events"))
+        .header("content-type", "application/secevent+jwt")
+        .body(set)
+        .send()
+        .await
+        .expect("SET");
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(bob.me(&app.base()).await, 401, "bob's app session ended");
+    assert!(
+        until_refused(&denylist, &token("bob")).await,
+        "and his access tokens are refused"
+    );
+
+    assert_eq!(carol.me(&app.base()).await, 200, "nobody else");
+    assert!(denylist.check(&token("carol")).is_ok());
+}
+
+/// Whether the denylist refuses the token's user within 5 s (markers travel over pub/sub).
+async fn until_refused(
+    denylist: &oidc_logout::denylist::Denylist,
+    token: &oidc_logout::denylist::TokenFacts<'_>,
+) -> bool {
+    for _ in 0..100 {
+        if denylist.check(token) == Err(oidc_logout::denylist::Refusal::UserRevoked) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -9,17 +9,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::{digest, hmac};
-use base64::Engine as _;
+use common::signals::{fusionauth_event, fusionauth_hmac_signature, fusionauth_key_signature};
 use common::{Op, RedisServer, index_on, now, serve};
 use oidc_logout::fusionauth::{FusionAuthReceiver, PATH, Tenant};
-use oidc_logout::op::{SigningAlg, SigningKey, random_id};
+use oidc_logout::op::{SigningAlg, SigningKey};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::revoke::Revoker;
 use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore};
 use oidc_logout::store::{IssuerKeys, RedisIndex, SessionIndex, SessionState};
 use secrecy::SecretString;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
 
@@ -27,52 +26,12 @@ const SECRET: &str = "fusionauth-webhook-hmac-secret-0123456789";
 const TENANT: &str = "30663132-6464-6665-3032-326466613934";
 const LOCK: &str = "c6ba8b55-6b6f-4a5a-9a1d-4e0b4f4a0a11";
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The signature header FusionAuth sends: a JWT whose `request_body_sha256` is the body's hash.
-fn hmac_signature(body: &str, secret: &str, claims_extra: Value) -> String {
-    let mut claims = json!({
-        "request_body_sha256": base64::engine::general_purpose::STANDARD
-            .encode(digest::digest(&digest::SHA256, body.as_bytes())),
-        "iat": now(),
-    });
-    if let (Some(map), Value::Object(extra)) = (claims.as_object_mut(), claims_extra) {
-        map.extend(extra);
-    }
-    let input = format!(
-        "{}.{}",
-        b64(json!({"alg": "HS256", "typ": "JWT", "kid": "webhook-key"})
-            .to_string()
-            .as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    format!(
-        "{input}.{}",
-        b64(hmac::sign(&key, input.as_bytes()).as_ref())
-    )
-}
-
-fn rsa_signature(body: &str, key: &SigningKey) -> String {
-    let claims = json!({
-        "request_body_sha256": base64::engine::general_purpose::STANDARD
-            .encode(digest::digest(&digest::SHA256, body.as_bytes())),
-    });
-    key.sign(&Map::from_iter([("typ".into(), json!("JWT"))]), &claims)
-        .expect("sign")
-}
-
 fn webhook(kind: &str, fields: Value) -> String {
-    let mut event = json!({
-        "type": kind, "id": random_id(12).expect("id"), "createInstant": now() * 1000,
-        "tenantId": TENANT,
-    });
-    if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
-        map.extend(extra);
-    }
-    json!({ "event": event }).to_string()
+    fusionauth_event(kind, TENANT, fields)
+}
+
+fn hmac_signature(body: &str, secret: &str, extra: Value) -> String {
+    fusionauth_hmac_signature(body, secret, extra)
 }
 
 struct Setup {
@@ -219,7 +178,7 @@ async fn events_revoke_users_and_end_sessions() {
         json!({ "action": "Lock", "actionId": LOCK, "actioneeUserId": "bob", "phase": "start" }),
     );
     assert_eq!(
-        s.post(&lock, Some(&rsa_signature(&lock, &s.op.key)))
+        s.post(&lock, Some(&fusionauth_key_signature(&lock, &s.op.key)))
             .await
             .0,
         200
@@ -291,7 +250,7 @@ async fn unsigned_mis_signed_unknown_and_malformed_events_change_nothing() {
         (
             "RSA key it does not publish",
             body.clone(),
-            Some(rsa_signature(&body, &other_key)),
+            Some(fusionauth_key_signature(&body, &other_key)),
             401,
         ),
         ("not a JWT", body.clone(), Some("garbage".to_owned()), 401),

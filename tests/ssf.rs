@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
+use common::signals::{SET_AUDIENCE, Transmitter as Idp, event, iss_sub};
 use common::{CLIENT, RedisServer, index_on, now, serve, start};
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, random_id};
+use oidc_logout::op::{SigningAlg, SigningKey};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::revoke::Revoker;
 use oidc_logout::ssf::{
@@ -21,67 +20,8 @@ use oidc_logout::ssf::{
 };
 use oidc_logout::store::{IssuerKeys, RedisIndex, SessionIndex, SessionRecord, SessionState};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 
-const AUDIENCE: &str = "https://receiver.example/";
-
-/// An IdP that is also a Shared Signals transmitter: OIDC discovery, SSF configuration, JWKS.
-struct Idp {
-    op: Arc<TestOp>,
-    key: Arc<SigningKey>,
-}
-
-impl Idp {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
-        let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
-        let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
-        let ssf = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
-            "delivery_methods_supported": ["urn:ietf:rfc:8935"] });
-        let router = op.router().merge(Router::new().route(
-            "/.well-known/ssf-configuration",
-            get(move || async move { axum::Json(ssf) }),
-        ));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { op, key }
-    }
-
-    fn issuer(&self) -> &str {
-        self.op.issuer()
-    }
-
-    fn set(&self, events: Value, sub_id: Option<Value>) -> Value {
-        let mut claims = json!({
-            "iss": self.issuer(), "aud": AUDIENCE, "iat": now(), "jti": random_id(12).expect("jti"),
-            "events": events,
-        });
-        if let (Some(sub_id), Some(map)) = (sub_id, claims.as_object_mut()) {
-            map.insert("sub_id".into(), sub_id);
-        }
-        claims
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_with(&self.key, &[("typ", json!("secevent+jwt"))], claims)
-    }
-
-    fn sign_with(&self, key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
-        let header: Map<String, Value> = header
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        key.sign(&header, claims).expect("sign")
-    }
-}
-
-fn event(kind: &str) -> Value {
-    json!({ kind: { "event_timestamp": now() } })
-}
-
-fn iss_sub(iss: &str, sub: &str) -> Value {
-    json!({ "format": "iss_sub", "iss": iss, "sub": sub })
-}
+const AUDIENCE: &str = SET_AUDIENCE;
 
 async fn push(url: &str, content_type: &str, body: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
@@ -396,8 +336,7 @@ async fn bad_sets_are_refused_with_their_code_and_change_nothing() {
 }
 
 fn b64(value: &Value) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    common::signals::b64(value.to_string().as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

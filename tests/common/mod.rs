@@ -18,6 +18,7 @@ use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord,
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
+pub mod signals;
 pub mod topologies;
 
 pub const CLIENT: &str = "app-1";

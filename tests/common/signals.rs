@@ -1,0 +1,129 @@
+//! Other senders of revocations, as the tests play them: a Shared Signals transmitter (an IdP
+//! serving OIDC discovery, `/.well-known/ssf-configuration` and a JWKS) signing SETs, and
+//! FusionAuth's webhook signature.
+
+use std::sync::Arc;
+
+use aws_lc_rs::{digest, hmac};
+use axum::Router;
+use axum::routing::get;
+use base64::Engine as _;
+use oidc_logout::op::{SigningAlg, SigningKey, TestOp, random_id};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use super::now;
+
+/// The `aud` the test transmitters put in their SETs.
+pub const SET_AUDIENCE: &str = "https://receiver.example/";
+
+/// An IdP that is also a Shared Signals transmitter.
+pub struct Transmitter {
+    pub op: Arc<TestOp>,
+    pub key: Arc<SigningKey>,
+}
+
+impl Transmitter {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+        let key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
+        let op = TestOp::new(issuer.clone(), vec![Arc::clone(&key)]);
+        let ssf = json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
+            "delivery_methods_supported": ["urn:ietf:rfc:8935"] });
+        let router = op.router().merge(Router::new().route(
+            "/.well-known/ssf-configuration",
+            get(move || async move { axum::Json(ssf) }),
+        ));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { op, key }
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.op.issuer()
+    }
+
+    /// SET claims with these events and `sub_id`.
+    pub fn set(&self, events: Value, sub_id: Option<Value>) -> Value {
+        let mut claims = json!({
+            "iss": self.issuer(), "aud": SET_AUDIENCE, "iat": now(),
+            "jti": random_id(12).expect("jti"), "events": events,
+        });
+        if let (Some(sub_id), Some(map)) = (sub_id, claims.as_object_mut()) {
+            map.insert("sub_id".into(), sub_id);
+        }
+        claims
+    }
+
+    /// Signed with the published key, header `typ: secevent+jwt`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with(&self.key, &[("typ", json!("secevent+jwt"))], claims)
+    }
+
+    pub fn sign_with(&self, key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
+        let header: Map<String, Value> = header
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        key.sign(&header, claims).expect("sign")
+    }
+}
+
+/// `{kind: {"event_timestamp": now}}`.
+pub fn event(kind: &str) -> Value {
+    json!({ kind: { "event_timestamp": now() } })
+}
+
+/// An `iss_sub` subject.
+pub fn iss_sub(iss: &str, sub: &str) -> Value {
+    json!({ "format": "iss_sub", "iss": iss, "sub": sub })
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn body_hash(body: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .encode(digest::digest(&digest::SHA256, body.as_bytes()))
+}
+
+/// The `X-FusionAuth-Signature-JWT` FusionAuth sends with an HMAC key: a JWT whose
+/// `request_body_sha256` is the body's hash, plus `extra` claims.
+pub fn fusionauth_hmac_signature(body: &str, secret: &str, extra: Value) -> String {
+    let mut claims = json!({ "request_body_sha256": body_hash(body), "iat": now() });
+    if let (Some(map), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "HS256", "typ": "JWT", "kid": "webhook-key"})
+            .to_string()
+            .as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    format!(
+        "{input}.{}",
+        b64(hmac::sign(&key, input.as_bytes()).as_ref())
+    )
+}
+
+/// The same signed with an RSA or EC key (one the tenant's issuer publishes, or not).
+pub fn fusionauth_key_signature(body: &str, key: &SigningKey) -> String {
+    let claims = json!({ "request_body_sha256": body_hash(body) });
+    key.sign(&Map::from_iter([("typ".into(), json!("JWT"))]), &claims)
+        .expect("sign")
+}
+
+/// A FusionAuth webhook body: `{"event": {type, id, createInstant, tenantId, ...fields}}`.
+pub fn fusionauth_event(kind: &str, tenant: &str, fields: Value) -> String {
+    let mut event = json!({
+        "type": kind, "id": random_id(12).expect("id"), "createInstant": now() * 1000,
+        "tenantId": tenant,
+    });
+    if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
+        map.extend(extra);
+    }
+    json!({ "event": event }).to_string()
+}
