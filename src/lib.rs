@@ -14,8 +14,11 @@
 //!
 //! Around it: [`session_store`] keeps the index as applications log users in, [`rp`] holds the
 //! logout-button helpers, [`denylist`] refuses the access tokens of ended sessions at APIs,
-//! [`config`] turns files, environment and flags into settings, and [`op`] is a minimal OP for the
-//! demo, the tests and integrators.
+//! [`config`] turns files, environment and flags into settings, [`ops`] names the metrics, and
+//! [`op`] is a minimal OP for the demo, the tests and integrators.
+//!
+//! Other inputs end sessions through [`revoke`]: the [`admin`] API, the Shared Signals receiver
+//! [`ssf`] (CAEP, RISC) and [`fusionauth`] webhooks.
 //!
 //! ## Library use
 //!
