@@ -99,6 +99,35 @@ impl<S> Admin<S> {
     }
 }
 
+/// Why a request is refused before any work: small, so handlers can `?` it.
+enum Reject {
+    Unauthorized(&'static str),
+    Invalid(String),
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized(why) => unauthorized(why),
+            Self::Invalid(why) => bad_request(&why),
+        }
+    }
+}
+
+impl<S> Admin<S> {
+    /// The caller's token fingerprint and the JSON body, or the refusal.
+    fn accept<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(String, T), Reject> {
+        let by = self.authorize(headers).map_err(Reject::Unauthorized)?;
+        let request = serde_json::from_slice(body)
+            .map_err(|e| Reject::Invalid(format!("invalid JSON body: {e}")))?;
+        Ok((by, request))
+    }
+}
+
 fn unauthorized(description: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -146,11 +175,6 @@ fn ok(body: serde_json::Value) -> Response {
         .into_response()
 }
 
-/// A JSON body, or what is wrong with it.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct User {
@@ -191,13 +215,9 @@ async fn end_session<S: SessionIndex + RecordStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match admin.authorize(&headers) {
-        Ok(by) => by,
-        Err(why) => return unauthorized(why),
-    };
-    let request: OneSession = match parse(&body) {
-        Ok(r) => r,
-        Err(why) => return bad_request(&why),
+    let (by, request): (String, OneSession) = match admin.accept(&headers, &body) {
+        Ok(accepted) => accepted,
+        Err(reject) => return reject.into_response(),
     };
     match admin
         .revoker
@@ -226,13 +246,9 @@ async fn end_sessions<S: SessionIndex + RecordStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match admin.authorize(&headers) {
-        Ok(by) => by,
-        Err(why) => return unauthorized(why),
-    };
-    let request: UserSessions = match parse(&body) {
-        Ok(r) => r,
-        Err(why) => return bad_request(&why),
+    let (by, request): (String, UserSessions) = match admin.accept(&headers, &body) {
+        Ok(accepted) => accepted,
+        Err(reject) => return reject.into_response(),
     };
     let result = match &request.clients {
         Some(clients) => {
@@ -262,13 +278,9 @@ async fn revoke<S: SessionIndex + RecordStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match admin.authorize(&headers) {
-        Ok(by) => by,
-        Err(why) => return unauthorized(why),
-    };
-    let request: User = match parse(&body) {
-        Ok(r) => r,
-        Err(why) => return bad_request(&why),
+    let (by, request): (String, User) = match admin.accept(&headers, &body) {
+        Ok(accepted) => accepted,
+        Err(reject) => return reject.into_response(),
     };
     match admin
         .revoker
