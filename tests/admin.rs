@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, start};
-use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore, TokenSecret};
-use oidc_logout::store::{IssuerKeys, RedisIndex, SessionIndex, SessionState};
+use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
+use oidc_logout::store::{RedisIndex, SessionIndex, SessionState};
 use serde_json::{Value, json};
-use tower_sessions::SessionStore;
-use tower_sessions::session::{Id, Record};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
 
@@ -35,16 +32,7 @@ async fn login(
         refresh_token: refresh_token.map(TokenSecret::new),
         access_token: None,
     };
-    let mut record = Record {
-        id: Id::default(),
-        data: HashMap::from([(
-            LOGIN_KEY.to_owned(),
-            serde_json::to_value(&login).expect("login"),
-        )]),
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-    };
-    store.create(&mut record).await.expect("create");
-    record.id.to_string()
+    common::store_login(store, &login).await
 }
 
 async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -70,19 +58,7 @@ async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>)
     )
 }
 
-/// The access-token denylist markers of `issuer`, as the receiver wrote them.
-async fn markers(redis: &RedisServer, issuer: &str) -> HashMap<String, String> {
-    let mut conn = redis::Client::open(redis.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    redis::cmd("HGETALL")
-        .arg(IssuerKeys::new("oidc-logout:", issuer).deny())
-        .query_async(&mut conn)
-        .await
-        .expect("HGETALL")
-}
+use common::deny_markers as markers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_lists_ends_and_revokes() {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +14,10 @@ use oidc_logout::fusionauth::{FusionAuthReceiver, PATH, Tenant};
 use oidc_logout::op::{SigningAlg, SigningKey};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::revoke::Revoker;
-use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore};
-use oidc_logout::store::{IssuerKeys, RedisIndex, SessionIndex, SessionState};
+use oidc_logout::session_store::{Login, OidcSessionStore};
+use oidc_logout::store::{RedisIndex, SessionIndex, SessionState};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tower_sessions::SessionStore;
-use tower_sessions::session::{Id, Record};
 
 const SECRET: &str = "fusionauth-webhook-hmac-secret-0123456789";
 const TENANT: &str = "30663132-6464-6665-3032-326466613934";
@@ -93,16 +90,7 @@ impl Setup {
             refresh_token: None,
             access_token: None,
         };
-        let mut record = Record {
-            id: Id::default(),
-            data: HashMap::from([(
-                LOGIN_KEY.to_owned(),
-                serde_json::to_value(&login).expect("login"),
-            )]),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
-        self.store.create(&mut record).await.expect("create");
-        record.id.to_string()
+        common::store_login(&self.store, &login).await
     }
 
     async fn state(&self, id: &str) -> SessionState {
@@ -131,17 +119,8 @@ impl Setup {
             .await
     }
 
-    async fn markers(&self) -> HashMap<String, String> {
-        let mut conn = redis::Client::open(self.redis.url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        redis::cmd("HGETALL")
-            .arg(IssuerKeys::new("oidc-logout:", self.op.issuer()).deny())
-            .query_async(&mut conn)
-            .await
-            .expect("HGETALL")
+    async fn markers(&self) -> std::collections::HashMap<String, String> {
+        common::deny_markers(&self.redis, self.op.issuer()).await
     }
 }
 

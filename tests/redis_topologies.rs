@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::topologies::{Cluster, Sentinel, TlsRedis};
@@ -13,13 +12,13 @@ use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{Denylist, Refusal, TokenFacts};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::receiver::{PATH, Receiver};
-use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore};
+use oidc_logout::session_store::{Login, OidcSessionStore};
 use oidc_logout::store::{
     IndexSettings, RecordStore, RedisIndex, RedisTarget, SessionIndex, SessionRecord, SessionState,
 };
 use secrecy::SecretString;
 use tower_sessions::SessionStore;
-use tower_sessions::session::{Id, Record};
+use tower_sessions::session::Id;
 
 /// Two issuers (their keys hash to different slots), one receiver for both, one denylist.
 struct Setup {
@@ -78,16 +77,8 @@ impl Setup {
             refresh_token: None,
             access_token: None,
         };
-        let mut record = Record {
-            id: Id::default(),
-            data: HashMap::from([(
-                LOGIN_KEY.to_owned(),
-                serde_json::to_value(&login).expect("login"),
-            )]),
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        };
-        self.store.create(&mut record).await.expect("create");
-        record.id
+        let id = common::store_login(&self.store, &login).await;
+        id.parse().expect("a session id")
     }
 
     async fn loaded(&self, id: &Id) -> bool {

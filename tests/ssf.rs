@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use oidc_logout::revoke::Revoker;
 use oidc_logout::ssf::{
     ACCOUNT_DISABLED, PATH, SESSION_REVOKED, SsfReceiver, Transmitter, VERIFICATION,
 };
-use oidc_logout::store::{IssuerKeys, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::store::{RedisIndex, SessionIndex, SessionRecord, SessionState};
 use serde_json::{Map, Value, json};
 
 const AUDIENCE: &str = SET_AUDIENCE;
@@ -103,17 +102,8 @@ impl Setup {
         push(&self.url, "application/secevent+jwt", token).await
     }
 
-    async fn markers(&self) -> HashMap<String, String> {
-        let mut conn = redis::Client::open(self.redis.url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        redis::cmd("HGETALL")
-            .arg(IssuerKeys::new("oidc-logout:", self.idp.issuer()).deny())
-            .query_async(&mut conn)
-            .await
-            .expect("HGETALL")
+    async fn markers(&self) -> std::collections::HashMap<String, String> {
+        common::deny_markers(&self.redis, self.idp.issuer()).await
     }
 }
 

@@ -569,3 +569,44 @@ pub fn example(name: &str) -> std::path::PathBuf {
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
+
+// What the other inputs leave behind, read as an API or an application would.
+
+/// The access-token denylist markers of `issuer` in `redis`, as the receiver wrote them
+/// (field `sid:…` / `sub:…` → `revoked expires`).
+pub async fn deny_markers(
+    redis: &RedisServer,
+    issuer: &str,
+) -> std::collections::HashMap<String, String> {
+    let mut conn = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    redis::cmd("HGETALL")
+        .arg(oidc_logout::store::IssuerKeys::new("oidc-logout:", issuer).deny())
+        .query_async(&mut conn)
+        .await
+        .expect("HGETALL")
+}
+
+/// A session logged in through the session store, as an application creates it; its id.
+pub async fn store_login<B>(
+    store: &oidc_logout::session_store::OidcSessionStore<B>,
+    login: &oidc_logout::session_store::Login,
+) -> String
+where
+    B: SessionIndex + oidc_logout::store::RecordStore + std::fmt::Debug,
+{
+    use tower_sessions::SessionStore as _;
+    let mut record = tower_sessions::session::Record {
+        id: tower_sessions::session::Id::default(),
+        data: std::collections::HashMap::from([(
+            oidc_logout::session_store::LOGIN_KEY.to_owned(),
+            serde_json::to_value(login).expect("login"),
+        )]),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.expect("create");
+    record.id.to_string()
+}
