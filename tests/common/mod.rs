@@ -181,12 +181,17 @@ impl Op {
     }
 
     pub fn sign_with(&self, key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
-        let header: Map<String, Value> = header
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        key.sign(&header, claims).expect("sign")
+        sign_with(key, header, claims)
     }
+}
+
+/// Sign `claims` with `key` and these header members (added to `alg` and `kid`).
+pub fn sign_with(key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
+    let header: Map<String, Value> = header
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    key.sign(&header, claims).expect("sign")
 }
 
 pub fn policy(issuer: &str) -> Policy {

@@ -61,11 +61,7 @@ impl Transmitter {
     }
 
     pub fn sign_with(&self, key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> String {
-        let header: Map<String, Value> = header
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        key.sign(&header, claims).expect("sign")
+        super::sign_with(key, header, claims)
     }
 }
 
