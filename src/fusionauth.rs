@@ -173,7 +173,12 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             .ok_or_else(|| invalid(format!("tenant {tenant_id} is not configured here")))?;
         let signature = signature
             .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
-        self.verify(signature, body, tenant)?;
+        if let Err(error) = self.verify(signature, body, tenant) {
+            // The tenant's issuer may have rotated its keys: fetch them again (at most once per
+            // cooldown) and try once more.
+            tenant.provider.refetch().await;
+            self.verify(signature, body, tenant).map_err(|_| error)?;
+        }
 
         let issuer = tenant.provider.issuer();
         let id = text(event, "id").ok_or_else(|| invalid("the event has no id"))?;

@@ -412,7 +412,18 @@ impl<S: SessionIndex + RecordStore> SsfReceiver<S> {
 
     /// Verify a SET and apply what it asks for. `Ok(false)` when it was handled before.
     pub async fn process(&self, token: &str) -> Result<bool, Refused> {
-        let set = verify(token, &self.transmitters, unix_now()).map_err(Refused::Set)?;
+        let set = match verify(token, &self.transmitters, unix_now()) {
+            // The transmitter may have rotated its key: fetch its keys again (at most once per
+            // cooldown) and try once more.
+            Err(SetError::InvalidKey(_)) => {
+                for transmitter in self.transmitters.values() {
+                    transmitter.provider.refetch().await;
+                }
+                verify(token, &self.transmitters, unix_now())
+            }
+            other => other,
+        }
+        .map_err(Refused::Set)?;
         if self.index.event_seen(&set.issuer, &set.jti).await? {
             return Ok(false);
         }

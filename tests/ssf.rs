@@ -171,6 +171,22 @@ async fn caep_and_risc_events_end_sessions_and_write_denylist_markers() {
     assert_eq!(s.state("alice-2").await, SessionState::Ended);
     assert!(s.markers().await.contains_key("sub:alice"));
 
+    // The transmitter rotates its key: the receiver fetches the new one and accepts the SET.
+    let rotated = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));
+    s.idp
+        .op
+        .publish(vec![Arc::clone(&s.idp.key), Arc::clone(&rotated)]);
+    s.login("gina-1", "gina", "op-7").await;
+    let after_rotation = s.idp.sign_with(
+        &rotated,
+        &[("typ", json!("secevent+jwt"))],
+        &s.idp
+            .set(event(ACCOUNT_DISABLED), Some(iss_sub(&iss, "gina"))),
+    );
+    let (status, body) = s.send(&after_rotation).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(s.state("gina-1").await, SessionState::Ended);
+
     // A verification event, and an event type this receiver does not act on: acknowledged.
     let verification = s
         .idp
