@@ -224,7 +224,8 @@ pub struct IssuerFile {
     pub max_token_age_secs: Option<u64>,
     /// Clock skew allowed, in seconds (default 30).
     pub clock_leeway_secs: Option<u64>,
-    /// Accept tokens without `exp` (Ory Hydra 2.2, older Authentik, LemonLDAP::NG).
+    /// Accept tokens without `exp` (Ory Hydra 2.x, Keycloak before 23.0.4, older Authentik,
+    /// LemonLDAP::NG).
     #[serde(default)]
     pub accept_missing_exp: bool,
     /// Minimum seconds between JWKS fetches caused by unknown `kid`s (default 10).
