@@ -88,7 +88,6 @@ pub enum Handled {
 /// The webhook receiver.
 pub struct FusionAuthReceiver<S> {
     revoker: Arc<Revoker<S>>,
-    index: S,
     hmac: Vec<DecodingKey>,
     tenants: HashMap<String, Tenant>,
     lock_actions: Vec<String>,
@@ -117,18 +116,16 @@ fn text<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
 }
 
 impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
-    /// A receiver acting through `revoker` on `index`, verifying HMAC signatures with
+    /// A receiver acting through `revoker`, verifying HMAC signatures with
     /// `hmac_secrets` (none: only RSA/EC signatures, with the tenants' issuers' keys), revoking
     /// users when a user action whose id or name is in `lock_actions` starts.
     pub fn new(
         revoker: Arc<Revoker<S>>,
-        index: S,
         hmac_secrets: &[SecretString],
         lock_actions: Vec<String>,
     ) -> Self {
         Self {
             revoker,
-            index,
             hmac: hmac_secrets
                 .iter()
                 .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes()))
@@ -173,17 +170,13 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             .ok_or_else(|| invalid(format!("tenant {tenant_id} is not configured here")))?;
         let signature = signature
             .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
-        if let Err(error) = self.verify(signature, body, tenant) {
-            // The tenant's issuer may have rotated its keys: fetch them again (at most once per
-            // cooldown) and try once more.
-            tenant.provider.refetch().await;
-            self.verify(signature, body, tenant).map_err(|_| error)?;
-        }
+        self.verify(signature, body, tenant).await?;
+        let index = self.revoker.index();
 
         let issuer = tenant.provider.issuer();
         let id = text(event, "id").ok_or_else(|| invalid("the event has no id"))?;
         let kind = text(event, "type").ok_or_else(|| invalid("the event has no type"))?;
-        if self.index.event_seen(issuer, id).await? {
+        if index.event_seen(issuer, id).await? {
             return Ok(Handled::Duplicate);
         }
         let user_id = || {
@@ -205,7 +198,7 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                 let starting = text(event, "phase").is_none_or(|p| p == "start");
                 if !(locking && starting) {
                     tracing::info!(kind, "webhook event asks for nothing here");
-                    self.index.remember_event(issuer, id, REMEMBER).await?;
+                    index.remember_event(issuer, id, REMEMBER).await?;
                     return Ok(Handled::Ignored);
                 }
                 self.revoker.revoke_user(issuer, sub).await
@@ -237,13 +230,13 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             Err(RevokeError::Store(error)) => return Err(error.into()),
         };
         tracing::info!(kind, %issuer, ended = ended.len(), "webhook event applied");
-        self.index.remember_event(issuer, id, REMEMBER).await?;
+        index.remember_event(issuer, id, REMEMBER).await?;
         Ok(Handled::Applied(ended))
     }
 
     /// The signature JWT verifies with an HMAC secret or one of the tenant issuer's keys, and
     /// its `request_body_sha256` is the body's hash.
-    fn verify(&self, jwt: &str, body: &[u8], tenant: &Tenant) -> Result<(), WebhookError> {
+    async fn verify(&self, jwt: &str, body: &[u8], tenant: &Tenant) -> Result<(), WebhookError> {
         let mut parts = jwt.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -280,7 +273,8 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.iter().any(check),
             _ => {
                 let kid = header_json.get("kid").and_then(Value::as_str);
-                tenant.provider.keys().matching(kid, alg).any(check)
+                let keys = tenant.provider.keys_for(kid, alg).await;
+                keys.matching(kid, alg).any(check)
             }
         };
         if !verified {

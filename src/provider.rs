@@ -279,6 +279,17 @@ impl Provider {
         keys
     }
 
+    /// The keys to verify a token with this `kid` and algorithm: the cached ones, or, when none
+    /// of them matches (the OP rotated its keys), the keys after fetching the JWKS again (at
+    /// most once per cooldown, whoever asks).
+    pub async fn keys_for(self: &Arc<Self>, kid: Option<&str>, alg: Algorithm) -> Arc<KeySet> {
+        let keys = self.keys();
+        if keys.matching(kid, alg).next().is_some() {
+            return keys;
+        }
+        self.refetch().await
+    }
+
     /// Called when no cached key matches a token: fetch the JWKS again unless a fetch happened
     /// within the cooldown, and return the keys as they are afterwards.
     pub async fn refetch(&self) -> Arc<KeySet> {

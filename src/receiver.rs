@@ -194,10 +194,7 @@ impl<S: SessionIndex> Receiver<S> {
             .get(unverified.issuer()?)
             .ok_or(Rejection::UnknownIssuer)?;
         let (kid, alg) = (unverified.kid().map(str::to_owned), unverified.algorithm());
-        let mut keys = issuer.provider.keys();
-        if keys.matching(kid.as_deref(), alg).next().is_none() {
-            keys = issuer.provider.refetch().await;
-        }
+        let keys = issuer.provider.keys_for(kid.as_deref(), alg).await;
         let now = unix_now();
         let token = unverified.verify(keys.matching(kid.as_deref(), alg), &issuer.policy, now)?;
         let mut logout = token.to_logout(now);

@@ -90,6 +90,11 @@ impl<S: SessionIndex + RecordStore> Revoker<S> {
         self
     }
 
+    /// The index it ends sessions in (the other inputs also remember event ids there).
+    pub fn index(&self) -> &S {
+        &self.index
+    }
+
     /// Run `hook` (refresh-token revocation) with the sessions each call ends.
     #[must_use]
     pub fn with_after_logout(mut self, hook: Arc<dyn AfterLogout>) -> Self {
@@ -164,15 +169,14 @@ impl<S: SessionIndex + RecordStore> Revoker<S> {
         issuer: &str,
         sub: &str,
     ) -> Result<Vec<String>, RevokeError> {
-        self.logout(issuer, Target::Sub { sub }, None).await
+        self.logout(issuer, Target::Sub { sub }, false).await
     }
 
     /// Revoke a user: end every session authenticated until now, refuse registrations of
     /// sessions authenticated before now, write the access-token denylist marker, and revoke
     /// the refresh tokens the sessions hold.
     pub async fn revoke_user(&self, issuer: &str, sub: &str) -> Result<Vec<String>, RevokeError> {
-        let lifetime = self.lifetime(issuer)?;
-        self.logout(issuer, Target::Sub { sub }, lifetime).await
+        self.logout(issuer, Target::Sub { sub }, true).await
     }
 
     /// End the sessions of one OP session (a CAEP `session-revoked` naming it), with its
@@ -182,8 +186,7 @@ impl<S: SessionIndex + RecordStore> Revoker<S> {
         issuer: &str,
         sid: &str,
     ) -> Result<Vec<String>, RevokeError> {
-        let lifetime = self.lifetime(issuer)?;
-        self.logout(issuer, Target::Sid { sid, sub: None }, lifetime)
+        self.logout(issuer, Target::Sid { sid, sub: None }, true)
             .await
     }
 
@@ -191,9 +194,10 @@ impl<S: SessionIndex + RecordStore> Revoker<S> {
         &self,
         issuer: &str,
         target: Target<'_>,
-        deny_for: Option<Duration>,
+        with_marker: bool,
     ) -> Result<Vec<String>, RevokeError> {
-        self.lifetime(issuer)?;
+        let lifetime = self.lifetime(issuer)?;
+        let deny_for = if with_marker { lifetime } else { None };
         let logout = Logout {
             issuer,
             target,

@@ -140,7 +140,6 @@ pub struct VerifiedSet {
 pub struct SsfReceiver<S> {
     transmitters: HashMap<String, Transmitter>,
     revoker: Arc<Revoker<S>>,
-    index: S,
 }
 
 impl<S> std::fmt::Debug for SsfReceiver<S> {
@@ -168,7 +167,7 @@ fn b64_json(part: &str, what: &str) -> Result<Map<String, Value>, SetError> {
 }
 
 /// Verify a SET against the configured transmitters at `now`, and say what its events ask for.
-pub fn verify(
+pub async fn verify(
     token: &str,
     transmitters: &HashMap<String, Transmitter>,
     now: u64,
@@ -219,7 +218,7 @@ pub fn verify(
     let signing_input = token
         .get(..header.len() + 1 + payload.len())
         .ok_or_else(|| invalid("the SET is not a signed JWT"))?;
-    let keys = transmitter.provider.keys();
+    let keys = transmitter.provider.keys_for(kid, alg).await;
     let verified = keys.matching(kid, alg).any(|key| {
         jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), key, alg).unwrap_or(false)
     });
@@ -385,13 +384,11 @@ fn subject_of(subject: &Value, transmitter: &Transmitter) -> Result<Subject, Set
 }
 
 impl<S: SessionIndex + RecordStore> SsfReceiver<S> {
-    /// A receiver acting through `revoker` on `index` (the revoker's index), with no
-    /// transmitter yet.
-    pub fn new(revoker: Arc<Revoker<S>>, index: S) -> Self {
+    /// A receiver acting through `revoker`, with no transmitter yet.
+    pub fn new(revoker: Arc<Revoker<S>>) -> Self {
         Self {
             transmitters: HashMap::new(),
             revoker,
-            index,
         }
     }
 
@@ -412,19 +409,11 @@ impl<S: SessionIndex + RecordStore> SsfReceiver<S> {
 
     /// Verify a SET and apply what it asks for. `Ok(false)` when it was handled before.
     pub async fn process(&self, token: &str) -> Result<bool, Refused> {
-        let set = match verify(token, &self.transmitters, unix_now()) {
-            // The transmitter may have rotated its key: fetch its keys again (at most once per
-            // cooldown) and try once more.
-            Err(SetError::InvalidKey(_)) => {
-                for transmitter in self.transmitters.values() {
-                    transmitter.provider.refetch().await;
-                }
-                verify(token, &self.transmitters, unix_now())
-            }
-            other => other,
-        }
-        .map_err(Refused::Set)?;
-        if self.index.event_seen(&set.issuer, &set.jti).await? {
+        let set = verify(token, &self.transmitters, unix_now())
+            .await
+            .map_err(Refused::Set)?;
+        let index = self.revoker.index();
+        if index.event_seen(&set.issuer, &set.jti).await? {
             return Ok(false);
         }
         for action in &set.actions {
@@ -450,7 +439,7 @@ impl<S: SessionIndex + RecordStore> SsfReceiver<S> {
                 Err(RevokeError::Store(error)) => return Err(Refused::Unavailable(error)),
             }
         }
-        self.index
+        index
             .remember_event(&set.issuer, &set.jti, REMEMBER)
             .await?;
         Ok(true)

@@ -55,7 +55,6 @@ async fn setup() -> Setup {
     );
     let receiver = FusionAuthReceiver::new(
         revoker,
-        index.clone(),
         &[SecretString::from(SECRET)],
         vec![LOCK.to_owned()],
     )

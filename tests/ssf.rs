@@ -60,7 +60,7 @@ async fn setup() -> Setup {
     let revoker = Arc::new(
         Revoker::new(index.clone()).with_issuer(idp.issuer(), Some(Duration::from_secs(600))),
     );
-    let receiver = SsfReceiver::new(revoker, index.clone()).with_transmitter(Transmitter {
+    let receiver = SsfReceiver::new(revoker).with_transmitter(Transmitter {
         provider,
         audiences: vec![AUDIENCE.to_owned()],
         algorithms: vec![oidc_logout::Algorithm::RS256],

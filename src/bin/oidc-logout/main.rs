@@ -368,19 +368,14 @@ async fn run<S: SessionIndex + RecordStore>(
         serving
             .transmitters
             .into_iter()
-            .fold(
-                SsfReceiver::new(Arc::clone(&revoker), index.clone()),
-                |r, t| r.with_transmitter(t),
-            )
+            .fold(SsfReceiver::new(Arc::clone(&revoker)), |r, t| {
+                r.with_transmitter(t)
+            })
             .into_router()
     });
     let fusionauth = serving.fusionauth.map(|fa| {
-        let mut webhooks = FusionAuthReceiver::new(
-            Arc::clone(&revoker),
-            index.clone(),
-            &fa.hmac_secrets,
-            fa.lock_actions,
-        );
+        let mut webhooks =
+            FusionAuthReceiver::new(Arc::clone(&revoker), &fa.hmac_secrets, fa.lock_actions);
         for (tenant_id, issuer) in fa.tenants {
             // Validated: every tenant's issuer is a trusted one.
             if let Some((provider, ..)) = trusted.iter().find(|(_, p, _)| p.issuer == issuer) {
