@@ -14,8 +14,8 @@ use common::{now, percentile};
 use criterion::Criterion;
 use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{Denylist, FailMode, Kind, Marker, TokenFacts};
-use oidc_logout::op::forge::{self, Subject};
-use oidc_logout::op::{SigningAlg, send};
+use oidc_logout::test_op::forge::{self, Subject};
+use oidc_logout::test_op::{SigningAlg, send};
 
 const ISSUER: &str = "https://op.example.com/realms/bench";
 

@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Killed, now};
-use oidc_logout::op::forge::{self, Subject};
-use oidc_logout::op::send::{self, LoadReport};
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp};
-use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::test_op::forge::{self, Subject};
+use oidc_logout::test_op::send::{self, LoadReport};
+use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp};
 
 const CLIENT: &str = "load-app";
 

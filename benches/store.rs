@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::now;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use oidc_logout::store::{
+use oidc_logout::index::{
     IndexSettings, Logout, MemoryIndex, RedisIndex, SessionIndex, SessionRecord, Target,
 };
 use tokio::runtime::Runtime;
@@ -109,7 +109,7 @@ fn bench_backend<S: SessionIndex>(c: &mut Criterion, rt: &Runtime, name: &str, i
                         .expect("logout");
                     let elapsed = started.elapsed();
                     assert!(
-                        matches!(outcome, oidc_logout::store::LogoutOutcome::Applied { ended } if ended.len() == 1000)
+                        matches!(outcome, oidc_logout::index::LogoutOutcome::Applied { ended } if ended.len() == 1000)
                     );
                     elapsed
                 });

@@ -23,9 +23,9 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{AccessTokenValidator, DenylistLayer, FailMode, RevocationClaims};
+use oidc_logout::index::RedisTarget;
 use oidc_logout::logout_token::parse_algorithm;
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
-use oidc_logout::store::RedisTarget;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -56,10 +56,9 @@ async fn main() -> Result<()> {
     }
 
     // `http://` issuers off loopback only when asked (containers on a private network).
-    let provider_settings = ProviderSettings {
-        allow_insecure_http: env("OIDC_LOGOUT_ALLOW_INSECURE_HTTP").as_deref() == Some("true"),
-        ..ProviderSettings::default()
-    };
+    let provider_settings = ProviderSettings::default().with_allow_insecure_http(
+        env("OIDC_LOGOUT_ALLOW_INSECURE_HTTP").as_deref() == Some("true"),
+    );
     let provider = Provider::discover(&issuer, http_client()?, provider_settings)
         .await
         .with_context(|| format!("cannot load issuer {issuer}"))?;

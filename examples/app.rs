@@ -20,7 +20,7 @@
 //! `APP_RECEIVER=off` and register that one as the back-channel logout URI instead.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use axum::Router;
@@ -28,14 +28,15 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use oidc_logout::logout_token::Policy;
-use oidc_logout::provider::{Provider, ProviderSettings, http_client};
-use oidc_logout::receiver::Receiver;
-use oidc_logout::rp::{self, Client, RefreshTokenRevocation};
-use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
-use oidc_logout::store::{
+use oidc_logout::Core;
+use oidc_logout::index::{
     IndexSettings, MemoryIndex, RecordStore, RedisIndex, RedisTarget, SessionIndex,
 };
+use oidc_logout::inputs::backchannel::Receiver;
+use oidc_logout::logout_token::Policy;
+use oidc_logout::provider::{Provider, ProviderSettings, http_client};
+use oidc_logout::rp::{self, Client, RefreshTokenRevocation};
+use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl,
@@ -347,19 +348,17 @@ where
                 .with_name(app.cookie_name.clone()),
         );
     if with_receiver {
-        let policy = Policy {
-            issuer: app.provider.issuer().to_owned(),
-            clients: vec![(app.client_id.clone(), vec![oidc_logout::Algorithm::RS256])],
-            trusted_audiences: Vec::new(),
-            max_age: Duration::from_secs(300),
-            leeway: Duration::from_secs(30),
-            accept_missing_exp: false,
-        };
+        let issuer = app.provider.issuer();
         let revocation = RefreshTokenRevocation::new(backend.clone())
             .with_issuer(Arc::clone(&app.provider), vec![app.rp_client.clone()]);
-        let receiver = Receiver::new(backend)
-            .with_issuer(Arc::clone(&app.provider), policy)
-            .with_after_logout(Arc::new(revocation));
+        let core = Core::builder(backend)
+            .issuer(issuer)
+            .after_logout(Arc::new(revocation))
+            .build();
+        let receiver = Receiver::new(core).with_issuer(
+            Arc::clone(&app.provider),
+            Policy::new(issuer, app.client_id.clone()),
+        );
         router = router.merge(receiver.into_router());
     }
     router
@@ -379,10 +378,7 @@ async fn main() -> Result<()> {
     let with_receiver = env("APP_RECEIVER").as_deref() != Some("off");
 
     let http = http_client()?;
-    let settings = ProviderSettings {
-        allow_insecure_http: true,
-        ..ProviderSettings::default()
-    };
+    let settings = ProviderSettings::default().with_allow_insecure_http(true);
     let provider = Provider::discover(&issuer, http.clone(), settings)
         .await
         .with_context(|| format!("cannot load issuer {issuer}"))?;
@@ -390,11 +386,9 @@ async fn main() -> Result<()> {
         CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone())?, &Http(http.clone()))
             .await
             .with_context(|| format!("cannot read the discovery document of {issuer}"))?;
-    let rp_client = Client {
-        id: client_id.clone(),
-        secret: client_secret.clone(),
-        post_logout_redirect_uri: Some(format!("{base_url}/logged-out")),
-    };
+    let rp_client = Client::new(client_id.clone())
+        .with_secret(client_secret.clone())
+        .with_post_logout_redirect_uri(format!("{base_url}/logged-out"));
     let cookie_name = env("APP_SESSION_COOKIE").unwrap_or_else(|| "app_session".into());
     let app = Arc::new(App {
         metadata,

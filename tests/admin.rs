@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, start};
+use oidc_logout::index::{RedisIndex, SessionIndex, SessionState};
 use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
-use oidc_logout::store::{RedisIndex, SessionIndex, SessionState};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{
     CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, post_form, start,
 };
-use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_environment_ends_a_session_in_redis() {
@@ -368,7 +368,7 @@ async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn op_send_names_what_a_careless_receiver_accepted() {
-    use oidc_logout::op::{KeyFile, SigningAlg, SigningKey};
+    use oidc_logout::test_op::{KeyFile, SigningAlg, SigningKey};
     // A receiver that answers 200 to anything.
     let careless = common::serve(
         axum::Router::new().route("/backchannel-logout", axum::routing::post(|| async { "" })),

@@ -13,8 +13,8 @@ use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{
     AccessTokenValidator, Denylist, DenylistLayer, FailMode, RevocationClaims,
 };
-use oidc_logout::op::random_id;
 use oidc_logout::provider::{Provider, http_client};
+use oidc_logout::test_op::random_id;
 use serde_json::{Value, json};
 
 const API: &str = "orders-api";
@@ -146,12 +146,14 @@ async fn a_logout_is_refused_on_every_instance_and_a_new_login_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_expire_with_the_access_token_lifetime() {
-    use oidc_logout::receiver::{PATH, Receiver};
+    use oidc_logout::inputs::backchannel::{PATH, Receiver};
     let h = Harness::start().await;
     // A receiver whose issuer's access tokens live 2 s.
-    let receiver = Receiver::new(h.index.clone())
-        .with_issuer(Arc::clone(&h.provider), common::policy(h.op.issuer()))
-        .with_access_token_lifetime(h.op.issuer(), Some(Duration::from_secs(2)));
+    let core = oidc_logout::Core::builder(h.index.clone())
+        .issuer_with_lifetime(h.op.issuer(), Some(Duration::from_secs(2)))
+        .build();
+    let receiver =
+        Receiver::new(core).with_issuer(Arc::clone(&h.provider), common::policy(h.op.issuer()));
     let url = format!("{}{PATH}", serve(receiver.into_router()).await);
     let (base, denylist) = api_instance(&h, settings(&h)).await;
     let token = access_token(&h, "carol", Some("op-sid-9"), now() - 1);

@@ -688,7 +688,7 @@ async fn a_webhook_and_a_caep_event_end_app_sessions_and_deny_their_tokens() {
 
     // A CAEP transmitter revokes bob's sessions.
     let set = transmitter.sign(&transmitter.set(
-        event(oidc_logout::ssf::SESSION_REVOKED),
+        event(oidc_logout::inputs::shared_signals::SESSION_REVOKED),
         Some(iss_sub(&issuer, "bob")),
     ));
     let response = reqwest::Client::new()

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{CLIENT, Harness, Op, RedisServer, endpoint, index_on, now, post_form, start};
-use oidc_logout::op::{JwksMode, SigningAlg, SigningKey};
-use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::test_op::{JwksMode, SigningAlg, SigningKey};
 
 /// What one logout request of the load got.
 struct Sent {
@@ -79,7 +79,7 @@ async fn redis_crash_and_restart_under_load_loses_no_acknowledged_logout() {
                 let status = http
                     .post(&url)
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(oidc_logout::op::send::form_body(jwt))
+                    .body(oidc_logout::test_op::send::form_body(jwt))
                     .send()
                     .await
                     .ok()

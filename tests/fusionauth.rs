@@ -5,17 +5,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::signals::{fusionauth_event, fusionauth_hmac_signature, fusionauth_key_signature};
 use common::{Op, RedisServer, index_on, now, serve};
-use oidc_logout::fusionauth::{FusionAuthReceiver, PATH, Tenant};
-use oidc_logout::op::{SigningAlg, SigningKey};
+use oidc_logout::Core;
+use oidc_logout::index::{RedisIndex, SessionIndex, SessionState};
+use oidc_logout::inputs::fusionauth::{FusionAuthReceiver, PATH, Tenant};
 use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::revoke::Revoker;
 use oidc_logout::session_store::{Login, OidcSessionStore};
-use oidc_logout::store::{RedisIndex, SessionIndex, SessionState};
+use oidc_logout::test_op::{SigningAlg, SigningKey};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -50,18 +49,15 @@ async fn setup() -> Setup {
     )
     .await
     .expect("discovery");
-    let revoker = Arc::new(
-        Revoker::new(index.clone()).with_issuer(op.issuer(), Some(Duration::from_secs(600))),
-    );
-    let receiver = FusionAuthReceiver::new(
-        revoker,
-        &[SecretString::from(SECRET)],
-        vec![LOCK.to_owned()],
-    )
-    .with_tenant(Tenant {
-        tenant_id: TENANT.to_owned(),
-        provider,
-    });
+    let core = Core::builder(index.clone())
+        .issuer_with_lifetime(op.issuer(), Some(Duration::from_secs(600)))
+        .build();
+    let receiver =
+        FusionAuthReceiver::new(core, &[SecretString::from(SECRET)], vec![LOCK.to_owned()])
+            .with_tenant(Tenant {
+                tenant_id: TENANT.to_owned(),
+                provider,
+            });
     let url = format!("{}{PATH}", serve(receiver.into_router()).await);
     Setup {
         store: OidcSessionStore::new(index.clone()),

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use axum::Router;
 use common::{RedisServer, index_on, now, serve};
+use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::inputs::backchannel::PATH;
 use oidc_logout::logout_token::Policy;
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, random_id};
 use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
-use oidc_logout::store::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp, random_id};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
@@ -116,16 +116,10 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
         let accept_missing_exp = f["settings"]["accept_missing_exp"]
             .as_bool()
             .unwrap_or(false);
-        let policy = |accept_missing_exp: bool| Policy {
-            issuer: issuer.clone(),
-            clients: vec![(
-                CLIENT.to_owned(),
-                vec![oidc_logout::logout_token::parse_algorithm(alg.name()).expect("alg")],
-            )],
-            trusted_audiences: Vec::new(),
-            max_age: Duration::from_secs(300),
-            leeway: Duration::from_secs(30),
-            accept_missing_exp,
+        let policy = |accept_missing_exp: bool| {
+            Policy::new(issuer.clone(), CLIENT)
+                .algorithms(&[oidc_logout::logout_token::parse_algorithm(alg.name()).expect("alg")])
+                .accept_missing_exp(accept_missing_exp)
         };
         let provider = Provider::discover(
             &issuer,
@@ -135,9 +129,12 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
         .await
         .unwrap_or_else(|e| panic!("{name}: discovery at {issuer}: {e}"));
         let receiver = |accept_missing_exp| {
-            Receiver::new(index.clone())
-                .with_issuer(Arc::clone(&provider), policy(accept_missing_exp))
-                .into_router()
+            common::receiver(
+                index.clone(),
+                Arc::clone(&provider),
+                policy(accept_missing_exp),
+            )
+            .into_router()
         };
         let url = format!("{}{PATH}", serve(receiver(accept_missing_exp)).await);
 

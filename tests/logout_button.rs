@@ -12,12 +12,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::{Browser, Op, now, serve};
-use oidc_logout::op::RevocationMode;
+use oidc_logout::index::{IndexSettings, MemoryIndex, SessionIndex, SessionState};
+use oidc_logout::inputs::backchannel::{PATH, Receiver};
 use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
 use oidc_logout::rp::{self, Client, RefreshTokenRevocation, Revocation};
 use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
-use oidc_logout::store::{IndexSettings, MemoryIndex, SessionIndex, SessionState};
+use oidc_logout::test_op::RevocationMode;
 use secrecy::SecretString;
 use serde::Deserialize;
 use tower_sessions::{Session, SessionManagerLayer};
@@ -132,23 +132,22 @@ async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String)
     )
     .await
     .expect("discovery");
-    let client = Client {
-        id: "app 1".into(),
-        secret: Some(SecretString::from("s3cret:with/odd chars")),
-        post_logout_redirect_uri: Some("http://127.0.0.1:3000/after-logout".into()),
-    };
+    let client = Client::new("app 1")
+        .with_secret(Some(SecretString::from("s3cret:with/odd chars")))
+        .with_post_logout_redirect_uri("http://127.0.0.1:3000/after-logout");
     let state = AppState {
         provider: Arc::clone(&provider),
         client: client.clone(),
     };
     let base = serve(app(OidcSessionStore::new(index.clone()), state)).await;
-    let mut receiver = Receiver::new(index.clone())
-        .with_issuer(Arc::clone(&provider), common::policy(op.issuer()));
+    let mut core = oidc_logout::Core::builder(index.clone()).issuer(op.issuer());
     if revoke {
-        let revocation =
-            RefreshTokenRevocation::new(index.clone()).with_issuer(provider, vec![client]);
-        receiver = receiver.with_after_logout(Arc::new(revocation));
+        let revocation = RefreshTokenRevocation::new(index.clone())
+            .with_issuer(Arc::clone(&provider), vec![client]);
+        core = core.after_logout(Arc::new(revocation));
     }
+    let receiver =
+        Receiver::new(core.build()).with_issuer(Arc::clone(&provider), common::policy(op.issuer()));
     let receiver = format!("{}{PATH}", serve(receiver.into_router()).await);
     (
         op,

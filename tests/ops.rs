@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::topologies::TlsRedis;
 use common::{CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, start};
-use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
 use serde_json::Value;
 
 fn session(issuer: &str, id: &str, sid: &str) -> SessionRecord {
@@ -106,7 +106,7 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
     assert_eq!(applied.status(), 200);
     assert_eq!(applied.headers()["x-request-id"], "req-from-the-op-42");
     let wrong_audience = op.sign(
-        &oidc_logout::op::logout_claims(op.issuer(), "someone-else", None, Some("x"))
+        &oidc_logout::test_op::logout_claims(op.issuer(), "someone-else", None, Some("x"))
             .expect("claims"),
     );
     let refused = http

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{CLIENT, Harness, now, post_form, send};
-use oidc_logout::op::{JwksMode, SigningAlg, SigningKey};
-use oidc_logout::store::SessionState;
+use oidc_logout::index::SessionState;
+use oidc_logout::test_op::{JwksMode, SigningAlg, SigningKey};
 use serde_json::{Value, json};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -57,7 +57,7 @@ fn victim_claims(h: &Harness) -> Value {
 fn fresh_sid() -> String {
     format!(
         "victim-{}",
-        oidc_logout::op::random_id(8).unwrap_or_default()
+        oidc_logout::test_op::random_id(8).unwrap_or_default()
     )
 }
 
@@ -170,13 +170,16 @@ async fn a_login_after_a_logout_survives_its_late_delivery() {
 async fn two_receivers_sharing_redis_reject_each_others_replays() {
     let h = Harness::start().await;
     let index = common::index_on(&h.redis).await;
-    let second = oidc_logout::receiver::Receiver::new(index)
-        .with_issuer(Arc::clone(&h.provider), common::policy(h.op.issuer()))
-        .into_router();
+    let second = common::receiver(
+        index,
+        Arc::clone(&h.provider),
+        common::policy(h.op.issuer()),
+    )
+    .into_router();
     let second_url = format!(
         "{}{}",
         common::serve(second).await,
-        oidc_logout::receiver::PATH
+        oidc_logout::inputs::backchannel::PATH
     );
     let session = h.login("alice", Some("sid-1")).await;
     let token = h.op.sign(&h.op.claims(None, Some("sid-1")));
@@ -719,9 +722,12 @@ fn b64(bytes: &[u8]) -> String {
 async fn the_receiver_mounts_inside_an_application_router() {
     let h = Harness::start().await;
     let index = common::index_on(&h.redis).await;
-    let logout = oidc_logout::receiver::Receiver::new(index)
-        .with_issuer(Arc::clone(&h.provider), common::policy(h.op.issuer()))
-        .into_router();
+    let logout = common::receiver(
+        index,
+        Arc::clone(&h.provider),
+        common::policy(h.op.issuer()),
+    )
+    .into_router();
     let app = axum::Router::new()
         .route("/me", axum::routing::get(|| async { "app page" }))
         .merge(logout);
@@ -729,7 +735,7 @@ async fn the_receiver_mounts_inside_an_application_router() {
     let page = send(h.http.get(format!("{base}/me"))).await;
     assert_eq!((page.status, page.body.as_str()), (200, "app page"));
     let session = h.login("alice", Some("sid-1")).await;
-    let url = format!("{base}{}", oidc_logout::receiver::PATH);
+    let url = format!("{base}{}", oidc_logout::inputs::backchannel::PATH);
     let token = h.op.sign(&h.op.claims(None, Some("sid-1")));
     assert_eq!(
         post_form(&h.http, &url, &[("logout_token", &token)])
@@ -743,10 +749,7 @@ async fn the_receiver_mounts_inside_an_application_router() {
 #[tokio::test]
 async fn a_key_the_op_withdrew_stops_working_after_max_key_age() {
     let h = Harness::start().await;
-    let settings = oidc_logout::provider::ProviderSettings {
-        max_key_age: Duration::from_millis(500),
-        ..common::provider_settings()
-    };
+    let settings = common::provider_settings().with_max_key_age(Duration::from_millis(500));
     let provider = oidc_logout::provider::Provider::discover(
         h.op.issuer(),
         oidc_logout::provider::http_client().expect("client"),
@@ -754,13 +757,12 @@ async fn a_key_the_op_withdrew_stops_working_after_max_key_age() {
     )
     .await
     .expect("discovery");
-    let receiver = oidc_logout::receiver::Receiver::new(common::index_on(&h.redis).await)
-        .with_issuer(provider, common::policy(h.op.issuer()))
-        .into_router();
+    let index = common::index_on(&h.redis).await;
+    let receiver = common::receiver(index, provider, common::policy(h.op.issuer())).into_router();
     let url = format!(
         "{}{}",
         common::serve(receiver).await,
-        oidc_logout::receiver::PATH
+        oidc_logout::inputs::backchannel::PATH
     );
     // The OP rotates its key out (e.g. it was compromised).
     let new_key = Arc::new(SigningKey::generate(SigningAlg::Rs256).expect("key"));

@@ -10,12 +10,12 @@ use common::topologies::{Cluster, Sentinel, TlsRedis};
 use common::{CLIENT, Op, command, endpoint, now, policy, post_form, serve, start};
 use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{Denylist, Refusal, TokenFacts};
-use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
-use oidc_logout::session_store::{Login, OidcSessionStore};
-use oidc_logout::store::{
+use oidc_logout::index::{
     IndexSettings, RecordStore, RedisIndex, RedisTarget, SessionIndex, SessionRecord, SessionState,
 };
+use oidc_logout::inputs::backchannel::{PATH, Receiver};
+use oidc_logout::provider::{Provider, http_client};
+use oidc_logout::session_store::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use tower_sessions::SessionStore;
 use tower_sessions::session::Id;
@@ -35,7 +35,11 @@ async fn setup(target: &RedisTarget) -> Setup {
     let index = RedisIndex::connect_to(target, IndexSettings::default())
         .await
         .expect("connect");
-    let mut receiver = Receiver::new(index.clone());
+    let core = oidc_logout::Core::builder(index.clone())
+        .issuer(a.issuer())
+        .issuer(b.issuer())
+        .build();
+    let mut receiver = Receiver::new(core);
     for op in [&a, &b] {
         let provider = Provider::discover(
             op.issuer(),

@@ -13,10 +13,10 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::{Browser, Op, now, post_form, serve};
+use oidc_logout::index::{RecordStore, SessionIndex};
+use oidc_logout::inputs::backchannel::PATH;
 use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
 use oidc_logout::session_store::{LOGIN_KEY, Login, OidcSessionStore, SessionPolicy, TokenSecret};
-use oidc_logout::store::{RecordStore, SessionIndex};
 use serde::Deserialize;
 use tower_sessions::{Session, SessionManagerLayer, SessionStore};
 
@@ -115,8 +115,7 @@ where
     )
     .await
     .expect("discovery");
-    let receiver =
-        Receiver::new(backend).with_issuer(Arc::clone(&provider), common::policy(op.issuer()));
+    let receiver = common::receiver(backend, Arc::clone(&provider), common::policy(op.issuer()));
     let receiver = format!("{}{PATH}", serve(receiver.into_router()).await);
     Setup {
         op,
@@ -215,7 +214,7 @@ where
     let id = cookie.split('=').nth(1).unwrap_or_default().to_owned();
     assert_eq!(alice.get("/logout").await.0, 200);
     let state = backend.state(s.op.issuer(), &id).await.expect("state");
-    assert_eq!(state, oidc_logout::store::SessionState::Ended);
+    assert_eq!(state, oidc_logout::index::SessionState::Ended);
     let mut replayed = Browser::new(&s.app);
     replayed.cookie = Some(cookie);
     assert_eq!(
@@ -269,10 +268,9 @@ where
     let s = setup(backend, |store, issuer| {
         store.with_policy(
             issuer,
-            SessionPolicy {
-                idle_timeout: Some(Duration::from_millis(1500)),
-                absolute_lifetime: Some(Duration::from_secs(4)),
-            },
+            SessionPolicy::default()
+                .with_idle_timeout(Duration::from_millis(1500))
+                .with_absolute_lifetime(Duration::from_secs(4)),
         )
     })
     .await;

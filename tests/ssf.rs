@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use common::signals::{SET_AUDIENCE, Transmitter as Idp, event, iss_sub};
 use common::{CLIENT, RedisServer, index_on, now, serve, start};
-use oidc_logout::op::{SigningAlg, SigningKey};
-use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::revoke::Revoker;
-use oidc_logout::ssf::{
+use oidc_logout::Core;
+use oidc_logout::index::{RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::inputs::shared_signals::{
     ACCOUNT_DISABLED, PATH, SESSION_REVOKED, SsfReceiver, Transmitter, VERIFICATION,
 };
-use oidc_logout::store::{RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::provider::{Provider, http_client};
+use oidc_logout::test_op::{SigningAlg, SigningKey};
 use serde_json::{Map, Value, json};
 
 const AUDIENCE: &str = SET_AUDIENCE;
@@ -57,16 +57,11 @@ async fn setup() -> Setup {
     )
     .await
     .expect("ssf-configuration");
-    let revoker = Arc::new(
-        Revoker::new(index.clone()).with_issuer(idp.issuer(), Some(Duration::from_secs(600))),
-    );
-    let receiver = SsfReceiver::new(revoker).with_transmitter(Transmitter {
-        provider,
-        audiences: vec![AUDIENCE.to_owned()],
-        algorithms: vec![oidc_logout::Algorithm::RS256],
-        subject_issuer: idp.issuer().to_owned(),
-        email_is_sub: false,
-    });
+    let core = Core::builder(index.clone())
+        .issuer_with_lifetime(idp.issuer(), Some(Duration::from_secs(600)))
+        .build();
+    let receiver = SsfReceiver::new(core)
+        .with_transmitter(Transmitter::new(provider, vec![AUDIENCE.to_owned()]));
     let url = format!("{}{PATH}", serve(receiver.into_router()).await);
     Setup {
         redis,

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{RedisServer, now};
-use oidc_logout::store::{
+use oidc_logout::index::{
     IndexSettings, Logout, LogoutOutcome, RecordStore, RedisIndex, Registration, SessionIndex,
     SessionRecord, SessionState, Target,
 };

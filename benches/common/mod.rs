@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp};
+use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp};
 
 /// A child process killed on drop.
 pub struct Killed(pub Child);

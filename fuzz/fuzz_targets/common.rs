@@ -3,11 +3,10 @@
 #![allow(dead_code)] // each target uses part of it
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use jsonwebtoken::DecodingKey;
 use oidc_logout::logout_token::{Policy, UnverifiedToken};
-use oidc_logout::op::{SigningAlg, SigningKey};
+use oidc_logout::test_op::{SigningAlg, SigningKey};
 
 pub const ISSUER: &str = "https://op.example.com";
 pub const NOW: u64 = 1_800_000_000;
@@ -24,14 +23,9 @@ pub fn fixture() -> &'static Fixture {
         let key = SigningKey::generate(SigningAlg::EdDsa).expect("key");
         let jwk = serde_json::from_value(key.public_jwk()).expect("jwk");
         let decoding = DecodingKey::from_jwk(&jwk).expect("decoding key");
-        let policy = Policy {
-            issuer: ISSUER.into(),
-            clients: vec![("app".into(), vec![jsonwebtoken::Algorithm::EdDSA])],
-            trusted_audiences: vec!["api".into()],
-            max_age: Duration::from_secs(300),
-            leeway: Duration::from_secs(30),
-            accept_missing_exp: false,
-        };
+        let policy = Policy::new(ISSUER, "app")
+            .algorithms(&[jsonwebtoken::Algorithm::EdDSA])
+            .trusted_audience("api");
         Fixture {
             key,
             decoding,

@@ -9,7 +9,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         Some(i) => (Some(&data[..i]), &data[i + 1..]),
         None => (None, data),
     };
-    if let Ok(token) = oidc_logout::receiver::request_token(content_type, body) {
+    if let Ok(token) = oidc_logout::inputs::backchannel::request_token(content_type, body) {
         common::check(&token);
     }
 });

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use oidc_logout::Core;
+use oidc_logout::index::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::inputs::backchannel::{PATH, Receiver};
 use oidc_logout::logout_token::Policy;
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
-use oidc_logout::receiver::{PATH, Receiver};
-use oidc_logout::store::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp, logout_claims, random_id};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
@@ -195,21 +196,21 @@ pub fn sign_with(key: &SigningKey, header: &[(&str, Value)], claims: &Value) -> 
 }
 
 pub fn policy(issuer: &str) -> Policy {
-    Policy {
-        issuer: issuer.to_owned(),
-        clients: vec![(CLIENT.to_owned(), vec![oidc_logout::Algorithm::RS256])],
-        trusted_audiences: vec!["trusted-api".to_owned()],
-        max_age: Duration::from_secs(300),
-        leeway: Duration::from_secs(30),
-        accept_missing_exp: false,
-    }
+    Policy::new(issuer, CLIENT).trusted_audience("trusted-api")
 }
 
 pub fn provider_settings() -> ProviderSettings {
-    ProviderSettings {
-        refetch_cooldown: Duration::from_secs(60),
-        ..ProviderSettings::default()
-    }
+    ProviderSettings::default().with_refetch_cooldown(Duration::from_secs(60))
+}
+
+/// The one core over `index`, knowing `issuer` (denylist markers of the default lifetime).
+pub fn core<S: SessionIndex>(index: S, issuer: &str) -> Core<S> {
+    Core::builder(index).issuer(issuer).build()
+}
+
+/// A back-channel receiver over `index` trusting `provider`'s issuer under `policy`.
+pub fn receiver<S: SessionIndex>(index: S, provider: Arc<Provider>, policy: Policy) -> Receiver<S> {
+    Receiver::new(core(index, &policy.issuer)).with_issuer(provider, policy)
 }
 
 /// Redis, the OP and one receiver on the Redis index.
@@ -246,9 +247,7 @@ impl Harness {
         .expect("discovery");
         let mut policy = policy(op.issuer());
         adjust(&mut policy);
-        let router = Receiver::new(index.clone())
-            .with_issuer(Arc::clone(&provider), policy)
-            .into_router();
+        let router = receiver(index.clone(), Arc::clone(&provider), policy).into_router();
         let url = format!("{}{PATH}", serve(router).await);
         Self {
             redis,
@@ -279,7 +278,7 @@ impl Harness {
             })
             .await
             .expect("register");
-        assert_eq!(outcome, oidc_logout::store::Registration::Registered);
+        assert_eq!(outcome, oidc_logout::index::Registration::Registered);
         session_id
     }
 
@@ -491,7 +490,7 @@ macro_rules! both_backends {
             #[allow(unused_imports)]
             use super::*;
             $(#[tokio::test] async fn $scenario() {
-                super::$scenario(oidc_logout::store::MemoryIndex::new(Default::default())).await;
+                super::$scenario(oidc_logout::index::MemoryIndex::new(Default::default())).await;
             })*
         }
         mod redis {
@@ -589,7 +588,7 @@ pub async fn deny_markers(
         .await
         .expect("connect");
     redis::cmd("HGETALL")
-        .arg(oidc_logout::store::IssuerKeys::new("oidc-logout:", issuer).deny())
+        .arg(oidc_logout::index::IssuerKeys::new("oidc-logout:", issuer).deny())
         .query_async(&mut conn)
         .await
         .expect("HGETALL")
@@ -601,7 +600,7 @@ pub async fn store_login<B>(
     login: &oidc_logout::session_store::Login,
 ) -> String
 where
-    B: SessionIndex + oidc_logout::store::RecordStore + std::fmt::Debug,
+    B: SessionIndex + oidc_logout::index::RecordStore + std::fmt::Debug,
 {
     use tower_sessions::SessionStore as _;
     let mut record = tower_sessions::session::Record {

@@ -8,7 +8,7 @@ use aws_lc_rs::{digest, hmac};
 use axum::Router;
 use axum::routing::get;
 use base64::Engine as _;
-use oidc_logout::op::{SigningAlg, SigningKey, TestOp, random_id};
+use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp, random_id};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 

@@ -1,0 +1,221 @@
+//! The inputs besides back-channel logout: the admin API's tokens, Shared Signals
+//! transmitters, FusionAuth webhooks. Each names issuers of `[[issuers]]`, so each is checked
+//! against the validated issuers.
+
+use jsonwebtoken::Algorithm;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::issuers::{IssuerSettings, parse_algorithms};
+use super::{Check, ConfigError, Secret};
+use crate::provider::{ProviderSettings, check_transport};
+
+/// The admin API, as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Bearer tokens of the admin API; none: the admin API is off.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_tokens: Vec<Secret>,
+}
+
+impl AdminConfig {
+    /// Each token must be long enough to be a secret.
+    pub fn validate(&self, check: &mut Check<'_>) -> Result<Vec<SecretString>, ConfigError> {
+        if self.admin_tokens.iter().any(|t| t.expose().len() < 32) {
+            return Err(check.invalid(
+                "admin_tokens",
+                "an admin token must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        Ok(self
+            .admin_tokens
+            .iter()
+            .map(Secret::to_secret_string)
+            .collect())
+    }
+}
+
+/// One `[[transmitters]]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TransmitterConfig {
+    /// The transmitter's issuer (`iss` of its SETs); keys from
+    /// `<issuer>/.well-known/ssf-configuration`.
+    pub issuer: String,
+    /// The `aud` values of SETs meant for this receiver.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Algorithms its SETs may use.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The configured issuer whose sessions `opaque`, `email` and `session` subjects name
+    /// (default: the transmitter's issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_issuer: Option<String>,
+    /// An `email` subject is the user's `sub` (default false: such subjects are refused).
+    #[serde(default)]
+    pub email_is_sub: bool,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+/// A Shared Signals transmitter, validated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransmitterSettings {
+    /// Its issuer identifier.
+    pub issuer: String,
+    /// The `aud` values naming this receiver.
+    pub audiences: Vec<String>,
+    /// Allowed algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// The issuer of the sessions its subjects name.
+    pub subject_issuer: String,
+    /// Whether `email` subjects are `sub`s.
+    pub email_is_sub: bool,
+    /// How its keys are fetched.
+    pub provider: ProviderSettings,
+}
+
+/// Validate the transmitters; each names sessions of a configured issuer.
+pub fn validate_transmitters(
+    transmitters: &[TransmitterConfig],
+    issuers: &[IssuerSettings],
+    allow_insecure_http: bool,
+    check: &mut Check<'_>,
+) -> Result<Vec<TransmitterSettings>, ConfigError> {
+    let mut valid = Vec::with_capacity(transmitters.len());
+    for (i, t) in transmitters.iter().enumerate() {
+        let key = |name: &str| format!("transmitters[{i}].{name}");
+        let url = Url::parse(&t.issuer).map_err(|e| {
+            check.invalid(&key("issuer"), format!("{:?} is not a URL: {e}", t.issuer))
+        })?;
+        if check_transport(&url, allow_insecure_http)
+            .map_err(|m| check.invalid(&key("issuer"), m))?
+        {
+            check.warn(format!("transmitter {} uses plain http", t.issuer));
+        }
+        if t.audiences.is_empty() {
+            return Err(check.invalid(
+                &key("audiences"),
+                "at least one audience is required: the aud its SETs carry for this receiver",
+            ));
+        }
+        let algorithms = parse_algorithms(&key("algorithms"), &t.algorithms, check)?;
+        let subject_issuer = t.subject_issuer.clone().unwrap_or_else(|| t.issuer.clone());
+        if !issuers.iter().any(|s| s.policy.issuer == subject_issuer) {
+            return Err(check.invalid(
+                &key("subject_issuer"),
+                format!(
+                    "{subject_issuer} is not a configured issuer: set subject_issuer to the \
+                     [[issuers]] entry whose sessions this transmitter's subjects name"
+                ),
+            ));
+        }
+        valid.push(TransmitterSettings {
+            issuer: t.issuer.clone(),
+            audiences: t.audiences.clone(),
+            algorithms,
+            subject_issuer,
+            email_is_sub: t.email_is_sub,
+            provider: ProviderSettings::default().with_allow_insecure_http(allow_insecure_http),
+        });
+    }
+    Ok(valid)
+}
+
+/// The `[fusionauth]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FusionAuthConfig {
+    /// HMAC secrets of the webhook signing key (none: RSA/EC signatures only, verified with the
+    /// tenants' issuers' keys).
+    #[serde(default)]
+    pub hmac_secrets: Vec<Secret>,
+    /// FusionAuth tenants and their OIDC issuers.
+    #[serde(default)]
+    pub tenants: Vec<FusionAuthTenant>,
+    /// User action ids or names that prevent login: their `user.action` start revokes the user.
+    #[serde(default)]
+    pub lock_actions: Vec<String>,
+}
+
+/// One FusionAuth tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FusionAuthTenant {
+    /// FusionAuth's tenant id.
+    pub tenant_id: String,
+    /// The tenant's OIDC issuer, as in `[[issuers]]`.
+    pub issuer: String,
+}
+
+/// FusionAuth webhooks, validated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FusionAuthSettings {
+    /// HMAC secrets.
+    pub hmac_secrets: Vec<SecretString>,
+    /// (tenant id, issuer).
+    pub tenants: Vec<(String, String)>,
+    /// Locking user actions.
+    pub lock_actions: Vec<String>,
+}
+
+impl FusionAuthConfig {
+    /// Every tenant names a configured issuer; secrets are long enough.
+    pub fn validate(
+        &self,
+        issuers: &[IssuerSettings],
+        check: &mut Check<'_>,
+    ) -> Result<FusionAuthSettings, ConfigError> {
+        if self.tenants.is_empty() {
+            return Err(check.invalid(
+                "fusionauth.tenants",
+                "at least one tenant is required: { tenant_id = \"…\", issuer = \"…\" }",
+            ));
+        }
+        let mut tenants = Vec::with_capacity(self.tenants.len());
+        for (i, t) in self.tenants.iter().enumerate() {
+            if !issuers.iter().any(|s| s.policy.issuer == t.issuer) {
+                return Err(check.invalid(
+                    &format!("fusionauth.tenants[{i}].issuer"),
+                    format!(
+                        "{} is not a configured issuer (add it to [[issuers]])",
+                        t.issuer
+                    ),
+                ));
+            }
+            if t.tenant_id.trim().is_empty() {
+                return Err(check.invalid(
+                    &format!("fusionauth.tenants[{i}].tenant_id"),
+                    "cannot be empty",
+                ));
+            }
+            tenants.push((t.tenant_id.clone(), t.issuer.clone()));
+        }
+        if let Some(short) = self.hmac_secrets.iter().position(|s| s.expose().len() < 32) {
+            return Err(check.invalid(
+                &format!("fusionauth.hmac_secrets[{short}]"),
+                "an HMAC secret must be at least 32 characters",
+            ));
+        }
+        Ok(FusionAuthSettings {
+            hmac_secrets: self
+                .hmac_secrets
+                .iter()
+                .map(Secret::to_secret_string)
+                .collect(),
+            tenants,
+            lock_actions: self.lock_actions.clone(),
+        })
+    }
+}

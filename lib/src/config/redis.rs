@@ -1,0 +1,84 @@
+//! Where Redis is and how the index lays its keys out there.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Check, ConfigError, RedisUrls};
+use crate::index::{DEFAULT_SENTINEL_MASTER, IndexSettings, RedisTarget};
+
+/// Redis, as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Redis URL, or comma-separated node URLs for a Cluster or the sentinels; absent: the
+    /// in-memory index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<RedisUrls>,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    pub redis_mode: String,
+    /// The master name the sentinels monitor.
+    pub redis_sentinel_master: String,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+    /// How long logout markers refuse late registrations, in seconds.
+    pub marker_ttl_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        let index = IndexSettings::default();
+        Self {
+            redis_url: None,
+            redis_mode: "standalone".to_owned(),
+            redis_sentinel_master: DEFAULT_SENTINEL_MASTER.to_owned(),
+            key_prefix: index.prefix,
+            marker_ttl_secs: index.marker_ttl.as_secs(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Check the URLs, mode and key prefix.
+    pub fn validate(
+        &self,
+        check: &mut Check<'_>,
+    ) -> Result<(Option<RedisTarget>, IndexSettings), ConfigError> {
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(check.invalid(
+                "key_prefix",
+                "must not contain { or } (they would change the Redis Cluster hash tag)",
+            ));
+        }
+        if self.marker_ttl_secs == 0 {
+            return Err(check.invalid("marker_ttl_secs", "must be at least 1 second"));
+        }
+        let mode = self.redis_mode.trim();
+        if !["standalone", "cluster", "sentinel"].contains(&mode) {
+            return Err(check.invalid(
+                "redis_mode",
+                format!("{mode:?} is not a Redis mode; use standalone, cluster or sentinel"),
+            ));
+        }
+        let target = match &self.redis_url {
+            Some(urls) => Some(
+                RedisTarget::parse(mode, urls.expose(), Some(&self.redis_sentinel_master))
+                    .map_err(|m| check.invalid("redis_url", m))?,
+            ),
+            None => {
+                let variable = check.suggest("redis_url", "redis_url");
+                check.warn(format!(
+                    "no Redis configured ({variable}): using the in-memory index, which only \
+                     this process sees"
+                ));
+                None
+            }
+        };
+        let index = IndexSettings {
+            prefix: self.key_prefix.clone(),
+            marker_ttl: Duration::from_secs(self.marker_ttl_secs),
+        };
+        Ok((target, index))
+    }
+}

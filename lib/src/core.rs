@@ -1,0 +1,396 @@
+//! The one place sessions end.
+//!
+//! Every input — a verified back-channel logout token, the admin API and CLI, a Shared Signals
+//! event, a FusionAuth webhook — authenticates what it received and then asks the [`Core`] for
+//! one action: apply a logout as of its `iat`, end one session, end some clients' sessions, end
+//! a user's sessions as of now, revoke a user or an OP session. The core owns what those actions
+//! share: the session [index](crate::index), the per-issuer settings (how long access tokens
+//! live, hence the denylist markers) and the after-logout hooks (refresh-token revocation).
+//!
+//! Once an action starts changing state it runs to completion in a task of its own, hooks
+//! included, whatever happens to the request that asked for it: a sender that hangs up right
+//! after its request cannot leave a logout applied in Redis but with its refresh tokens alive
+//! (the OP's retry would be refused as a replay).
+//!
+//! "As of now" is a logout time: a session authenticated before the call ends, one
+//! authenticated later survives.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use crate::index::{
+    Logout, LogoutOutcome, RecordStore, SessionIndex, SessionInfo, StoreError, Target,
+};
+use crate::logout_token::LogoutToken;
+use crate::sys::unix_now;
+
+/// How long denylist markers last unless set per issuer: as long as an access token can live at
+/// most OPs (Keycloak 5 min, Okta and Entra about an hour).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Work to do after sessions ended, such as revoking their refresh tokens
+/// ([`rp::RefreshTokenRevocation`](crate::rp::RefreshTokenRevocation)).
+pub trait AfterLogout: Send + Sync + 'static {
+    /// Called with the issuer and the ids of the sessions just ended, before the input answers:
+    /// it must not block (queue or spawn the work).
+    fn sessions_ended(&self, issuer: &str, session_ids: &[String]);
+}
+
+/// Why an action was not done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// The issuer is not one this core is configured for. (The issuer is not repeated: it may
+    /// come from a request that is not authenticated yet.)
+    #[error("unknown issuer: it is not configured here")]
+    UnknownIssuer,
+    /// The index could not be read or written: nothing may be assumed done.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// A live session with what its application recorded at login.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SessionView {
+    /// The application's session id.
+    pub session_id: String,
+    /// The OP session, when known.
+    pub sid: Option<String>,
+    /// The client (application) that logged the user in, when its login names one.
+    pub client_id: Option<String>,
+    /// When the user authenticated at the OP (seconds since the epoch).
+    pub auth_time: u64,
+    /// When the session was created (seconds since the epoch; 0 when unknown).
+    pub created: u64,
+    /// When its application last saved it (seconds since the epoch; 0 when unknown).
+    pub last_seen: u64,
+}
+
+/// The session-ending core: cheap to clone, clones share everything.
+pub struct Core<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Core<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<S> {
+    index: S,
+    /// Per issuer: how long its access tokens live (the denylist markers' lifetime), if markers
+    /// are written at all.
+    issuers: HashMap<String, Option<Duration>>,
+    hooks: Vec<Arc<dyn AfterLogout>>,
+}
+
+impl<S> std::fmt::Debug for Core<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("issuers", &self.shared.issuers)
+            .field("hooks", &self.shared.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Core`]: its issuers and after-logout hooks.
+pub struct CoreBuilder<S> {
+    index: S,
+    issuers: HashMap<String, Option<Duration>>,
+    hooks: Vec<Arc<dyn AfterLogout>>,
+}
+
+impl<S> std::fmt::Debug for CoreBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreBuilder")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> CoreBuilder<S> {
+    /// Accept `issuer`, whose access tokens live [`DEFAULT_ACCESS_TOKEN_LIFETIME`] at most.
+    #[must_use]
+    pub fn issuer(self, issuer: impl Into<String>) -> Self {
+        self.issuer_with_lifetime(issuer, Some(DEFAULT_ACCESS_TOKEN_LIFETIME))
+    }
+
+    /// Accept `issuer`; its logouts and revocations write access-token denylist markers lasting
+    /// `access_token_lifetime` (none when `None`).
+    #[must_use]
+    pub fn issuer_with_lifetime(
+        mut self,
+        issuer: impl Into<String>,
+        access_token_lifetime: Option<Duration>,
+    ) -> Self {
+        self.issuers.insert(issuer.into(), access_token_lifetime);
+        self
+    }
+
+    /// Run `hook` with the sessions every action ends.
+    #[must_use]
+    pub fn after_logout(mut self, hook: Arc<dyn AfterLogout>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// The core.
+    pub fn build(self) -> Core<S> {
+        Core {
+            shared: Arc::new(Shared {
+                index: self.index,
+                issuers: self.issuers,
+                hooks: self.hooks,
+            }),
+        }
+    }
+}
+
+impl<S: SessionIndex> Core<S> {
+    /// A core over `index`, for no issuer yet.
+    pub fn builder(index: S) -> CoreBuilder<S> {
+        CoreBuilder {
+            index,
+            issuers: HashMap::new(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// The index, for reading (readiness, an application's own session checks).
+    pub fn index(&self) -> &S {
+        &self.shared.index
+    }
+
+    /// Whether `issuer` is configured.
+    pub fn knows(&self, issuer: &str) -> bool {
+        self.shared.issuers.contains_key(issuer)
+    }
+
+    fn lifetime(&self, issuer: &str) -> Result<Option<Duration>, CoreError> {
+        self.shared
+            .issuers
+            .get(issuer)
+            .copied()
+            .ok_or(CoreError::UnknownIssuer)
+    }
+
+    /// Run state-changing `work` in a task of its own and wait for it: if the caller is dropped
+    /// (its client hung up), the work still finishes.
+    async fn to_completion<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, CoreError>> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        // In the caller's span, so the action's log lines carry the request's id.
+        match tokio::spawn(work.instrument(tracing::Span::current())).await {
+            Ok(result) => result,
+            Err(error) => Err(StoreError::Unexpected(format!("the action failed: {error}")).into()),
+        }
+    }
+
+    fn ended(&self, issuer: &str, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        for hook in &self.shared.hooks {
+            hook.sessions_ended(issuer, ids);
+        }
+    }
+
+    /// Apply a verified back-channel logout token: end the sessions it names that were
+    /// authenticated at or before its `iat`, write its denylist marker, remember its `jti`
+    /// (atomically with the rest, so a retry after a failure is applied and a replay after a
+    /// success is refused), and run the hooks.
+    pub async fn apply_logout(&self, token: LogoutToken) -> Result<LogoutOutcome, CoreError> {
+        let deny_for = self.lifetime(&token.issuer)?;
+        let core = self.clone();
+        self.to_completion(async move {
+            let mut logout = token.to_logout(unix_now());
+            logout.deny_for = deny_for;
+            let outcome = core.shared.index.logout(&logout).await?;
+            if let LogoutOutcome::Applied { ended } = &outcome {
+                tracing::info!(issuer = %token.issuer, ended = ended.len(), "logout applied");
+                core.ended(&token.issuer, ended);
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// End one session by its id. Returns whether a live session was ended.
+    pub async fn end_session(&self, issuer: &str, session_id: &str) -> Result<bool, CoreError> {
+        self.lifetime(issuer)?;
+        let (core, issuer, id) = (self.clone(), issuer.to_owned(), session_id.to_owned());
+        self.to_completion(async move {
+            let ended = core.shared.index.end_session(&issuer, &id).await?;
+            if ended {
+                core.ended(&issuer, std::slice::from_ref(&id));
+            }
+            Ok(ended)
+        })
+        .await
+    }
+
+    /// End every session of a user authenticated until now, without a denylist marker (access
+    /// tokens already issued stay usable until they expire): "log out everywhere".
+    pub async fn end_user_sessions(
+        &self,
+        issuer: &str,
+        sub: &str,
+    ) -> Result<Vec<String>, CoreError> {
+        self.lifetime(issuer)?;
+        self.as_of_now(issuer, Subject::User(sub.to_owned()), None)
+            .await
+    }
+
+    /// Revoke a user: end every session authenticated until now, refuse registrations of
+    /// sessions authenticated before now, write the user's denylist marker, and revoke the
+    /// refresh tokens the sessions hold (through the hooks).
+    pub async fn revoke_user(&self, issuer: &str, sub: &str) -> Result<Vec<String>, CoreError> {
+        let deny_for = self.lifetime(issuer)?;
+        self.as_of_now(issuer, Subject::User(sub.to_owned()), deny_for)
+            .await
+    }
+
+    /// End the sessions of one OP session as of now, with its denylist marker (a CAEP
+    /// `session-revoked` naming it).
+    pub async fn revoke_op_session(
+        &self,
+        issuer: &str,
+        sid: &str,
+    ) -> Result<Vec<String>, CoreError> {
+        let deny_for = self.lifetime(issuer)?;
+        self.as_of_now(issuer, Subject::OpSession(sid.to_owned()), deny_for)
+            .await
+    }
+
+    async fn as_of_now(
+        &self,
+        issuer: &str,
+        subject: Subject,
+        deny_for: Option<Duration>,
+    ) -> Result<Vec<String>, CoreError> {
+        let (core, issuer) = (self.clone(), issuer.to_owned());
+        self.to_completion(async move {
+            let target = match &subject {
+                Subject::User(sub) => Target::Sub { sub },
+                Subject::OpSession(sid) => Target::Sid { sid, sub: None },
+            };
+            let logout = Logout {
+                issuer: &issuer,
+                target,
+                issued_at: unix_now(),
+                jti: None,
+                deny_for,
+            };
+            match core.shared.index.logout(&logout).await? {
+                LogoutOutcome::Applied { ended } => {
+                    core.ended(&issuer, &ended);
+                    Ok(ended)
+                }
+                // Only a logout with a jti can be a replay.
+                LogoutOutcome::Replayed => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
+    /// for `issuer`, was handled before.
+    pub async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, CoreError> {
+        Ok(self.shared.index.event_seen(issuer, id).await?)
+    }
+
+    /// Remember that an event was handled, for `ttl` (after its actions, so that a failure
+    /// leaves it to be handled again).
+    pub async fn remember_event(
+        &self,
+        issuer: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<(), CoreError> {
+        Ok(self.shared.index.remember_event(issuer, id, ttl).await?)
+    }
+}
+
+/// Whose sessions an action as of now ends.
+enum Subject {
+    User(String),
+    OpSession(String),
+}
+
+impl<S: SessionIndex + RecordStore> Core<S> {
+    /// The live sessions of a user, with the client and login time their records hold.
+    pub async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionView>, CoreError> {
+        self.lifetime(issuer)?;
+        let index = &self.shared.index;
+        let infos = index.sessions(issuer, sub).await?;
+        let ids: Vec<String> = infos.iter().map(|i| i.session_id.clone()).collect();
+        let records = index.get_records(&ids).await?;
+        Ok(infos
+            .into_iter()
+            .zip(records)
+            .map(|(info, record)| view(info, record.as_deref().and_then(client_of)))
+            .collect())
+    }
+
+    /// End the sessions of a user whose client is one of `clients` (the login's `client_id`);
+    /// returns their ids.
+    pub async fn end_client_sessions(
+        &self,
+        issuer: &str,
+        sub: &str,
+        clients: &[String],
+    ) -> Result<Vec<String>, CoreError> {
+        let wanted: Vec<String> = self
+            .sessions(issuer, sub)
+            .await?
+            .into_iter()
+            .filter(|s| s.client_id.as_ref().is_some_and(|c| clients.contains(c)))
+            .map(|s| s.session_id)
+            .collect();
+        let (core, issuer) = (self.clone(), issuer.to_owned());
+        self.to_completion(async move {
+            let mut ended = Vec::new();
+            for id in wanted {
+                if core.shared.index.end_session(&issuer, &id).await? {
+                    ended.push(id);
+                }
+            }
+            core.ended(&issuer, &ended);
+            Ok(ended)
+        })
+        .await
+    }
+}
+
+/// The client id of the login a session record holds, if any.
+fn client_of(record: &[u8]) -> Option<String> {
+    #[cfg(feature = "session-store")]
+    {
+        crate::session_store::login_of_bytes(record).and_then(|login| login.client_id)
+    }
+    #[cfg(not(feature = "session-store"))]
+    {
+        let _ = record;
+        None
+    }
+}
+
+fn view(info: SessionInfo, client_id: Option<String>) -> SessionView {
+    SessionView {
+        session_id: info.session_id,
+        sid: info.sid,
+        client_id,
+        auth_time: info.auth_time,
+        created: info.created,
+        last_seen: info.seen,
+    }
+}

@@ -1,0 +1,322 @@
+//! The tower layer that refuses revoked access tokens at a resource server.
+//!
+//! Two ways to use it: [`DenylistLayer::validating`] reads the bearer token, validates it as a
+//! JWT access token of a trusted issuer ([`AccessTokenValidator`], keys from the same provider
+//! code as the receiver) and hands the handler its [`RevocationClaims`] as a request extension;
+//! [`DenylistLayer::after_validation`] sits behind the application's own token validation and
+//! reads the [`RevocationClaims`] that validation put in the request extensions. Either way, a
+//! token the [`Denylist`] refuses gets `401` with `WWW-Authenticate: Bearer
+//! error="invalid_token", error_description="…"` (RFC 6750 §3), and `503` when the denylist is
+//! out of sync and configured to fail closed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::{Denylist, Refusal, TokenFacts};
+use crate::provider::Provider;
+
+/// The claims of a validated access token that revocation depends on. Insert it into the request
+/// extensions from your own validation to use [`DenylistLayer::after_validation`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RevocationClaims {
+    /// `iss`.
+    #[serde(rename = "iss")]
+    pub issuer: String,
+    /// `sub`.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// `sid`, when the OP puts it in access tokens.
+    #[serde(default)]
+    pub sid: Option<String>,
+    /// `jti`.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// `iat` (0 when absent: any revocation of the subject covers the token).
+    #[serde(rename = "iat", default)]
+    pub issued_at: u64,
+}
+
+impl RevocationClaims {
+    fn facts(&self) -> TokenFacts<'_> {
+        TokenFacts {
+            issuer: &self.issuer,
+            sub: self.sub.as_deref(),
+            sid: self.sid.as_deref(),
+            jti: self.jti.as_deref(),
+            issued_at: self.issued_at,
+        }
+    }
+}
+
+/// Why an access token is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidToken {
+    /// The header or claims cannot be decoded.
+    #[error("the access token is malformed")]
+    Malformed,
+    /// `iss` is not trusted here.
+    #[error("the access token's issuer is not trusted")]
+    UnknownIssuer,
+    /// No published key of the issuer verifies it, with an allowed algorithm.
+    #[error("the access token's signature is invalid")]
+    BadSignature,
+    /// `exp`, `nbf`, `aud` or another claim rule failed.
+    #[error("the access token is expired or not for this API")]
+    Claims,
+}
+
+struct TrustedIssuer {
+    provider: Arc<Provider>,
+    validation: Validation,
+}
+
+/// Validates JWT access tokens of trusted issuers: signature with the issuer's published keys,
+/// `iss`, `aud`, `exp` and `nbf`.
+#[derive(Default)]
+pub struct AccessTokenValidator {
+    issuers: HashMap<String, TrustedIssuer>,
+}
+
+impl std::fmt::Debug for AccessTokenValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenValidator")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    iss: String,
+}
+
+impl AccessTokenValidator {
+    /// A validator trusting no issuer yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trust access tokens of `provider`'s issuer for one of `audiences`, signed with one of
+    /// `algorithms` (never HMAC or `none`: they are dropped).
+    #[must_use]
+    pub fn with_issuer(
+        mut self,
+        provider: Arc<Provider>,
+        audiences: &[&str],
+        algorithms: &[Algorithm],
+    ) -> Self {
+        let allowed: Vec<Algorithm> = algorithms
+            .iter()
+            .copied()
+            .filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .collect();
+        let mut validation = Validation::new(allowed.first().copied().unwrap_or(Algorithm::RS256));
+        validation.algorithms = allowed;
+        validation.set_issuer(&[provider.issuer()]);
+        validation.set_audience(audiences);
+        validation.leeway = Duration::from_secs(30).as_secs();
+        validation.validate_nbf = true;
+        self.issuers.insert(
+            provider.issuer().to_owned(),
+            TrustedIssuer {
+                provider,
+                validation,
+            },
+        );
+        self
+    }
+
+    /// Validate `token` and return what revocation depends on.
+    pub async fn validate(&self, token: &str) -> Result<RevocationClaims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
+        let issuer = unverified_issuer(token).ok_or(InvalidToken::Malformed)?;
+        let trusted = self
+            .issuers
+            .get(&issuer)
+            .ok_or(InvalidToken::UnknownIssuer)?;
+        if !trusted.validation.algorithms.contains(&header.alg) {
+            return Err(InvalidToken::BadSignature);
+        }
+        let kid = header.kid.as_deref();
+        let mut keys = trusted.provider.keys();
+        if keys.matching(kid, header.alg).next().is_none() {
+            keys = trusted.provider.refetch().await;
+        }
+        let mut outcome = Err(InvalidToken::BadSignature);
+        for key in keys.matching(kid, header.alg) {
+            match jsonwebtoken::decode::<RevocationClaims>(token, key, &trusted.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(error) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    if !matches!(error.kind(), ErrorKind::InvalidSignature) {
+                        outcome = Err(InvalidToken::Claims);
+                    }
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// The `iss` of a JWT, before verification (to pick the issuer's keys).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<IssuerOnly>(&bytes)
+        .ok()
+        .map(|c| c.iss)
+}
+
+/// The layer; see the module docs.
+#[derive(Debug, Clone)]
+pub struct DenylistLayer {
+    denylist: Denylist,
+    validator: Option<Arc<AccessTokenValidator>>,
+}
+
+impl DenylistLayer {
+    /// Validate bearer tokens with `validator`, then check them against `denylist`.
+    pub fn validating(denylist: Denylist, validator: AccessTokenValidator) -> Self {
+        Self {
+            denylist,
+            validator: Some(Arc::new(validator)),
+        }
+    }
+
+    /// Check the [`RevocationClaims`] the application's own validation put in the request
+    /// extensions; a request without them is refused (the validation did not run).
+    pub fn after_validation(denylist: Denylist) -> Self {
+        Self {
+            denylist,
+            validator: None,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for DenylistLayer {
+    type Service = DenylistService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DenylistService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`DenylistLayer`] wraps around an inner service.
+#[derive(Debug, Clone)]
+pub struct DenylistService<S> {
+    inner: S,
+    layer: DenylistLayer,
+}
+
+/// An RFC 6750 refusal: `401` with `WWW-Authenticate`, or `503` when out of sync.
+/// `reason` labels the refusal in [`DENYLIST_REFUSALS`](crate::telemetry::DENYLIST_REFUSALS).
+fn refuse<B: Default>(
+    reason: &'static str,
+    refusal: Option<&dyn std::fmt::Display>,
+    not_in_sync: bool,
+) -> Response<B> {
+    metrics::counter!(crate::telemetry::DENYLIST_REFUSALS, "reason" => reason).increment(1);
+    let mut response = Response::new(B::default());
+    if not_in_sync {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    let challenge = match refusal {
+        // RFC 6750 §3.1: no error code when the request has no token at all.
+        None => "Bearer".to_owned(),
+        Some(why) => format!("Bearer error=\"invalid_token\", error_description=\"{why}\""),
+    };
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn bearer<B>(request: &Request<B>) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl<S, ReqB, ResB> tower::Service<Request<ReqB>> for DenylistService<S>
+where
+    S: tower::Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqB: Send + 'static,
+    ResB: Default + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let verdict = match &layer.validator {
+                Some(validator) => {
+                    let Some(token) = bearer(&request) else {
+                        return Ok(refuse("missing_token", None, false));
+                    };
+                    match validator.validate(token).await {
+                        Ok(claims) => {
+                            let verdict = layer.denylist.check(&claims.facts());
+                            request.extensions_mut().insert(claims);
+                            verdict
+                        }
+                        Err(invalid) => return Ok(refuse("invalid_token", Some(&invalid), false)),
+                    }
+                }
+                None => match request.extensions().get::<RevocationClaims>() {
+                    Some(claims) => layer.denylist.check(&claims.facts()),
+                    None => {
+                        return Ok(refuse(
+                            "invalid_token",
+                            Some(&"no validated access token"),
+                            false,
+                        ));
+                    }
+                },
+            };
+            match verdict {
+                Ok(()) => inner.call(request).await,
+                // Logged once per outage by the sync task, not per request.
+                Err(Refusal::NotInSync) => Ok(refuse("out_of_sync", None, true)),
+                Err(refusal) => Ok(refuse("revoked", Some(&refusal), false)),
+            }
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The Redis key layout, version 1 (`docs/redis-schema.md` is the contract; keep them in step).
+//!
+//! Every key of one issuer carries the same hash tag, `{<encoded issuer>}`, so the scripts that
+//! end sessions touch a single Cluster slot and stay atomic. Components are percent-encoded so
+//! that any bytes in an issuer, sid, sub or session id map to exactly one key and can never
+//! forge a separator or a hash tag.
+
+/// The layout version, part of every key.
+pub const LAYOUT_VERSION: &str = "v1";
+
+/// Percent-encode every byte outside `A-Z a-z 0-9 - . _ ~`, with upper-case hex digits.
+///
+/// This is injective, and its output never contains `:`, `{`, `}` or `%`-free look-alikes of
+/// another input, so two different inputs never share a key.
+pub fn encode_component(raw: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_component`], for ids read back from Redis.
+pub(crate) fn decode_component(encoded: &str) -> String {
+    percent_encoding::percent_decode_str(encoded)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The channel the receiver announces access-token denylist markers on.
+pub fn deny_channel(prefix: &str) -> String {
+    format!("{prefix}{LAYOUT_VERSION}:deny")
+}
+
+/// The key of an application session's data record: `<prefix>v1:d:{<encoded id>}`. It is keyed by
+/// session id alone (its own hash tag), so records spread over a Cluster.
+pub(crate) fn record_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}{LAYOUT_VERSION}:d:{{{}}}", encode_component(id))
+}
+
+/// The key names of one issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerKeys {
+    /// `<prefix>v1:{<iss>}:` — everything of this issuer starts with it.
+    base: String,
+}
+
+impl IssuerKeys {
+    /// The keys of `issuer` under `prefix`.
+    pub fn new(prefix: &str, issuer: &str) -> Self {
+        Self {
+            base: format!("{prefix}{LAYOUT_VERSION}:{{{}}}:", encode_component(issuer)),
+        }
+    }
+
+    /// Prefix of session hashes; the encoded session id follows.
+    pub(crate) fn session_prefix(&self) -> String {
+        format!("{}s:", self.base)
+    }
+    /// Prefix of the sid index sorted sets; the encoded sid follows.
+    pub(crate) fn sid_prefix(&self) -> String {
+        format!("{}sid:", self.base)
+    }
+    /// Prefix of the sub index sorted sets; the encoded sub follows.
+    pub(crate) fn sub_prefix(&self) -> String {
+        format!("{}sub:", self.base)
+    }
+    pub(crate) fn session(&self, session_id: &str) -> String {
+        format!("{}s:{}", self.base, encode_component(session_id))
+    }
+    pub(crate) fn sid(&self, sid: &str) -> String {
+        format!("{}sid:{}", self.base, encode_component(sid))
+    }
+    pub(crate) fn sub(&self, sub: &str) -> String {
+        format!("{}sub:{}", self.base, encode_component(sub))
+    }
+    pub(crate) fn sid_marker(&self, sid: &str) -> String {
+        format!("{}xsid:{}", self.base, encode_component(sid))
+    }
+    pub(crate) fn sub_marker(&self, sub: &str) -> String {
+        format!("{}xsub:{}", self.base, encode_component(sub))
+    }
+    pub(crate) fn jti(&self, jti: &str) -> String {
+        format!("{}jti:{}", self.base, encode_component(jti))
+    }
+    pub(crate) fn event(&self, id: &str) -> String {
+        format!("{}evt:{}", self.base, encode_component(id))
+    }
+    /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
+    pub fn deny(&self) -> String {
+        format!("{}deny", self.base)
+    }
+    /// The same markers by expiry (a sorted set), to prune them.
+    pub(crate) fn deny_expiry(&self) -> String {
+        format!("{}denyx", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_separators_and_tags() {
+        assert_eq!(
+            encode_component("a b:c|d%e{f}\"g'"),
+            "a%20b%3Ac%7Cd%25e%7Bf%7D%22g%27"
+        );
+        assert_eq!(encode_component("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(encode_component("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn decoding_inverts_encoding() {
+        for raw in ["a b:c|d%e{f}\"g'", "plain", "", "é%41+"] {
+            assert_eq!(decode_component(&encode_component(raw)), raw);
+        }
+    }
+
+    #[test]
+    fn different_inputs_never_share_a_key() {
+        let inputs = [
+            "a:b", "a%3Ab", "a", "a ", "a+", "A", "", "%", "%25", "{a}", "a}", "{",
+        ];
+        let keys: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|s| IssuerKeys::new("p:", "iss").sid(s))
+            .collect();
+        assert_eq!(keys.len(), inputs.len());
+        let issuers: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|s| IssuerKeys::new("p:", s).sid("x"))
+            .collect();
+        assert_eq!(issuers.len(), inputs.len());
+    }
+
+    #[test]
+    fn every_key_of_an_issuer_shares_one_hash_tag() {
+        let k = IssuerKeys::new("p:", "https://op.example/{x}");
+        let tag = "{https%3A%2F%2Fop.example%2F%7Bx%7D}";
+        for key in [
+            k.deny(),
+            k.deny_expiry(),
+            k.session("s"),
+            k.sid("a"),
+            k.sub("b"),
+            k.sid_marker("c"),
+            k.sub_marker("d"),
+            k.jti("e"),
+        ] {
+            let open = key.find('{').expect("tag open");
+            let close = key[open..].find('}').expect("tag close") + open;
+            assert_eq!(&key[open..=close], tag, "{key}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any Unicode, or short strings dense in the characters that could forge a key.
+        fn component() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[%{}:a-c0-9 ]{0,8}",
+                "(%[0-9A-Fa-f]{2}|[a{}:])*"
+            ]
+        }
+
+        /// The Cluster hash tag of a key: between the first `{` and the first `}` after it.
+        fn hash_tag(key: &str) -> Option<&str> {
+            let open = key.find('{')?;
+            let close = key[open + 1..].find('}')? + open + 1;
+            Some(&key[open + 1..close])
+        }
+
+        fn all_keys(k: &IssuerKeys, x: &str) -> [String; 6] {
+            [
+                k.session(x),
+                k.sid(x),
+                k.sub(x),
+                k.sid_marker(x),
+                k.sub_marker(x),
+                k.jti(x),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn encoding_round_trips_and_uses_only_safe_bytes(raw in component()) {
+                let encoded = encode_component(&raw);
+                prop_assert_eq!(decode_component(&encoded), raw);
+                prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            }
+
+            #[test]
+            fn different_components_never_share_a_key(
+                iss_a in component(), iss_b in component(), a in component(), b in component()
+            ) {
+                let (ka, kb) = (IssuerKeys::new("p:", &iss_a), IssuerKeys::new("p:", &iss_b));
+                let (keys_a, keys_b) = (all_keys(&ka, &a), all_keys(&kb, &b));
+                for (i, key_a) in keys_a.iter().enumerate() {
+                    for (j, key_b) in keys_b.iter().enumerate() {
+                        let same_input = i == j && iss_a == iss_b && a == b;
+                        prop_assert_eq!(key_a == key_b, same_input, "{} vs {}", key_a, key_b);
+                    }
+                }
+                prop_assert_eq!(record_key("p:", &a) == record_key("p:", &b), a == b);
+            }
+
+            #[test]
+            fn every_key_of_an_issuer_hashes_to_the_issuer_tag(iss in component(), x in component()) {
+                let k = IssuerKeys::new("p:", &iss);
+                let tag = encode_component(&iss);
+                for key in all_keys(&k, &x) {
+                    prop_assert_eq!(hash_tag(&key), Some(tag.as_str()), "{}", key);
+                }
+                let record = record_key("p:", &x);
+                let own = encode_component(&x);
+                prop_assert_eq!(hash_tag(&record), Some(own.as_str()));
+            }
+        }
+    }
+}

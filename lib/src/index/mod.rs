@@ -1,0 +1,289 @@
+//! The session index: which application sessions belong to which (issuer, sid) and (issuer, sub),
+//! and which of them a logout has ended.
+//!
+//! Applications [`register`](SessionIndex::register) each session as a user logs in; the receiver
+//! ends sessions with [`logout`](SessionIndex::logout). Two rules make a logout race-proof, and
+//! both backends ([`RedisIndex`], [`MemoryIndex`]) implement them the same way:
+//!
+//! - A logout issued at time `T` ends every matching session authenticated at or before `T`, and
+//!   leaves a marker so that such a session registered *later* (a login callback that was in
+//!   flight) is refused. A session authenticated after `T` survives a replay or late delivery.
+//! - An ended session leaves a tombstone for as long as it could have lived, so a save by an
+//!   in-flight request cannot bring it back.
+//!
+//! The `jti` of a logout token is recorded in the same atomic step that ends the sessions, so a
+//! token is either fully applied and remembered, or neither: an OP retry after a failure is
+//! processed, a replay after a success is refused.
+
+#[cfg(feature = "redis")]
+mod connection;
+#[cfg(feature = "redis")]
+mod keys;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
+
+use std::future::Future;
+use std::time::Duration;
+
+#[cfg(feature = "redis")]
+#[cfg(feature = "denylist")]
+pub(crate) use connection::RedisConnection;
+#[cfg(feature = "redis")]
+pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
+#[cfg(feature = "denylist")]
+pub(crate) use keys::decode_component;
+#[cfg(feature = "redis")]
+pub use keys::{IssuerKeys, LAYOUT_VERSION, deny_channel, encode_component};
+pub use memory::MemoryIndex;
+#[cfg(feature = "redis")]
+pub use redis::RedisIndex;
+
+/// An application session as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The application's own session id (e.g. the tower-sessions id). Unique within the issuer.
+    pub session_id: String,
+    /// The issuer that authenticated the user (the ID token's `iss`).
+    pub issuer: String,
+    /// The user (the ID token's `sub`).
+    pub sub: String,
+    /// The OP session (the ID token's `sid`), when the OP sends one.
+    pub sid: Option<String>,
+    /// When the user authenticated at the OP, in seconds since the epoch (the ID token's
+    /// `auth_time`, or its `iat` when the OP does not send `auth_time`).
+    pub auth_time: u64,
+    /// How long the session may live; the index forgets it after that.
+    pub ttl: Duration,
+}
+
+/// Which sessions a logout names (Back-Channel Logout §2.4, §2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// The sessions of (issuer, sid); with `sub`, only those whose user is `sub`.
+    Sid {
+        /// The OP session id.
+        sid: &'a str,
+        /// The user, when the token names one too.
+        sub: Option<&'a str>,
+    },
+    /// Every session of (issuer, sub).
+    Sub {
+        /// The user.
+        sub: &'a str,
+    },
+}
+
+/// A logout to apply: who, which sessions, as of when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logout<'a> {
+    /// The issuer whose sessions are meant.
+    pub issuer: &'a str,
+    /// The sessions.
+    pub target: Target<'a>,
+    /// When the logout happened at the OP (the token's `iat`), seconds since the epoch.
+    /// Sessions authenticated after this instant are not touched.
+    pub issued_at: u64,
+    /// The token id to remember, and for how long, so the same token is applied once only.
+    pub jti: Option<(&'a str, Duration)>,
+    /// Write an access-token denylist marker for the logout's sid (or sub) that lasts this long
+    /// after `issued_at`: as long as an access token of this issuer can live. `None`: no marker.
+    /// The memory backend keeps no markers (the denylist follows Redis).
+    pub deny_for: Option<Duration>,
+}
+
+/// What [`SessionIndex::logout`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// The logout was applied; these live sessions were ended (none when none was known).
+    Applied {
+        /// The ids of the sessions ended by this call.
+        ended: Vec<String>,
+    },
+    /// The `jti` was applied before; nothing was changed.
+    Replayed,
+}
+
+/// What [`SessionIndex::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The session is indexed and live.
+    Registered,
+    /// A logout already covers this session (it was ended, or its OP session or user was logged
+    /// out at or after its authentication time). The application must treat the user as logged
+    /// out.
+    LoggedOut,
+}
+
+/// A live session of a user, as [`SessionIndex::sessions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The application's session id.
+    pub session_id: String,
+    /// The OP session, when the OP sent one.
+    pub sid: Option<String>,
+    /// When the user authenticated at the OP, seconds since the epoch.
+    pub auth_time: u64,
+    /// When the session was first registered, seconds since the epoch (0 when registered by a
+    /// version that did not record it).
+    pub created: u64,
+    /// When the session was last saved by its application, seconds since the epoch (same).
+    pub seen: u64,
+}
+
+/// What the index knows of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Registered and not ended.
+    Active,
+    /// Ended by a logout; stays so until its lifetime is over.
+    Ended,
+    /// Never registered, or its lifetime is over.
+    Unknown,
+}
+
+/// Why the index could not do what was asked. Nothing is acknowledged on error: the caller must
+/// assume the operation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend (Redis) could not be reached or answered with an error. The message is the
+    /// backend's; it is not repeated as a `source`, so an error chain prints it once.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this version does not understand (a layout mismatch).
+    #[error("session store answered unexpectedly: {0}")]
+    Unexpected(String),
+}
+
+/// Turns Redis errors into [`StoreError`]s inside the crate, keeping only their message: no type
+/// of the `redis` crate is part of this API (not even through a `From` impl).
+#[cfg(feature = "redis")]
+pub(crate) trait OrUnavailable<T> {
+    /// The result, with a Redis error as [`StoreError::Unavailable`].
+    fn or_unavailable(self) -> Result<T, StoreError>;
+}
+
+#[cfg(feature = "redis")]
+impl<T> OrUnavailable<T> for Result<T, ::redis::RedisError> {
+    fn or_unavailable(self) -> Result<T, StoreError> {
+        self.map_err(|error| StoreError::Unavailable(error.to_string()))
+    }
+}
+
+/// The operations applications and receivers share. Both backends are cheap to clone and share
+/// their state between clones.
+pub trait SessionIndex: Clone + Send + Sync + 'static {
+    /// Index a session under (issuer, sid) and (issuer, sub). Registering the same id again
+    /// updates it (for example after the user re-authenticated), unless it was ended.
+    fn register(
+        &self,
+        session: &SessionRecord,
+    ) -> impl Future<Output = Result<Registration, StoreError>> + Send;
+
+    /// End the sessions a logout names, atomically with recording its `jti`.
+    fn logout(
+        &self,
+        logout: &Logout<'_>,
+    ) -> impl Future<Output = Result<LogoutOutcome, StoreError>> + Send;
+
+    /// End one session by its id (the application's own logout button). Returns whether a live
+    /// session was ended. Leaves a tombstone even for an unknown id, for `tombstone_ttl`.
+    fn end_session(
+        &self,
+        issuer: &str,
+        session_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Whether a session is live, ended, or unknown.
+    fn state(
+        &self,
+        issuer: &str,
+        session_id: &str,
+    ) -> impl Future<Output = Result<SessionState, StoreError>> + Send;
+
+    /// Check that the backend answers (for startup and readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
+    /// for `issuer`, was handled before.
+    fn event_seen(
+        &self,
+        issuer: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Remember that the event was handled, for `ttl` (after its actions were applied, so that
+    /// a failure leaves it to be handled again).
+    fn remember_event(
+        &self,
+        issuer: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live sessions of (issuer, sub), oldest authentication first.
+    fn sessions(
+        &self,
+        issuer: &str,
+        sub: &str,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+}
+
+/// Where application session data lives: opaque bytes under the application's session id, with
+/// an expiry. The [`session_store`](crate::session_store) keeps tower-sessions records here; the
+/// index decides whether a record may still be used.
+pub trait RecordStore: Clone + Send + Sync + 'static {
+    /// Store `data` under `id` only if no record has that id. Returns whether it was stored.
+    fn create_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Store `data` under `id`, replacing any record.
+    fn put_record(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record under `id`, if it exists and has not expired.
+    fn get_record(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// The records under `ids`, in order, in one round trip (`None` for each missing one).
+    fn get_records(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send;
+
+    /// Remove the record under `id`.
+    fn delete_record(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Settings both backends share.
+#[derive(Debug, Clone)]
+pub struct IndexSettings {
+    /// Prepended to every Redis key (default `oidc-logout:`). Must not contain `{` or `}`.
+    pub prefix: String,
+    /// How long a logout's marker refuses late registrations of the sessions it covers, and how
+    /// long the tombstone of a session ended by id lasts when its lifetime is unknown. Set it to
+    /// at least the longest session lifetime of your applications.
+    pub marker_ttl: Duration,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "oidc-logout:".to_owned(),
+            marker_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}

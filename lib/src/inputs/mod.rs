@@ -1,0 +1,17 @@
+//! The ways a session-ending request arrives. Each input authenticates what it received in its
+//! own protocol, turns it into one action of the [`Core`](crate::core::Core), and answers in its
+//! protocol's format:
+//!
+//! - [`backchannel`] — OpenID Connect Back-Channel Logout 1.0 logout tokens;
+//! - [`admin`] — the admin API (feature `admin`);
+//! - [`shared_signals`] — Shared Signals Security Event Tokens: CAEP, RISC (feature
+//!   `shared-signals`);
+//! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`).
+
+#[cfg(feature = "admin")]
+pub mod admin;
+pub mod backchannel;
+#[cfg(feature = "fusionauth")]
+pub mod fusionauth;
+#[cfg(feature = "shared-signals")]
+pub mod shared_signals;

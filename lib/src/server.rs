@@ -1,0 +1,444 @@
+//! The library server: what `oidc-logout serve` runs, for anyone's `main`.
+//!
+//! [`Server::run`] turns validated [`Settings`] into a running service, top to bottom: fetch
+//! every issuer's and transmitter's keys, connect the index (Redis, or memory), build the one
+//! [`Core`] with its after-logout hook (refresh-token revocation), build each enabled input on
+//! top of it, bind the listeners (main; metrics and health; the admin API's own), and serve
+//! them until the shutdown future resolves, then let in-flight requests finish for the grace
+//! period. Nothing here parses flags or installs a logger or a metrics exporter: that is the
+//! caller's, as in `src/main.rs`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{IssuerSettings, Settings};
+use crate::core::{AfterLogout, Core};
+use crate::index::{IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex, StoreError};
+use crate::inputs::admin;
+use crate::inputs::backchannel::{PATH, Receiver};
+use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
+use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
+use crate::provider::{Provider, ProviderError, http_client};
+use crate::rp::RefreshTokenRevocation;
+use crate::telemetry;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address} ({setting})")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The setting that names it, as the user gave it.
+        setting: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An issuer's discovery document or keys could not be loaded.
+    #[error(
+        "cannot load issuer {issuer}: check the issuer URL ({setting}) and that the OP is reachable from here"
+    )]
+    Issuer {
+        /// The setting that names it, as the user gave it.
+        setting: String,
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+    /// A Shared Signals transmitter's configuration or keys could not be loaded.
+    #[error(
+        "cannot load Shared Signals transmitter {issuer}: its /.well-known/ssf-configuration must be reachable from here"
+    )]
+    Transmitter {
+        /// The transmitter.
+        issuer: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+    /// Redis could not be reached.
+    #[error("cannot connect to Redis at {target}: is it running, and is {setting} right?")]
+    Redis {
+        /// The setting that names it, as the user gave it.
+        setting: String,
+        /// Where (password hidden).
+        target: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The HTTP client could not be built (no TLS roots).
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
+    /// A listener failed while serving.
+    #[error("the {listener} listener failed")]
+    Serve {
+        /// Which.
+        listener: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Renders the metrics exposition served at `/metrics` on the metrics listener.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// A service built from [`Settings`]; see the module docs.
+pub struct Server {
+    settings: Settings,
+    metrics: Option<MetricsRender>,
+    memory: Option<MemoryIndex>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("settings", &self.settings)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
+/// A server whose listeners are bound: ready to [`run`](Bound::run).
+pub struct Bound {
+    main: (TcpListener, Router),
+    metrics: Option<(TcpListener, Router)>,
+    admin: Option<(TcpListener, Router)>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("main", &self.main.0.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for `settings`.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            metrics: None,
+            memory: None,
+        }
+    }
+
+    /// Serve `/metrics` on the metrics listener with what `render` returns (e.g. a Prometheus
+    /// exporter's handle). Without it the metrics listener serves the health checks only.
+    #[must_use]
+    pub fn with_metrics(mut self, render: MetricsRender) -> Self {
+        self.metrics = Some(render);
+        self
+    }
+
+    /// Use this in-memory index when no Redis is configured (to see into it, as the demo does).
+    #[must_use]
+    pub fn with_memory_index(mut self, index: MemoryIndex) -> Self {
+        self.memory = Some(index);
+        self
+    }
+
+    /// Load keys, connect, build every input and bind the listeners.
+    pub async fn bind(self) -> Result<Bound, ServerError> {
+        for warning in &self.settings.warnings {
+            tracing::warn!("{warning}");
+        }
+        let http = http_client().map_err(ServerError::Http)?;
+        let mut issuers = Vec::with_capacity(self.settings.issuers.len());
+        for issuer in &self.settings.issuers {
+            let name = &issuer.policy.issuer;
+            let provider = Provider::discover(name, http.clone(), issuer.provider.clone())
+                .await
+                .map_err(|source| ServerError::Issuer {
+                    setting: self.settings.name("issuer"),
+                    issuer: name.clone(),
+                    source,
+                })?;
+            issuers.push((provider, issuer));
+        }
+        let mut transmitters = Vec::with_capacity(self.settings.transmitters.len());
+        for t in &self.settings.transmitters {
+            let provider = Provider::discover_at(
+                &t.issuer,
+                "ssf-configuration",
+                http.clone(),
+                t.provider.clone(),
+            )
+            .await
+            .map_err(|source| ServerError::Transmitter {
+                issuer: t.issuer.clone(),
+                source,
+            })?;
+            transmitters.push(
+                Transmitter::new(provider, t.audiences.clone())
+                    .algorithms(t.algorithms.clone())
+                    .subject_issuer(t.subject_issuer.clone())
+                    .email_is_sub(t.email_is_sub),
+            );
+        }
+        let inputs = Inputs {
+            settings: &self.settings,
+            issuers,
+            transmitters,
+            metrics: self.metrics,
+        };
+        match &self.settings.redis {
+            Some(target) => {
+                let index = RedisIndex::connect_to(target, self.settings.index.clone())
+                    .await
+                    .map_err(|source| ServerError::Redis {
+                        setting: self.settings.name("redis_url"),
+                        target: target.redacted(),
+                        source,
+                    })?;
+                // The applications' session records live in the same Redis: revoke their
+                // refresh tokens when their sessions end.
+                let revocation = inputs.issuers.iter().fold(
+                    RefreshTokenRevocation::new(index.clone()),
+                    |r, (provider, issuer)| match &issuer.revocation {
+                        Some(clients) => r.with_issuer(Arc::clone(provider), clients.clone()),
+                        None => r,
+                    },
+                );
+                inputs.bind(index, Some(Arc::new(revocation))).await
+            }
+            // No application shares an in-memory index with a standalone receiver: there are
+            // no refresh tokens to revoke.
+            None => {
+                let index = self.memory.unwrap_or_else(|| {
+                    MemoryIndex::new(IndexSettings::clone(&self.settings.index))
+                });
+                inputs.bind(index, None).await
+            }
+        }
+    }
+
+    /// [`bind`](Self::bind), then [`run`](Bound::run) until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        self.bind().await?.run(shutdown).await
+    }
+}
+
+/// What the inputs are built from.
+struct Inputs<'a> {
+    settings: &'a Settings,
+    issuers: Vec<(Arc<Provider>, &'a IssuerSettings)>,
+    transmitters: Vec<Transmitter>,
+    metrics: Option<MetricsRender>,
+}
+
+impl Inputs<'_> {
+    /// One core over `index`; each enabled input on top of it; the routers on their listeners.
+    async fn bind<S: SessionIndex + RecordStore>(
+        self,
+        index: S,
+        after_logout: Option<Arc<dyn AfterLogout>>,
+    ) -> Result<Bound, ServerError> {
+        let settings = self.settings;
+        let mut core = Core::builder(index);
+        for (_, issuer) in &self.issuers {
+            core = core
+                .issuer_with_lifetime(issuer.policy.issuer.clone(), issuer.access_token_lifetime);
+        }
+        if let Some(hook) = after_logout {
+            core = core.after_logout(hook);
+        }
+        let core = core.build();
+
+        let receiver = self
+            .issuers
+            .iter()
+            .fold(Receiver::new(core.clone()), |r, (provider, issuer)| {
+                r.with_issuer(Arc::clone(provider), issuer.policy.clone())
+            });
+        let (logout, health) = receiver.into_routers();
+        let mut main = logout.merge(health.clone());
+        if !self.transmitters.is_empty() {
+            let ssf = self.transmitters.into_iter().fold(
+                SsfReceiver::new(core.clone()),
+                SsfReceiver::with_transmitter,
+            );
+            main = main.merge(ssf.into_router());
+        }
+        if let Some(fa) = &settings.fusionauth {
+            let mut webhooks =
+                FusionAuthReceiver::new(core.clone(), &fa.hmac_secrets, fa.lock_actions.clone());
+            for (tenant_id, issuer) in &fa.tenants {
+                // Validated: every tenant's issuer is a configured one.
+                if let Some((provider, _)) = self.issuers.iter().find(|(p, _)| p.issuer() == issuer)
+                {
+                    webhooks = webhooks.with_tenant(Tenant {
+                        tenant_id: tenant_id.clone(),
+                        provider: Arc::clone(provider),
+                    });
+                }
+            }
+            main = main.merge(webhooks.into_router());
+        }
+        let admin_api = (!settings.admin_tokens.is_empty())
+            .then(|| admin::router(core.clone(), &settings.admin_tokens));
+        let listeners = &settings.listeners;
+        let main_listener = bind(listeners.main, settings.name("listen")).await?;
+        tracing::info!("listening on http://{}{PATH}", local(&main_listener));
+        let admin = match (admin_api, listeners.admin) {
+            (Some(router), Some(address)) => {
+                let listener = bind(address, settings.name("admin_listen")).await?;
+                tracing::info!("admin API on http://{}{}", local(&listener), admin::PREFIX);
+                Some((listener, telemetry::observe(router)))
+            }
+            (Some(router), None) => {
+                tracing::info!("admin API on the main listener under {}", admin::PREFIX);
+                main = main.merge(router);
+                None
+            }
+            (None, _) => None,
+        };
+        let metrics = match listeners.metrics {
+            None => None,
+            Some(address) => {
+                let listener = bind(address, settings.name("metrics_listen")).await?;
+                tracing::info!("metrics and health on http://{}/metrics", local(&listener));
+                let mut router = health;
+                if let Some(render) = self.metrics {
+                    router = router.route(
+                        "/metrics",
+                        axum::routing::get(move || std::future::ready(render())),
+                    );
+                }
+                Some((listener, router))
+            }
+        };
+        Ok(Bound {
+            main: (main_listener, telemetry::observe(main)),
+            metrics,
+            admin,
+            grace: listeners.shutdown_grace,
+        })
+    }
+}
+
+async fn bind(address: SocketAddr, setting: String) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address,
+            setting,
+            source,
+        })
+}
+
+fn local(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+}
+
+impl Bound {
+    /// The main listener's address (with the port the system chose for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.main.0.local_addr().ok()
+    }
+
+    /// Serve every listener until `shutdown` resolves; then stop accepting, let in-flight
+    /// requests finish for the grace period, and return.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+        });
+        let serving = futures_util::future::try_join3(
+            serve("main", Some(self.main), stopped.clone()),
+            serve("metrics", self.metrics, stopped.clone()),
+            serve("admin", self.admin, stopped.clone()),
+        );
+        let grace = self.grace;
+        let deadline = async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serving => {
+                result?;
+                tracing::info!("stopped");
+                Ok(())
+            }
+            () = deadline => {
+                tracing::warn!("requests still running {grace:?} after the shutdown signal; exiting anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Serve one listener until stopped.
+async fn serve(
+    name: &'static str,
+    listener: Option<(TcpListener, Router)>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let Some((listener, router)) = listener else {
+        return Ok(());
+    };
+    // Answers are one small write each: send them at once rather than after the peer's ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|source| ServerError::Serve {
+            listener: name,
+            source,
+        })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: the usual shutdown signal for [`Server::run`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

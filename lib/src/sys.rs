@@ -1,0 +1,54 @@
+//! What the crate takes from the system: the clock and randomness, each read in one place.
+//!
+//! Validation code never reads the clock itself: it takes `now` as an argument (see
+//! [`logout_token`](crate::logout_token)), and the callers that serve requests get it here.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The system's randomness is not available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system's random number generator failed")]
+pub struct RandomUnavailable;
+
+/// A random URL-safe string made of `bytes` random bytes (base64url, no padding).
+pub fn random_id(bytes: usize) -> Result<String, RandomUnavailable> {
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| RandomUnavailable)?;
+    Ok(URL_SAFE_NO_PAD.encode(&buf))
+}
+
+/// Whether two secrets are equal, in time that depends on their lengths only.
+#[cfg(any(test, feature = "rp", feature = "admin"))]
+pub(crate) fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_url_safe_and_distinct() {
+        let a = random_id(16).unwrap();
+        assert_eq!(a.len(), 22);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(a, random_id(16).unwrap());
+        assert!(unix_now() > 1_700_000_000);
+        assert!(secrets_equal(b"abc", b"abc"));
+        assert!(!secrets_equal(b"abc", b"abd"));
+        assert!(!secrets_equal(b"abc", b"abcd"));
+    }
+}
