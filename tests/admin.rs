@@ -317,6 +317,17 @@ async fn the_sessions_and_revoke_commands_work_on_redis_directly() {
 
     let stderr = failure(&["revoke", "https://elsewhere", "carol"], &env);
     assert!(stderr.contains("unknown issuer"), "{stderr}");
+    // With only Redis configured, the issuer on the command line is the one acted on.
+    let output = command(&["sessions", "list", &issuer, "dave"], &env[2..])
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(listed["issuer"], json!(issuer));
     let stderr = failure(&["sessions", "list", &issuer, "carol"], &env[..2]);
     assert!(stderr.contains("OIDC_LOGOUT_REDIS_URL"), "{stderr}");
 }

@@ -413,3 +413,180 @@ async fn op_send_names_what_a_careless_receiver_accepted() {
     assert!(stderr.contains("unknown defect \"bogus\""), "{stderr}");
     let _ = std::fs::remove_file(keys);
 }
+
+/// Run `args` with `env` in `dir` to completion; returns (success, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = command(args, env)
+        .current_dir(dir)
+        .output()
+        .expect("run oidc-logout");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_work_as_flags_and_variables_and_errors_name_what_was_used() {
+    let dir = common::topologies::TempDir::new("settings");
+    // A bare boolean flag means true.
+    let (ok, stdout, stderr) = run_in(
+        &dir.0,
+        &[
+            "check-config",
+            "--issuer",
+            "http://op.internal",
+            "--client-id",
+            "a",
+            "--allow-insecure-http",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("allow_insecure_http = true"), "{stdout}");
+    // The error names the flag the user gave, and the flag that would allow it.
+    let stderr = failure(
+        &[
+            "check-config",
+            "--issuer",
+            "http://op.internal",
+            "--client-id",
+            "a",
+        ],
+        &[],
+    );
+    assert!(
+        stderr.contains("error: --issuer: ") && stderr.contains("--allow-insecure-http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("OIDC_LOGOUT_ISSUER"), "{stderr}");
+    // ... and the variable when it came from the environment.
+    let stderr = failure(
+        &["check-config"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", "http://op.internal"),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+        ],
+    );
+    assert!(
+        stderr.contains("error: OIDC_LOGOUT_ISSUER: ")
+            && stderr.contains("OIDC_LOGOUT_ALLOW_INSECURE_HTTP"),
+        "{stderr}"
+    );
+    // Every setting works by environment, the grace period and marker lifetime included.
+    let (ok, stdout, stderr) = run_in(
+        &dir.0,
+        &["check-config"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", "https://op.example"),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+            ("OIDC_LOGOUT_SHUTDOWN_GRACE_SECS", "7"),
+            ("OIDC_LOGOUT_MARKER_TTL_SECS", "99"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("shutdown_grace_secs = 7") && stdout.contains("marker_ttl_secs = 99"),
+        "{stdout}"
+    );
+    // A variable the program does not know stops it, naming the variable.
+    let stderr = failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", "https://op.example"),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+            ("OIDC_LOGOUT_REDIS_ULR", "redis://127.0.0.1/"),
+        ],
+    );
+    assert!(
+        stderr.contains("OIDC_LOGOUT_REDIS_ULR is not a setting"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_connection_error_says_its_cause_once() {
+    let op = Op::start().await;
+    let stderr = failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", "a"),
+            ("OIDC_LOGOUT_REDIS_URL", "redis://127.0.0.1:9/"),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(error.contains("OIDC_LOGOUT_REDIS_URL"), "{stderr}");
+    let cause = "onnection refused";
+    assert_eq!(error.matches(cause).count(), 1, "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_no_warning_about_its_own_issuer() {
+    let running = start(&["demo", "--listen", "127.0.0.1:0"], &[]);
+    let mut before_curl = Vec::new();
+    loop {
+        let line = running
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints its curl command");
+        if line.contains("curl -i ") {
+            break;
+        }
+        before_curl.push(line);
+    }
+    assert!(
+        before_curl.iter().any(|l| l.contains("oidc-logout demo")),
+        "{before_curl:#?}"
+    );
+    assert!(
+        !before_curl
+            .iter()
+            .any(|l| l.contains("WARN") || l.contains("plain http")),
+        "{before_curl:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_send_finds_the_keys_op_serve_wrote_from_another_folder() {
+    let state = common::topologies::TempDir::new("op-state");
+    let (serve_dir, send_dir) = (
+        common::topologies::TempDir::new("op-serve"),
+        common::topologies::TempDir::new("op-send"),
+    );
+    let state_path = state.0.to_string_lossy().into_owned();
+    let env = [("XDG_STATE_HOME", state_path.as_str())];
+    let mut serve = command(&["op", "serve", "--listen", "127.0.0.1:0"], &env);
+    serve
+        .current_dir(&serve_dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let op = common::Proc::spawn("op serve", serve);
+    let issuer = op.wait_for("issuer   : ");
+    let issuer = issuer
+        .split("issuer   : ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim();
+    // Without --to, the token is printed: signed for the issuer `op serve` runs.
+    let (ok, stdout, stderr) = run_in(
+        &send_dir.0,
+        &["op", "send", "--aud", CLIENT, "--sid", "s"],
+        &env,
+    );
+    assert!(ok, "{stdout}{stderr}");
+    use base64::Engine as _;
+    let payload = stdout.trim().split('.').nth(1).unwrap_or_default();
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    assert_eq!(claims["iss"], issuer, "{stdout}");
+    assert_eq!(claims["sid"], "s");
+}

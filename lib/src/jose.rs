@@ -273,6 +273,19 @@ pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Op
     }
 }
 
+/// Whether `aud` (a string or an array of strings) names at least one of `accepted`.
+#[cfg(any(feature = "shared-signals", feature = "denylist"))]
+pub(crate) fn audience_names_one_of(claims: &Map<String, Value>, accepted: &[String]) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => accepted.contains(aud),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| accepted.iter().any(|a| a == aud)),
+        _ => false,
+    }
+}
+
 /// One verification key.
 #[derive(Clone)]
 struct Key {

@@ -25,6 +25,7 @@ use crate::inputs::backchannel::{PATH, Receiver};
 use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
 use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
 use crate::provider::{Provider, ProviderError, http_client};
+use crate::response;
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
 
@@ -325,6 +326,11 @@ impl Inputs<'_> {
                 Some((listener, router))
             }
         };
+        // Every response of the listener, its 404s included, is not to be cached, and every
+        // 503 says when to retry.
+        let main = main
+            .layer(response::no_store())
+            .layer(response::retry_after());
         Ok(Bound {
             main: (main_listener, telemetry::observe(main)),
             metrics,

@@ -14,14 +14,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
-use jsonwebtoken::{Algorithm, Validation};
+use headers::authorization::Bearer;
+use headers::{Authorization, HeaderMapExt as _};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::{Denylist, Refusal, TokenFacts};
+use crate::jose::{Jws, Rules, audience_names_one_of, is_hmac, numeric_date};
 use crate::provider::Provider;
+use crate::sys::unix_now;
 
 /// The claims of a validated access token that revocation depends on. Insert it into the request
 /// extensions from your own validation to use [`DenylistLayer::after_validation`].
@@ -58,8 +62,10 @@ impl RevocationClaims {
 
 /// Why an access token is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidToken {
-    /// The header or claims cannot be decoded.
+    /// The header or claims cannot be decoded, or the header breaks a rule (an unknown `crit`,
+    /// a key named in the header, a `typ` of another kind of token).
     #[error("the access token is malformed")]
     Malformed,
     /// `iss` is not trusted here.
@@ -75,11 +81,25 @@ pub enum InvalidToken {
 
 struct TrustedIssuer {
     provider: Arc<Provider>,
-    validation: Validation,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
 }
 
-/// Validates JWT access tokens of trusted issuers: signature with the issuer's published keys,
-/// `iss`, `aud`, `exp` and `nbf`.
+/// How far clocks may disagree, in seconds, for `exp`, `nbf` and `iat`.
+const LEEWAY: u64 = 30;
+
+/// The header rules of an access token: `typ` absent, `JWT` or `at+jwt` (RFC 9068), public-key
+/// algorithms only.
+const RULES: Rules = Rules {
+    max_bytes: 16 * 1024,
+    types: &["jwt", "at+jwt"],
+    untyped: true,
+    hmac: false,
+};
+
+/// Validates JWT access tokens of trusted issuers: the shared header rules, the signature with
+/// the issuer's published keys, `iss`, `aud`, `exp` (required), `nbf`, and `iat` not in the
+/// future.
 #[derive(Default)]
 pub struct AccessTokenValidator {
     issuers: HashMap<String, TrustedIssuer>,
@@ -91,11 +111,6 @@ impl std::fmt::Debug for AccessTokenValidator {
             .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
             .finish()
     }
-}
-
-#[derive(Deserialize)]
-struct IssuerOnly {
-    iss: String,
 }
 
 impl AccessTokenValidator {
@@ -113,69 +128,60 @@ impl AccessTokenValidator {
         audiences: &[&str],
         algorithms: &[Algorithm],
     ) -> Self {
-        let allowed: Vec<Algorithm> = algorithms
-            .iter()
-            .copied()
-            .filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-            .collect();
-        let mut validation = Validation::new(allowed.first().copied().unwrap_or(Algorithm::RS256));
-        validation.algorithms = allowed;
-        validation.set_issuer(&[provider.issuer()]);
-        validation.set_audience(audiences);
-        validation.leeway = Duration::from_secs(30).as_secs();
-        validation.validate_nbf = true;
-        self.issuers.insert(
-            provider.issuer().to_owned(),
-            TrustedIssuer {
-                provider,
-                validation,
-            },
-        );
+        let trusted = TrustedIssuer {
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            algorithms: algorithms
+                .iter()
+                .copied()
+                .filter(|a| !is_hmac(*a))
+                .collect(),
+            provider,
+        };
+        self.issuers
+            .insert(trusted.provider.issuer().to_owned(), trusted);
         self
     }
 
     /// Validate `token` and return what revocation depends on.
     pub async fn validate(&self, token: &str) -> Result<RevocationClaims, InvalidToken> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
-        let issuer = unverified_issuer(token).ok_or(InvalidToken::Malformed)?;
+        let jws = Jws::parse(token, &RULES).map_err(|_| InvalidToken::Malformed)?;
+        let issuer = jws.unverified_str("iss").ok_or(InvalidToken::Malformed)?;
         let trusted = self
             .issuers
-            .get(&issuer)
+            .get(issuer)
             .ok_or(InvalidToken::UnknownIssuer)?;
-        if !trusted.validation.algorithms.contains(&header.alg) {
-            return Err(InvalidToken::BadSignature);
-        }
-        let kid = header.kid.as_deref();
-        let mut keys = trusted.provider.keys();
-        if keys.matching(kid, header.alg).next().is_none() {
-            keys = trusted.provider.refetch().await;
-        }
-        let mut outcome = Err(InvalidToken::BadSignature);
-        for key in keys.matching(kid, header.alg) {
-            match jsonwebtoken::decode::<RevocationClaims>(token, key, &trusted.validation) {
-                Ok(data) => return Ok(data.claims),
-                Err(error) => {
-                    use jsonwebtoken::errors::ErrorKind;
-                    if !matches!(error.kind(), ErrorKind::InvalidSignature) {
-                        outcome = Err(InvalidToken::Claims);
-                    }
-                }
-            }
-        }
-        outcome
+        jws.require_algorithm(&trusted.algorithms)
+            .map_err(|_| InvalidToken::BadSignature)?;
+        trusted
+            .provider
+            .verify(&jws)
+            .await
+            .map_err(|_| InvalidToken::BadSignature)?;
+        let claims = jws.into_claims();
+        check_claims(&claims, trusted, unix_now())?;
+        serde_json::from_value(Value::Object(claims)).map_err(|_| InvalidToken::Claims)
     }
 }
 
-/// The `iss` of a JWT, before verification (to pick the issuer's keys).
-fn unverified_issuer(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice::<IssuerOnly>(&bytes)
-        .ok()
-        .map(|c| c.iss)
+/// `aud` names one of the API's audiences; `exp` is present and not past, `nbf` and `iat` not
+/// in the future (each with [`LEEWAY`]).
+fn check_claims(
+    claims: &Map<String, Value>,
+    trusted: &TrustedIssuer,
+    now: u64,
+) -> Result<(), InvalidToken> {
+    let audience_ok = audience_names_one_of(claims, &trusted.audiences);
+    let date = |name| numeric_date(claims, name).map_err(|()| InvalidToken::Claims);
+    let exp = date("exp")?.ok_or(InvalidToken::Claims)?;
+    let in_future = |t: Option<u64>| t.is_some_and(|t| t > now.saturating_add(LEEWAY));
+    if !audience_ok
+        || exp.saturating_add(LEEWAY) <= now
+        || in_future(date("nbf")?)
+        || in_future(date("iat")?)
+    {
+        return Err(InvalidToken::Claims);
+    }
+    Ok(())
 }
 
 /// The layer; see the module docs.
@@ -252,17 +258,9 @@ fn refuse<B: Default>(
     response
 }
 
-fn bearer<B>(request: &Request<B>) -> Option<&str> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+fn bearer<B>(request: &Request<B>) -> Option<String> {
+    let Authorization(bearer) = request.headers().typed_get::<Authorization<Bearer>>()?;
+    Some(bearer.token().trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 impl<S, ReqB, ResB> tower::Service<Request<ReqB>> for DenylistService<S>
@@ -291,7 +289,7 @@ where
                     let Some(token) = bearer(&request) else {
                         return Ok(refuse("missing_token", None, false));
                     };
-                    match validator.validate(token).await {
+                    match validator.validate(&token).await {
                         Ok(claims) => {
                             let verdict = layer.denylist.check(&claims.facts());
                             request.extensions_mut().insert(claims);

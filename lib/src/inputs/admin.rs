@@ -79,7 +79,7 @@ pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretStri
         .route(&format!("{PREFIX}/users/revoke"), post(revoke::<S>))
         .with_state(Arc::new(Admin { core }))
         // Inside the body limit, outside the handlers: no body is read before this passes.
-        .layer(axum::middleware::from_fn_with_state(tokens, authenticate));
+        .route_layer(axum::middleware::from_fn_with_state(tokens, authenticate));
     response::protect(routes, MAX_BODY_BYTES, Protocol::OAuth)
 }
 

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::core::{Core, CoreError};
 use crate::index::SessionIndex;
-use crate::jose::{JoseError, Jws, Rules, numeric_date};
+use crate::jose::{JoseError, Jws, Rules, audience_names_one_of, numeric_date};
 use crate::provider::Provider;
 use crate::response::{self, Protocol};
 use crate::sys::unix_now;
@@ -240,15 +240,7 @@ fn check_claims(
     transmitter: &Transmitter,
     now: u64,
 ) -> Result<VerifiedSet, SetError> {
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => transmitter.audiences.contains(aud),
-        Some(Value::Array(list)) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|aud| transmitter.audiences.iter().any(|a| a == aud)),
-        _ => false,
-    };
-    if !audience_ok {
+    if !audience_names_one_of(claims, &transmitter.audiences) {
         return Err(SetError::InvalidAudience);
     }
     if claims.contains_key("exp") {
