@@ -12,6 +12,9 @@
 //!   `--metrics on` (the receiver records Prometheus metrics on a metrics listener);
 //! - `--soak 600 --rate 4000`: instead of the above, a steady load for 600 s at 4,000 logouts/s
 //!   (EdDSA, signed on the fly), printing rate, latency, receiver RSS and Redis memory every 10 s.
+//!
+//! `BENCH_RECEIVER_BIN=/path/to/oidc-logout` runs another build of the receiver (an earlier
+//! commit's) with the same load, for before/after figures.
 
 mod common;
 

@@ -70,7 +70,10 @@ pub async fn op(alg: SigningAlg) -> (Arc<TestOp>, Arc<SigningKey>, String) {
 /// returns it and its back-channel logout URL once it answers.
 pub async fn receiver(configure: impl FnOnce(&mut Command)) -> (Killed, String) {
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_oidc-logout"));
+    // BENCH_RECEIVER_BIN runs another build (an earlier commit's) for a side-by-side figure.
+    let binary = std::env::var_os("BENCH_RECEIVER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_oidc-logout").into());
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .env("OIDC_LOGOUT_LISTEN", &listen)

@@ -208,7 +208,11 @@ impl<S: SessionIndex> Core<S> {
     /// authenticated at or before its `iat`, write its denylist marker, remember its `jti`
     /// (atomically with the rest, so a retry after a failure is applied and a replay after a
     /// success is refused), and run the hooks.
-    pub async fn apply_logout(&self, token: LogoutToken) -> Result<LogoutOutcome, CoreError> {
+    /// Returns the token with the outcome.
+    pub async fn apply_logout(
+        &self,
+        token: LogoutToken,
+    ) -> Result<(LogoutToken, LogoutOutcome), CoreError> {
         let deny_for = self.lifetime(&token.issuer)?;
         let core = self.clone();
         self.to_completion(async move {
@@ -219,7 +223,7 @@ impl<S: SessionIndex> Core<S> {
                 tracing::info!(issuer = %token.issuer, ended = ended.len(), "logout applied");
                 core.ended(&token.issuer, ended);
             }
-            Ok(outcome)
+            Ok((token, outcome))
         })
         .await
     }

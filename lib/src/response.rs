@@ -8,10 +8,13 @@
 //! Descriptions are fixed texts or derived from typed errors; they never echo request content.
 
 use axum::Router;
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
+use tower_http::limit::{RequestBodyLimitLayer, ResponseBody};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Seconds a sender is asked to wait before retrying after a 503.
@@ -81,14 +84,21 @@ pub(crate) fn unavailable(protocol: Protocol, description: &str) -> Response {
 /// Wrap an endpoint's router: bodies above `max_body` bytes are refused (from `Content-Length`
 /// before reading, or as soon as a streamed body passes it) with a 400 in `protocol`'s format,
 /// and every response gets `Cache-Control: no-store`, and `Retry-After` when it is a 503.
+///
+/// One `layer` call with the whole stack: axum boxes (and clones per request) each layer added
+/// to a router separately.
 pub(crate) fn protect(router: Router, max_body: usize, protocol: Protocol) -> Router {
-    router
-        .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(axum::middleware::map_response(
-            move |response: Response| async move { shape_refusal(protocol, response) },
-        ))
-        .layer(no_store())
-        .layer(retry_after())
+    router.layer(
+        ServiceBuilder::new()
+            .layer(retry_after())
+            .layer(no_store())
+            .layer(MapResponseLayer::new(
+                move |response: axum::http::Response<ResponseBody<Body>>| {
+                    shape_refusal(protocol, response)
+                },
+            ))
+            .layer(RequestBodyLimitLayer::new(max_body)),
+    )
 }
 
 /// `Cache-Control: no-store` on every response.
@@ -105,9 +115,12 @@ pub(crate) fn retry_after() -> SetResponseHeaderLayer<fn(&Response) -> Option<He
 }
 
 /// The body limit answers `413` in plain text; the protocols want their own 400.
-fn shape_refusal(protocol: Protocol, response: Response) -> Response {
+fn shape_refusal(
+    protocol: Protocol,
+    response: axum::http::Response<ResponseBody<Body>>,
+) -> Response {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return invalid_request(protocol, "the request body is too large");
     }
-    response
+    response.map(Body::new)
 }

@@ -25,7 +25,6 @@ use crate::inputs::backchannel::{PATH, Receiver};
 use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
 use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
 use crate::provider::{Provider, ProviderError, http_client};
-use crate::response;
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
 
@@ -326,11 +325,6 @@ impl Inputs<'_> {
                 Some((listener, router))
             }
         };
-        // Every response of the listener, its 404s included, is not to be cached, and every
-        // 503 says when to retry.
-        let main = main
-            .layer(response::no_store())
-            .layer(response::retry_after());
         Ok(Bound {
             main: (main_listener, telemetry::observe(main)),
             metrics,

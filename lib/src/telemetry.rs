@@ -63,6 +63,8 @@ mod layer {
     use tower_http::request_id::{
         MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
     };
+    use tower::ServiceBuilder;
+    use tower::util::MapRequestLayer;
     use tracing::Instrument as _;
 
     use super::{REQUEST_DURATION, REQUEST_ID, is_acceptable_id, new_request_id};
@@ -71,15 +73,22 @@ mod layer {
     /// and printable, or a new one), returned in the response, and runs in a span carrying it (so
     /// every log line of the request names it), with its latency recorded in
     /// [`REQUEST_DURATION`].
+    ///
+    /// Every response also gets `Cache-Control: no-store`, and `Retry-After` when it is a 503,
+    /// 404s included: this is the outermost layer of the server's listeners.
     pub fn observe(router: Router) -> Router {
-        router
-            .layer(axum::middleware::from_fn(span_and_latency))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
-            .layer(axum::middleware::map_request(drop_unacceptable_id))
+        router.layer(
+            ServiceBuilder::new()
+                .layer(MapRequestLayer::new(drop_unacceptable_id))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(crate::response::retry_after())
+                .layer(crate::response::no_store())
+                .layer(axum::middleware::from_fn(span_and_latency)),
+        )
     }
 
-    async fn drop_unacceptable_id(mut request: Request) -> Request {
+    fn drop_unacceptable_id(mut request: Request) -> Request {
         let acceptable = request
             .headers()
             .get(&REQUEST_ID)

@@ -164,12 +164,12 @@ impl<S: SessionIndex> Receiver<S> {
     /// Validate a logout token and end the sessions it names.
     pub async fn process(&self, token: &str) -> Result<Applied, LogoutError> {
         let token = self.verify(token).await?;
-        match self.core.apply_logout(token.clone()).await {
-            Ok(LogoutOutcome::Applied { ended }) => Ok(Applied {
+        match self.core.apply_logout(token).await {
+            Ok((token, LogoutOutcome::Applied { ended })) => Ok(Applied {
                 token,
                 ended: ended.len() as u64,
             }),
-            Ok(LogoutOutcome::Replayed) => Err(Rejection::Replayed.into()),
+            Ok((_, LogoutOutcome::Replayed)) => Err(Rejection::Replayed.into()),
             Err(CoreError::UnknownIssuer) => Err(Rejection::UnknownIssuer.into()),
             Err(CoreError::Unavailable(error)) => Err(error.into()),
         }
