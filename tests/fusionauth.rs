@@ -54,10 +54,7 @@ async fn setup() -> Setup {
         .build();
     let receiver =
         FusionAuthReceiver::new(core, &[SecretString::from(SECRET)], vec![LOCK.to_owned()])
-            .with_tenant(Tenant {
-                tenant_id: TENANT.to_owned(),
-                provider,
-            });
+            .with_tenant(Tenant::new(TENANT, provider));
     let url = format!("{}{PATH}", serve(receiver.into_router()).await);
     Setup {
         store: OidcSessionStore::new(index.clone()),

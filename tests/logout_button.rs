@@ -94,6 +94,7 @@ fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
                     Some(Revocation::Revoked) => "revoked",
                     Some(Revocation::Retry { .. }) => "retry",
                     Some(Revocation::Refused { .. }) => "refused",
+                    Some(_) => "other",
                     None => "none",
                 };
                 Ok::<_, StatusCode>(format!(

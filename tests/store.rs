@@ -49,7 +49,7 @@ async fn state<S: SessionIndex>(s: &S, id: &str) -> SessionState {
 async fn ended_count<S: SessionIndex>(s: &S, l: Logout<'_>) -> u64 {
     match s.logout(&l).await.expect("logout") {
         LogoutOutcome::Applied { ended } => ended.len() as u64,
-        LogoutOutcome::Replayed => panic!("unexpected replay"),
+        other => panic!("unexpected {other:?}"),
     }
 }
 

@@ -22,6 +22,7 @@ const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 
 /// Why an issuer's metadata or keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProviderError {
     /// The request failed (connection refused, timeout, TLS).
     #[error("cannot fetch {url}")]

@@ -284,10 +284,7 @@ impl Inputs<'_> {
                 // Validated: every tenant's issuer is a configured one.
                 if let Some((provider, _)) = self.issuers.iter().find(|(p, _)| p.issuer() == issuer)
                 {
-                    webhooks = webhooks.with_tenant(Tenant {
-                        tenant_id: tenant_id.clone(),
-                        provider: Arc::clone(provider),
-                    });
+                    webhooks = webhooks.with_tenant(Tenant::new(tenant_id, Arc::clone(provider)));
                 }
             }
             main = main.merge(webhooks.into_router());

@@ -60,11 +60,11 @@ mod layer {
     use axum::http::HeaderValue;
     use axum::middleware::Next;
     use axum::response::Response;
+    use tower::ServiceBuilder;
+    use tower::util::MapRequestLayer;
     use tower_http::request_id::{
         MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
     };
-    use tower::ServiceBuilder;
-    use tower::util::MapRequestLayer;
     use tracing::Instrument as _;
 
     use super::{REQUEST_DURATION, REQUEST_ID, is_acceptable_id, new_request_id};

@@ -75,10 +75,9 @@ impl RedisConfig {
                 None
             }
         };
-        let index = IndexSettings {
-            prefix: self.key_prefix.clone(),
-            marker_ttl: Duration::from_secs(self.marker_ttl_secs),
-        };
+        let index = IndexSettings::default()
+            .with_prefix(self.key_prefix.clone())
+            .with_marker_ttl(Duration::from_secs(self.marker_ttl_secs));
         Ok((target, index))
     }
 }

@@ -23,6 +23,7 @@ pub use sync::DenylistSettings;
 
 /// What a marker revokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Kind {
     /// Tokens of one OP session (`sid`).
     Sid,
@@ -89,6 +90,7 @@ pub struct TokenFacts<'a> {
 
 /// Why a token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// Its OP session was logged out after it was issued.
     #[error("the session of this token was ended")]
@@ -108,6 +110,7 @@ pub enum Refusal {
 /// What an instance does while it cannot confirm it is in sync with Redis for longer than
 /// [`DenylistSettings::max_unsynced`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailMode {
     /// Refuse every token (503): no revoked token slips through, and nothing works.
     Closed,

@@ -18,8 +18,10 @@ use crate::index::{
 };
 use crate::sys::unix_now;
 
-/// How a denylist finds and follows the markers.
+/// How a denylist finds and follows the markers. Build it with [`DenylistSettings::new`] and
+/// change the fields that differ.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DenylistSettings {
     /// The Redis the receiver writes to (one server, Cluster or Sentinel).
     pub redis: RedisTarget,

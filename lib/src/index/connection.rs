@@ -30,6 +30,7 @@ pub const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
 
 /// Where Redis is. URLs hold passwords, hence secret.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum RedisTarget {
     /// One server (or a managed endpoint that looks like one).
     Single(SecretString),

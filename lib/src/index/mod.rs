@@ -61,6 +61,7 @@ pub struct SessionRecord {
 
 /// Which sessions a logout names (Back-Channel Logout §2.4, §2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Target<'a> {
     /// The sessions of (issuer, sid); with `sub`, only those whose user is `sub`.
     Sid {
@@ -96,6 +97,7 @@ pub struct Logout<'a> {
 
 /// What [`SessionIndex::logout`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LogoutOutcome {
     /// The logout was applied; these live sessions were ended (none when none was known).
     Applied {
@@ -108,6 +110,7 @@ pub enum LogoutOutcome {
 
 /// What [`SessionIndex::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Registration {
     /// The session is indexed and live.
     Registered,
@@ -135,6 +138,7 @@ pub struct SessionInfo {
 
 /// What the index knows of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Registered and not ended.
     Active,
@@ -268,8 +272,9 @@ pub trait RecordStore: Clone + Send + Sync + 'static {
     fn delete_record(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Settings both backends share.
+/// Settings both backends share. Start from [`Default`] and change what differs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IndexSettings {
     /// Prepended to every Redis key (default `oidc-logout:`). Must not contain `{` or `}`.
     pub prefix: String,
@@ -277,6 +282,22 @@ pub struct IndexSettings {
     /// long the tombstone of a session ended by id lasts when its lifetime is unknown. Set it to
     /// at least the longest session lifetime of your applications.
     pub marker_ttl: Duration,
+}
+
+impl IndexSettings {
+    /// Prepend `prefix` to every Redis key (no `{` or `}`).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long logout markers refuse late registrations (and tombstones last).
+    #[must_use]
+    pub fn with_marker_ttl(mut self, ttl: Duration) -> Self {
+        self.marker_ttl = ttl;
+        self
+    }
 }
 
 impl Default for IndexSettings {

@@ -69,12 +69,23 @@ fn unauthenticated(message: impl Into<String>) -> WebhookError {
 
 /// A FusionAuth tenant whose users are subjects of a configured issuer.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Tenant {
     /// FusionAuth's tenant id.
     pub tenant_id: String,
     /// The OIDC issuer of that tenant, as configured in `[[issuers]]`, whose keys also verify
     /// webhooks signed with an RSA or EC key.
     pub provider: Arc<Provider>,
+}
+
+impl Tenant {
+    /// The tenant `tenant_id`, whose issuer's keys `provider` holds.
+    pub fn new(tenant_id: impl Into<String>, provider: Arc<Provider>) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            provider,
+        }
+    }
 }
 
 /// What was done with an event.

@@ -11,6 +11,7 @@ use crate::session_store::{Login, TokenSecret};
 
 /// The outcome of [`refresh`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refreshed {
     /// New tokens are in the session.
     Refreshed,

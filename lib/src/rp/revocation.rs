@@ -19,6 +19,7 @@ const RETRIES: usize = 5;
 
 /// The outcome of a revocation request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Revocation {
     /// The OP answered 200: the token is revoked (or was already invalid).
     Revoked,

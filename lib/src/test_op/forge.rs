@@ -43,6 +43,7 @@ pub fn logout_claims(
 /// One way a logout token can be wrong. A receiver must answer 400 to each (for
 /// [`Defect::Replay`]: 200 to the first delivery, 400 to the second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Defect {
     /// `exp` two and a half minutes ago.
     Expired,

@@ -20,6 +20,7 @@ pub struct CryptoError(pub(crate) &'static str);
 
 /// The algorithms the built-in OP can sign with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SigningAlg {
     /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit key.
     Rs256,
@@ -271,6 +272,7 @@ impl SigningKey {
 
 /// The key file could not be read, parsed or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyFileError {
     /// Reading or writing the file failed.
     #[error("key file {path}")]

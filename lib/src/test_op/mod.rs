@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 /// What the JWKS endpoint serves; tests switch it to simulate a broken OP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JwksMode {
     /// The published keys.
     Normal,
@@ -37,6 +38,7 @@ pub enum JwksMode {
 
 /// What the revocation endpoint answers; tests switch it to simulate an OP in trouble.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RevocationMode {
     /// 200: revoked.
     Normal,
