@@ -41,8 +41,8 @@ fn logout<'a>(target: Target<'a>, jti: &'a str) -> Logout<'a> {
         issuer: ISSUER,
         target,
         issued_at: now(),
-        jti: Some((jti, Duration::from_secs(300))),
-        deny_for: None,
+        jti: Some((jti, (now() + 300) * 1000)),
+        deny: None,
     }
 }
 

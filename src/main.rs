@@ -177,8 +177,11 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). Text lines escape control
+/// characters in every field and message (a value from a request cannot start a forged line or
+/// send terminal escapes); JSON escapes them by itself.
 fn init_logs(format: LogFormat) {
+    use tracing_subscriber::field::MakeExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -192,8 +195,35 @@ fn init_logs(format: LogFormat) {
             .init(),
         _ => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(
+                tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+                    let text = escape_controls(&format!("{value:?}"));
+                    if field.name() == "message" {
+                        write!(writer, "{text}")
+                    } else {
+                        write!(writer, "{field}={text}")
+                    }
+                })
+                .delimited(" "),
+            )
             .init(),
     }
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Install the Prometheus recorder; returns what renders `/metrics`.

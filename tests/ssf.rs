@@ -299,7 +299,8 @@ async fn bad_sets_are_refused_with_their_code_and_change_nothing() {
                     iss_sub("https://elsewhere.example", "carol"),
                 );
             })),
-            "invalid_request",
+            // A transmitter acts only on the issuer it is configured for.
+            "access_denied",
         ),
         (
             "no subject",

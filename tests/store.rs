@@ -29,8 +29,8 @@ fn logout<'a>(target: Target<'a>, issued_at: u64, jti: Option<&'static str>) -> 
         issuer: ISS,
         target,
         issued_at,
-        jti: jti.map(|j| (j, Duration::from_secs(60))),
-        deny_for: None,
+        jti: jti.map(|j| (j, (now() + 60) * 1000)),
+        deny: None,
     }
 }
 

@@ -48,7 +48,8 @@ pub fn check(token: &str) {
             assert!(!valid.jti.is_empty());
             assert!(valid.issued_at <= NOW + 30);
             assert!(valid.acceptable_until >= NOW);
-            let _ = valid.to_logout(NOW);
+            let _ = valid.to_logout();
+            assert!(valid.remember_until_ms() > valid.acceptable_until * 1000);
         }
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use crate::index::{
-    Logout, LogoutOutcome, RecordStore, SessionIndex, SessionInfo, StoreError, Target,
+    Deny, Logout, LogoutOutcome, RecordStore, SessionIndex, SessionInfo, StoreError, Target,
 };
 use crate::logout_token::LogoutToken;
 use crate::sys::unix_now;
@@ -31,6 +31,10 @@ use crate::sys::unix_now;
 /// How long denylist markers last unless set per issuer: as long as an access token can live at
 /// most OPs (Keycloak 5 min, Okta and Entra about an hour).
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How far the OP's clock may be ahead of this one, by default, for revocations that come from
+/// no token (see [`CoreBuilder::clock_skew`]).
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 /// Work to do after sessions ended, such as revoking their refresh tokens
 /// ([`rp::RefreshTokenRevocation`](crate::rp::RefreshTokenRevocation)).
@@ -90,6 +94,7 @@ struct Shared<S> {
     /// are written at all.
     issuers: HashMap<String, Option<Duration>>,
     hooks: Vec<Arc<dyn AfterLogout>>,
+    clock_skew: Duration,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -106,6 +111,7 @@ pub struct CoreBuilder<S> {
     index: S,
     issuers: HashMap<String, Option<Duration>>,
     hooks: Vec<Arc<dyn AfterLogout>>,
+    clock_skew: Duration,
 }
 
 impl<S> std::fmt::Debug for CoreBuilder<S> {
@@ -142,6 +148,18 @@ impl<S> CoreBuilder<S> {
         self
     }
 
+    /// How far an OP's clock may be ahead of this one (default [`DEFAULT_CLOCK_SKEW`]). A
+    /// revocation that comes from no token (admin, Shared Signals, webhooks) happens at this
+    /// process's "now", while access tokens carry the OP's `iat`: its denylist marker refuses
+    /// tokens issued up to `now + skew`, so a token the OP issued just before the revocation is
+    /// refused even when the OP's clock is ahead. The price: a user revoked and re-enabled within
+    /// the skew has the tokens of that short window refused too, and logs in again.
+    #[must_use]
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
     /// The core.
     pub fn build(self) -> Core<S> {
         Core {
@@ -149,6 +167,7 @@ impl<S> CoreBuilder<S> {
                 index: self.index,
                 issuers: self.issuers,
                 hooks: self.hooks,
+                clock_skew: self.clock_skew,
             }),
         }
     }
@@ -161,6 +180,7 @@ impl<S: SessionIndex> Core<S> {
             index,
             issuers: HashMap::new(),
             hooks: Vec::new(),
+            clock_skew: DEFAULT_CLOCK_SKEW,
         }
     }
 
@@ -182,17 +202,14 @@ impl<S: SessionIndex> Core<S> {
             .ok_or(CoreError::UnknownIssuer)
     }
 
-    /// Run state-changing `work` in a task of its own and wait for it: if the caller is dropped
-    /// (its client hung up), the work still finishes.
+    /// Run state-changing `work` to completion (see [`to_completion`]).
     async fn to_completion<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, CoreError>> + Send + 'static,
     ) -> Result<T, CoreError> {
-        // In the caller's span, so the action's log lines carry the request's id.
-        match tokio::spawn(work.instrument(tracing::Span::current())).await {
-            Ok(result) => result,
-            Err(error) => Err(StoreError::Unexpected(format!("the action failed: {error}")).into()),
-        }
+        to_completion(work)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Unexpected("the action failed".into()).into()))
     }
 
     fn ended(&self, issuer: &str, ids: &[String]) {
@@ -216,8 +233,11 @@ impl<S: SessionIndex> Core<S> {
         let deny_for = self.lifetime(&token.issuer)?;
         let core = self.clone();
         self.to_completion(async move {
-            let mut logout = token.to_logout(unix_now());
-            logout.deny_for = deny_for;
+            let mut logout = token.to_logout();
+            logout.deny = deny_for.map(|lifetime| Deny {
+                issued_until: token.issued_at,
+                lifetime,
+            });
             let outcome = core.shared.index.logout(&logout).await?;
             if let LogoutOutcome::Applied { ended } = &outcome {
                 tracing::info!(issuer = %token.issuer, ended = ended.len(), "logout applied");
@@ -287,12 +307,17 @@ impl<S: SessionIndex> Core<S> {
                 Subject::User(sub) => Target::Sub { sub },
                 Subject::OpSession(sid) => Target::Sid { sid, sub: None },
             };
+            let now = unix_now();
+            let skew = core.shared.clock_skew.as_secs();
             let logout = Logout {
                 issuer: &issuer,
                 target,
-                issued_at: unix_now(),
+                issued_at: now,
                 jti: None,
-                deny_for,
+                deny: deny_for.map(|lifetime| Deny {
+                    issued_until: now.saturating_add(skew),
+                    lifetime,
+                }),
             };
             match core.shared.index.logout(&logout).await? {
                 LogoutOutcome::Applied { ended } => {
@@ -322,6 +347,17 @@ impl<S: SessionIndex> Core<S> {
     ) -> Result<(), CoreError> {
         Ok(self.shared.index.remember_event(issuer, id, ttl).await?)
     }
+}
+
+/// Run `work` in a task of its own and wait for it: if the caller is dropped (its client hung
+/// up), the work still finishes. In the caller's span, so its log lines carry the request's id.
+/// `None` if the work panicked.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    tokio::spawn(work.instrument(tracing::Span::current()))
+        .await
+        .ok()
 }
 
 /// Whose sessions an action as of now ends.

@@ -232,9 +232,27 @@ pub struct LogoutToken {
     pub acceptable_until: u64,
 }
 
+/// How long past the last acceptable second a `jti` is remembered, for receivers sharing the
+/// Redis whose clocks disagree with this one's.
+const CLOCK_MARGIN_MS: u64 = 60_000;
+
 impl LogoutToken {
-    /// The store operation this token asks for, remembering its `jti` as of `now`.
-    pub fn to_logout(&self, now: u64) -> Logout<'_> {
+    /// Until when (milliseconds since the epoch, this process's clock) the token's `jti` must
+    /// be remembered so that a replay is refused: the token is accepted while `now`, in whole
+    /// seconds, is at most [`acceptable_until`](Self::acceptable_until), that is until the
+    /// clock reaches `acceptable_until + 1` s; a minute more covers receivers whose clocks
+    /// disagree. By construction, not by arithmetic that happens to line up: the memory
+    /// outlives acceptance.
+    pub fn remember_until_ms(&self) -> u64 {
+        self.acceptable_until
+            .saturating_add(1)
+            .saturating_mul(1000)
+            .saturating_add(CLOCK_MARGIN_MS)
+    }
+
+    /// The store operation this token asks for (without a denylist marker: the core adds the
+    /// issuer's).
+    pub fn to_logout(&self) -> Logout<'_> {
         let target = match (&self.sid, &self.sub) {
             (Some(sid), sub) => Target::Sid {
                 sid,
@@ -244,13 +262,12 @@ impl LogoutToken {
             // verify() refuses a token with neither; an empty sid matches no session.
             (None, None) => Target::Sid { sid: "", sub: None },
         };
-        let ttl = self.acceptable_until.saturating_sub(now).max(1);
         Logout {
             issuer: &self.issuer,
             target,
             issued_at: self.issued_at,
-            jti: Some((&self.jti, Duration::from_secs(ttl))),
-            deny_for: None,
+            jti: Some((&self.jti, self.remember_until_ms())),
+            deny: None,
         }
     }
 }

@@ -39,6 +39,10 @@ pub const SECURITY_EVENTS: &str = "oidc_logout_security_events_total";
 /// `unauthenticated`, `invalid_request`, `temporarily_unavailable`).
 pub const WEBHOOKS: &str = "oidc_logout_webhooks_total";
 
+/// Connections closed at once because the listener held as many as it may and none was idle,
+/// by `listener` (`main`, `metrics`, `admin`).
+pub const CONNECTIONS_REFUSED: &str = "oidc_logout_connections_refused_total";
+
 /// Latency buckets (seconds) for [`REQUEST_DURATION`]: a logout takes about a millisecond.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

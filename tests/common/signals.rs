@@ -87,7 +87,8 @@ fn body_hash(body: &str) -> String {
 /// The `X-FusionAuth-Signature-JWT` FusionAuth sends with an HMAC key: a JWT whose
 /// `request_body_sha256` is the body's hash, plus `extra` claims.
 pub fn fusionauth_hmac_signature(body: &str, secret: &str, extra: Value) -> String {
-    let mut claims = json!({ "request_body_sha256": body_hash(body), "iat": now() });
+    let mut claims =
+        json!({ "request_body_sha256": body_hash(body), "iat": now(), "exp": now() + 60 });
     if let (Some(map), Value::Object(extra)) = (claims.as_object_mut(), extra) {
         map.extend(extra);
     }
@@ -107,7 +108,7 @@ pub fn fusionauth_hmac_signature(body: &str, secret: &str, extra: Value) -> Stri
 
 /// The same signed with an RSA or EC key (one the tenant's issuer publishes, or not).
 pub fn fusionauth_key_signature(body: &str, key: &SigningKey) -> String {
-    let claims = json!({ "request_body_sha256": body_hash(body) });
+    let claims = json!({ "request_body_sha256": body_hash(body), "iat": now(), "exp": now() + 60 });
     key.sign(&Map::from_iter([("typ".into(), json!("JWT"))]), &claims)
         .expect("sign")
 }

@@ -2,6 +2,8 @@
 //! transmitters, FusionAuth webhooks. Each names issuers of `[[issuers]]`, so each is checked
 //! against the validated issuers.
 
+use std::time::Duration;
+
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 use secrecy::SecretString;
@@ -59,7 +61,18 @@ pub struct TransmitterConfig {
     /// An `email` subject is the user's `sub` (default false: such subjects are refused).
     #[serde(default)]
     pub email_is_sub: bool,
+    /// How old a SET's `iat` may be, in seconds (at most 6 days: event ids are remembered 7).
+    #[serde(default = "default_max_event_age")]
+    pub max_event_age_secs: u64,
 }
+
+fn default_max_event_age() -> u64 {
+    24 * 3600
+}
+
+/// The longest event age accepted: event ids are remembered for 7 days, so a replay older than
+/// the window is refused by the window and a younger one by the id.
+const MAX_EVENT_AGE: u64 = 6 * 24 * 3600;
 
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]
@@ -79,6 +92,8 @@ pub struct TransmitterSettings {
     pub subject_issuer: String,
     /// Whether `email` subjects are `sub`s.
     pub email_is_sub: bool,
+    /// How old a SET may be.
+    pub max_event_age: Duration,
     /// How its keys are fetched.
     pub provider: ProviderSettings,
 }
@@ -118,12 +133,19 @@ pub fn validate_transmitters(
                 ),
             ));
         }
+        if t.max_event_age_secs == 0 || t.max_event_age_secs > MAX_EVENT_AGE {
+            return Err(check.invalid(
+                &key("max_event_age_secs"),
+                format!("must be between 1 and {MAX_EVENT_AGE} seconds (6 days)"),
+            ));
+        }
         valid.push(TransmitterSettings {
             issuer: t.issuer.clone(),
             audiences: t.audiences.clone(),
             algorithms,
             subject_issuer,
             email_is_sub: t.email_is_sub,
+            max_event_age: Duration::from_secs(t.max_event_age_secs),
             provider: ProviderSettings::default().with_allow_insecure_http(allow_insecure_http),
         });
     }
@@ -131,7 +153,7 @@ pub fn validate_transmitters(
 }
 
 /// The `[fusionauth]` table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FusionAuthConfig {
@@ -145,6 +167,21 @@ pub struct FusionAuthConfig {
     /// User action ids or names that prevent login: their `user.action` start revokes the user.
     #[serde(default)]
     pub lock_actions: Vec<String>,
+    /// How old an event may be, in seconds (its signature's `iat`, its `createInstant`); at most
+    /// 6 days (event ids are remembered 7).
+    #[serde(default = "default_max_event_age")]
+    pub max_event_age_secs: u64,
+}
+
+impl Default for FusionAuthConfig {
+    fn default() -> Self {
+        Self {
+            hmac_secrets: Vec::new(),
+            tenants: Vec::new(),
+            lock_actions: Vec::new(),
+            max_event_age_secs: default_max_event_age(),
+        }
+    }
 }
 
 /// One FusionAuth tenant.
@@ -168,6 +205,8 @@ pub struct FusionAuthSettings {
     pub tenants: Vec<(String, String)>,
     /// Locking user actions.
     pub lock_actions: Vec<String>,
+    /// How old an event may be.
+    pub max_event_age: Duration,
 }
 
 impl FusionAuthConfig {
@@ -208,7 +247,14 @@ impl FusionAuthConfig {
                 "an HMAC secret must be at least 32 characters",
             ));
         }
+        if self.max_event_age_secs == 0 || self.max_event_age_secs > MAX_EVENT_AGE {
+            return Err(check.invalid(
+                "fusionauth.max_event_age_secs",
+                format!("must be between 1 and {MAX_EVENT_AGE} seconds (6 days)"),
+            ));
+        }
         Ok(FusionAuthSettings {
+            max_event_age: Duration::from_secs(self.max_event_age_secs),
             hmac_secrets: self
                 .hmac_secrets
                 .iter()

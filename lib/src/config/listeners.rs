@@ -1,5 +1,6 @@
 //! Where the service listens: the main listener (back-channel logout and the other inputs),
-//! the metrics listener and the admin API's own listener, and how long shutdown may take.
+//! the metrics listener and the admin API's own listener; the limits every listener enforces
+//! (docs/exposing.md); and how long shutdown may take.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +30,16 @@ pub struct ListenerConfig {
     pub admin_listen: Option<String>,
     /// Seconds in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Seconds a request's headers may take to arrive, counted from when the connection is
+    /// ready for a request (so also how long a connection may sit without sending one).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive after its headers, in total.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between requests.
+    pub idle_timeout_secs: u64,
+    /// Connections the main listener holds open at once; 0: the process's file-descriptor
+    /// limit less a reserve (for Redis, key fetches and the other listeners).
+    pub max_connections: u64,
 }
 
 impl Default for ListenerConfig {
@@ -38,6 +49,36 @@ impl Default for ListenerConfig {
             metrics_listen: None,
             admin_listen: None,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            idle_timeout_secs: 10,
+            max_connections: 0,
+        }
+    }
+}
+
+/// What every listener enforces on its connections (see docs/exposing.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// A request's headers must arrive within this, counted from when the connection is ready
+    /// for a request.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this after its headers.
+    pub body_read_timeout: Duration,
+    /// A kept-alive connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections of the main listener at once; `None`: from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }
@@ -54,6 +95,8 @@ pub struct Listeners {
     pub admin: Option<SocketAddr>,
     /// How long in-flight requests may take to finish after the shutdown signal.
     pub shutdown_grace: Duration,
+    /// What every listener enforces on its connections.
+    pub limits: Limits,
 }
 
 impl Default for Listeners {
@@ -63,6 +106,7 @@ impl Default for Listeners {
             metrics: None,
             admin: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            limits: Limits::default(),
         }
     }
 }
@@ -79,11 +123,31 @@ impl ListenerConfig {
             Some(t) if !t.trim().is_empty() => address(key, t, example).map(Some),
             _ => Ok(None),
         };
+        let seconds = |key: &str, value: u64| {
+            if value == 0 {
+                Err(check.invalid(key, "must be at least 1 second"))
+            } else {
+                Ok(Duration::from_secs(value))
+            }
+        };
+        let limits = Limits {
+            header_read_timeout: seconds(
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            )?,
+            body_read_timeout: seconds("body_read_timeout_secs", self.body_read_timeout_secs)?,
+            idle_timeout: seconds("idle_timeout_secs", self.idle_timeout_secs)?,
+            max_connections: match self.max_connections {
+                0 => None,
+                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
+        };
         Ok(Listeners {
             main: address("listen", &self.listen, DEFAULT_LISTEN)?,
             metrics: optional("metrics_listen", &self.metrics_listen, "127.0.0.1:9090")?,
             admin: optional("admin_listen", &self.admin_listen, "127.0.0.1:9091")?,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            limits,
         })
     }
 }

@@ -28,7 +28,7 @@ pub use inputs::{
     TransmitterSettings,
 };
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
-pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, ListenerConfig, Listeners};
+pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners};
 pub use redis::RedisConfig;
 pub use secret::{RedisUrls, Secret};
 
@@ -53,6 +53,8 @@ pub enum Kind {
     Bool,
     /// Whole seconds.
     Seconds,
+    /// A whole number.
+    Count,
     /// A comma-separated list.
     List,
     /// A comma-separated list of secrets, added to the file's.
@@ -166,6 +168,31 @@ pub const FLAGS: &[Flag] = &[
         "shutdown_grace_secs",
         Kind::Seconds,
         "Seconds in-flight requests may take to finish after SIGTERM (default 30)",
+    ),
+    Flag::new(
+        "header_read_timeout_secs",
+        Kind::Seconds,
+        "Seconds a request's headers may take, from when the connection is ready for one (default 10)",
+    ),
+    Flag::new(
+        "body_read_timeout_secs",
+        Kind::Seconds,
+        "Seconds a request's body may take to arrive after its headers (default 10)",
+    ),
+    Flag::new(
+        "idle_timeout_secs",
+        Kind::Seconds,
+        "Seconds a kept-alive connection may stay idle (default 10)",
+    ),
+    Flag::new(
+        "max_connections",
+        Kind::Count,
+        "Connections the main listener holds at once (default 0: from the file-descriptor limit)",
+    ),
+    Flag::new(
+        "clock_skew_secs",
+        Kind::Seconds,
+        "How far an OP's clock may be ahead: revocations from no token refuse tokens issued up to this long after them (default 30)",
     ),
     Flag::new(
         "log_format",
@@ -304,6 +331,10 @@ pub struct Config {
     /// Accept `http://` issuers, transmitters and `jwks_uri`s on non-loopback hosts.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// How far an OP's clock may be ahead of this one, in seconds: revocations that come from
+    /// no token refuse access tokens issued up to this long after them.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_secs: u64,
     /// One issuer and client given by `issuer`, `client_id`, ... (flags and environment).
     #[serde(flatten)]
     pub issuer: SingleIssuer,
@@ -327,6 +358,10 @@ pub struct Config {
 
 fn default_log_format() -> String {
     "text".into()
+}
+
+fn default_clock_skew() -> u64 {
+    crate::core::DEFAULT_CLOCK_SKEW.as_secs()
 }
 
 /// How log lines are written.
@@ -383,6 +418,8 @@ pub struct Settings {
     pub transmitters: Vec<TransmitterSettings>,
     /// FusionAuth webhooks; `None`: no webhook endpoint.
     pub fusionauth: Option<FusionAuthSettings>,
+    /// How far an OP's clock may be ahead of this one.
+    pub clock_skew: std::time::Duration,
     /// Things worth a warning at startup (plain http, in-memory store).
     pub warnings: Vec<String>,
     effective: Config,
@@ -491,6 +528,7 @@ impl Config {
             admin_tokens,
             transmitters,
             fusionauth,
+            clock_skew: std::time::Duration::from_secs(self.clock_skew_secs),
             warnings: check.warnings,
             effective: self,
             origins: origins.clone(),
@@ -611,14 +649,20 @@ fn set(table: &mut toml::Table, flag: &Flag, value: &str, named: &str) -> Result
         Kind::Bool => toml::Value::Boolean(
             parse_bool(value).ok_or_else(|| invalid("is not a boolean; use true or false"))?,
         ),
-        Kind::Seconds => {
-            let secs: i64 = value
+        Kind::Seconds | Kind::Count => {
+            let number: i64 = value
                 .trim()
                 .parse()
                 .ok()
                 .filter(|s| *s >= 0)
-                .ok_or_else(|| invalid("is not a whole number of seconds"))?;
-            toml::Value::Integer(secs)
+                .ok_or_else(|| {
+                    invalid(if flag.kind == Kind::Seconds {
+                        "is not a whole number of seconds"
+                    } else {
+                        "is not a whole number"
+                    })
+                })?;
+            toml::Value::Integer(number)
         }
         Kind::List => toml::Value::Array(list()),
         Kind::SecretList => {

@@ -241,8 +241,11 @@ impl SessionIndex for MemoryIndex {
                 m.expires = Some(m.expires.map_or(marker_expires, |e| e.max(marker_expires)));
             }
         }
-        if let Some((jti, ttl)) = l.jti {
-            inner.jtis.insert(key(l.issuer, jti), now + ttl);
+        if let Some((jti, until_ms)) = l.jti {
+            let ttl = super::millis_until(until_ms, crate::sys::unix_now_ms());
+            inner
+                .jtis
+                .insert(key(l.issuer, jti), now + Duration::from_millis(ttl));
         }
         Ok(LogoutOutcome::Applied { ended })
     }

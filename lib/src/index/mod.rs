@@ -87,12 +87,29 @@ pub struct Logout<'a> {
     /// When the logout happened at the OP (the token's `iat`), seconds since the epoch.
     /// Sessions authenticated after this instant are not touched.
     pub issued_at: u64,
-    /// The token id to remember, and for how long, so the same token is applied once only.
-    pub jti: Option<(&'a str, Duration)>,
-    /// Write an access-token denylist marker for the logout's sid (or sub) that lasts this long
-    /// after `issued_at`: as long as an access token of this issuer can live. `None`: no marker.
-    /// The memory backend keeps no markers (the denylist follows Redis).
-    pub deny_for: Option<Duration>,
+    /// The token id to remember, and until when (milliseconds since the epoch on this
+    /// process's clock), so the same token is applied once only: see
+    /// [`LogoutToken::remember_until_ms`](crate::logout_token::LogoutToken::remember_until_ms).
+    pub jti: Option<(&'a str, u64)>,
+    /// The access-token denylist marker to write for the logout's sid (or sub), if any. The
+    /// memory backend keeps no markers (the denylist follows Redis).
+    pub deny: Option<Deny>,
+}
+
+/// An access-token denylist marker: tokens of the subject issued at or before `issued_until`
+/// are refused for `lifetime` after it (as long as an access token of the issuer can live).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deny {
+    /// Tokens with `iat` up to this (seconds since the epoch) are refused: the logout token's
+    /// `iat`, or for a revocation that comes from no token, now plus the allowed clock skew.
+    pub issued_until: u64,
+    /// How long after `issued_until` the marker lasts.
+    pub lifetime: Duration,
+}
+
+/// Milliseconds from `now_ms` until `until_ms`, at least 1 (for a key's relative expiry).
+pub(crate) fn millis_until(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).max(1)
 }
 
 /// What [`SessionIndex::logout`] did.

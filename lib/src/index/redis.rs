@@ -32,7 +32,8 @@ end
 
 /// KEYS: jti, index (sid or sub set), marker, deny hash, deny expiry set. ARGV: mode, iat, sub,
 /// jti_ttl_ms, marker_ttl_ms, session prefix, sid prefix, sub prefix, now, has_jti, deny field
-/// (empty: no denylist marker), deny lifetime (s), deny channel, encoded issuer.
+/// (empty: no denylist marker), deny lifetime (s), deny channel, encoded issuer, deny issued
+/// until (s: tokens issued up to it are refused).
 /// Returns `{'ok', <encoded ids of the sessions ended>...}`, or `{'replay'}` when the jti was
 /// seen before.
 const LUA_LOGOUT: &str = r#"
@@ -89,7 +90,8 @@ if ARGV[11] ~= '' then
     redis.call('HDEL', KEYS[4], unpack(old))
     redis.call('ZREM', KEYS[5], unpack(old))
   end
-  local revoked, expires = iat, iat + tonumber(ARGV[12])
+  local revoked = tonumber(ARGV[15])
+  local expires = revoked + tonumber(ARGV[12])
   local held = redis.call('HGET', KEYS[4], field)
   if held then
     local r, e = string.match(held, '^(%d+) (%d+)$')
@@ -213,22 +215,41 @@ impl RedisIndex {
     ) -> Result<Self, StoreError> {
         let conn = target.connect().await?;
         let script = |body: &str| Script::new(&format!("{LUA_ENCODE}\n{body}"));
-        let index = Self {
+        let scripts = std::sync::Arc::new(Scripts {
+            logout: script(LUA_LOGOUT),
+            register: script(LUA_REGISTER),
+            end_session: script(LUA_END_SESSION),
+            sessions: script(LUA_SESSIONS),
+        });
+        keep_alive(conn.clone(), std::sync::Arc::downgrade(&scripts));
+        Ok(Self {
             conn,
             settings,
-            scripts: std::sync::Arc::new(Scripts {
-                logout: script(LUA_LOGOUT),
-                register: script(LUA_REGISTER),
-                end_session: script(LUA_END_SESSION),
-                sessions: script(LUA_SESSIONS),
-            }),
-        };
-        Ok(index)
+            scripts,
+        })
     }
 
     fn keys(&self, issuer: &str) -> IssuerKeys {
         IssuerKeys::new(&self.settings.prefix, issuer)
     }
+}
+
+/// Ping Redis every second while any clone of the index lives. A command on a connection that
+/// broke while idle (Redis restarted) fails, and is not sent again (a logout script that ran
+/// would come back as a replay); the ping finds the break first, so the connection has been
+/// re-established by the time the next logout arrives.
+fn keep_alive(mut conn: RedisConnection, alive: std::sync::Weak<Scripts>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while alive.strong_count() > 0 {
+            every.tick().await;
+            let ping: Result<(), _> = redis::cmd("PING").query_async(&mut conn).await;
+            if let Err(error) = ping {
+                tracing::debug!(%error, "Redis keep-alive ping failed; reconnecting");
+            }
+        }
+    });
 }
 
 fn millis(d: Duration) -> u64 {
@@ -277,14 +298,20 @@ impl SessionIndex for RedisIndex {
             Target::Sub { sub } => ("sub", k.sub(sub), k.sub_marker(sub), sub),
         };
         // A sid belongs to one user, so a (sid, sub) logout denies the sid's tokens.
-        let deny_field = match (l.deny_for, l.target) {
+        let deny_field = match (l.deny, l.target) {
             (None, _) => String::new(),
             (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
             (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
         };
-        let deny_secs = l.deny_for.map_or(0, |d| d.as_secs().max(1));
+        let (deny_from, deny_secs) = l
+            .deny
+            .map_or((0, 0), |d| (d.issued_until, d.lifetime.as_secs().max(1)));
         let (jti_key, jti_ttl, has_jti) = match l.jti {
-            Some((jti, ttl)) => (k.jti(jti), millis(ttl), "1"),
+            Some((jti, until_ms)) => (
+                k.jti(jti),
+                super::millis_until(until_ms, crate::sys::unix_now_ms()),
+                "1",
+            ),
             None => (k.jti(""), 1, "0"),
         };
         let mut inv = self.scripts.logout.prepare_invoke();
@@ -306,7 +333,8 @@ impl SessionIndex for RedisIndex {
             .arg(deny_field)
             .arg(deny_secs)
             .arg(super::deny_channel(&self.settings.prefix))
-            .arg(encode_component(l.issuer));
+            .arg(encode_component(l.issuer))
+            .arg(deny_from);
         let reply: Vec<String> = inv
             .invoke_async(&mut self.conn.clone())
             .await

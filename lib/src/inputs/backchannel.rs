@@ -116,7 +116,8 @@ impl<S: SessionIndex> Receiver<S> {
 
     /// The router serving [`PATH`], and one serving the health checks [`LIVE_PATH`] (the
     /// process answers) and [`READY_PATH`] (Redis answers and every issuer has keys: 200, or
-    /// 503 naming what is not ready), to merge where the operator wants them.
+    /// 503), to merge where the operator wants them; with [`HealthDetail`], `/readyz` names
+    /// each check.
     pub fn into_routers(self) -> (Router, Router) {
         let shared = Arc::new(self);
         let logout = Router::new()
@@ -192,12 +193,25 @@ impl<S: SessionIndex> Receiver<S> {
     }
 }
 
-async fn ready<S: SessionIndex>(State(receiver): State<Arc<Receiver<S>>>) -> Response {
+/// Put this in the request extensions of the health router (`.layer(Extension(HealthDetail))`)
+/// where `/readyz` may say which check failed and name the configured issuers: on a listener
+/// the OPs cannot reach. Without it `/readyz` says only `ready` or `not ready`.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthDetail;
+
+async fn ready<S: SessionIndex>(
+    State(receiver): State<Arc<Receiver<S>>>,
+    detail: Option<axum::Extension<HealthDetail>>,
+) -> Response {
     let (ready, body) = receiver.readiness().await;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = match detail {
+        Some(_) => body,
+        None => serde_json::json!({ "status": if ready { "ready" } else { "not ready" } }),
     };
     response::json(status, &body)
 }

@@ -2,13 +2,16 @@
 //! lose access" — `user.deactivate`, `user.delete`, `user.action` (a configured locking action
 //! starting) and `jwt.refresh-token.revoke` — fed into the same [`Core`] path.
 //!
-//! One request reads top to bottom in [`FusionAuthReceiver::process`]: parse the JSON body and
-//! find the tenant's issuer, verify the `X-FusionAuth-Signature-JWT` header (signed with an HMAC
-//! secret, or with a key the tenant's issuer publishes in its JWKS) and that its
-//! `request_body_sha256` is the body's SHA-256, skip an event id handled before, then act. The
-//! body is only looked at before the signature to find whose keys verify it; nothing is done
-//! until the signature and the body hash match. FusionAuth waits for the answer of transactional
-//! events, so the work is the few Redis calls of one revocation.
+//! One request reads top to bottom in `receive`: [`FusionAuthReceiver::authenticate`] checks the
+//! `X-FusionAuth-Signature-JWT` header alone — signed with an HMAC secret, or with a key one of
+//! the tenants' issuers publishes; an `exp` that has not passed; an `iat`, if any, within the
+//! freshness window — *before any byte of the body is read*, so an unauthenticated sender cannot
+//! make the receiver hold its body; then the (small, bounded) body is read, and
+//! [`FusionAuthReceiver::process`] checks that the signature's `request_body_sha256` is its hash,
+//! that its tenant is the signer's, skips an event id handled before, and acts. Nothing about an
+//! unauthenticated request is logged or echoed beyond the fixed reason it was refused.
+//! FusionAuth waits for the answer of transactional events, so the work is the few Redis calls
+//! of one revocation.
 //!
 //! FusionAuth users are the OIDC `sub` of the tenant's issuer (the user's id).
 
@@ -28,7 +31,7 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use crate::core::{Core, CoreError};
+use crate::core::{Core, CoreError, to_completion};
 use crate::index::{RecordStore, SessionIndex, StoreError};
 use crate::jose::{Jws, Rules, is_hmac, numeric_date};
 use crate::provider::Provider;
@@ -39,10 +42,17 @@ use crate::sys::unix_now;
 pub const PATH: &str = "/webhooks/fusionauth";
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-fusionauth-signature-jwt";
-/// The largest body read, in bytes.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// How long an event id is remembered.
+/// The largest body read, in bytes: FusionAuth's user events carry the user, a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long an event id is remembered: longer than any event is accepted ([`MAX_MAX_AGE`]), so a
+/// replay is refused by one or the other.
 const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How old an event may be unless configured.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The longest accepted age that may be configured (event ids are remembered longer).
+pub const MAX_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
+/// Clock skew allowed on `exp` and `iat`, in seconds.
+const LEEWAY: u64 = 30;
 
 /// Why a webhook was refused.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +116,7 @@ pub struct FusionAuthReceiver<S> {
     hmac: Vec<DecodingKey>,
     tenants: HashMap<String, Tenant>,
     lock_actions: Vec<String>,
+    max_age: Duration,
 }
 
 impl<S> std::fmt::Debug for FusionAuthReceiver<S> {
@@ -133,6 +144,29 @@ fn text<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Who signed a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signer {
+    /// A configured HMAC secret: any tenant's events.
+    Hmac,
+    /// A key this issuer publishes: its tenant's events only.
+    Issuer(String),
+}
+
+/// A signature header that verified, waiting for the body it covers.
+#[derive(Debug)]
+pub struct Authenticated {
+    signer: Signer,
+    body_sha256: Vec<u8>,
+}
+
+/// What an event asks the core to do.
+enum Action<'a> {
+    RevokeUser(&'a str),
+    EndClientSessions(&'a str, &'a str),
+    Nothing,
+}
+
 impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
     /// A receiver acting through `core`, verifying HMAC signatures with `hmac_secrets` (none:
     /// only RSA/EC signatures, with the tenants' issuers' keys), revoking users when a user
@@ -146,6 +180,7 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                 .collect(),
             tenants: HashMap::new(),
             lock_actions,
+            max_age: DEFAULT_MAX_AGE,
         }
     }
 
@@ -153,6 +188,14 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
     #[must_use]
     pub fn with_tenant(mut self, tenant: Tenant) -> Self {
         self.tenants.insert(tenant.tenant_id.clone(), tenant);
+        self
+    }
+
+    /// How old an event may be (its signature's `iat`, its `createInstant`); default
+    /// [`DEFAULT_MAX_AGE`], at most [`MAX_MAX_AGE`].
+    #[must_use]
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age.min(MAX_MAX_AGE);
         self
     }
 
@@ -164,12 +207,80 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
         response::protect(routes, MAX_BODY_BYTES, Protocol::OAuth)
     }
 
-    /// Verify a webhook (`signature`: the header's value) and act on its event.
-    pub async fn process(
+    /// Check the signature header (`X-FusionAuth-Signature-JWT`) on its own, at `now`.
+    pub async fn authenticate(
         &self,
         signature: Option<&str>,
+        now: u64,
+    ) -> Result<Authenticated, WebhookError> {
+        let signature = signature
+            .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
+        let signed = Jws::parse(signature, &RULES)
+            .map_err(|e| unauthenticated(format!("the signature JWT is refused: {e}")))?;
+        let signer = if is_hmac(signed.algorithm()) {
+            signed.verify_with(&self.hmac).ok().map(|()| Signer::Hmac)
+        } else {
+            let mut signer = None;
+            let mut tried = Vec::new();
+            for tenant in self.tenants.values() {
+                let issuer = tenant.provider.issuer();
+                if tried.contains(&issuer) {
+                    continue;
+                }
+                tried.push(issuer);
+                if tenant.provider.verify(&signed).await.is_ok() {
+                    signer = Some(Signer::Issuer(issuer.to_owned()));
+                    break;
+                }
+            }
+            signer
+        };
+        let signer = signer.ok_or_else(|| {
+            unauthenticated("the signature does not verify with a configured key")
+        })?;
+        let claims = signed.into_claims();
+        match numeric_date(&claims, "exp") {
+            Ok(Some(exp)) if exp.saturating_add(LEEWAY) > now => {}
+            Ok(Some(_)) => return Err(unauthenticated("the signature has expired")),
+            _ => return Err(unauthenticated("the signature has no valid exp")),
+        }
+        match numeric_date(&claims, "iat") {
+            Ok(None) => {}
+            Ok(Some(iat)) if iat <= now.saturating_add(LEEWAY) => {
+                if now.saturating_sub(iat) > self.max_age.as_secs() {
+                    return Err(unauthenticated("the signature is older than accepted here"));
+                }
+            }
+            _ => return Err(unauthenticated("the signature has an invalid iat")),
+        }
+        let claimed = claims
+            .get("request_body_sha256")
+            .and_then(Value::as_str)
+            .ok_or_else(|| unauthenticated("the signature has no request_body_sha256"))?;
+        let body_sha256 = base64::engine::general_purpose::STANDARD
+            .decode(claimed)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claimed))
+            .map_err(|_| unauthenticated("request_body_sha256 is not base64"))?;
+        Ok(Authenticated {
+            signer,
+            body_sha256,
+        })
+    }
+
+    /// Check the body against its authenticated signature, at `now`, and act on its event.
+    pub async fn process(
+        &self,
+        signed: Authenticated,
         body: &[u8],
+        now: u64,
     ) -> Result<Handled, WebhookError> {
+        let hash = digest::digest(&digest::SHA256, body);
+        if hash.as_ref() != signed.body_sha256.as_slice() {
+            return Err(unauthenticated(
+                "request_body_sha256 is not the hash of this body",
+            ));
+        }
+        // Authenticated from here on.
         let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
             return Err(invalid("the body is not a JSON object"));
         };
@@ -177,31 +288,57 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             .get("event")
             .filter(|e| e.is_object())
             .ok_or_else(|| invalid("the body has no event object"))?;
-        let tenant_id =
-            text(event, "tenantId").ok_or_else(|| invalid("the event has no tenantId"))?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
+        let tenant = text(event, "tenantId")
+            .and_then(|id| self.tenants.get(id))
             .ok_or_else(|| invalid("the event's tenant is not configured here"))?;
-        let signature = signature
-            .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
-        self.verify(signature, body, tenant).await?;
-
         let issuer = tenant.provider.issuer();
+        if let Signer::Issuer(signer) = &signed.signer
+            && signer != issuer
+        {
+            return Err(unauthenticated(
+                "the event is signed by another tenant's issuer",
+            ));
+        }
+        if let Some(created_ms) = event.get("createInstant").and_then(Value::as_u64)
+            && now.saturating_sub(created_ms / 1000) > self.max_age.as_secs()
+        {
+            return Err(invalid("the event is older than accepted here"));
+        }
         let id = text(event, "id").ok_or_else(|| invalid("the event has no id"))?;
         let kind = text(event, "type").ok_or_else(|| invalid("the event has no type"))?;
-        if self.core.event_seen(issuer, id).await.map_err(store)? {
-            return Ok(Handled::Duplicate);
-        }
+        let action = self.action(kind, event)?;
+        // From here on the event changes state: finish, whatever happens to the request.
+        let work = apply(
+            self.core.clone(),
+            issuer.to_owned(),
+            id.to_owned(),
+            kind.to_owned(),
+            match action {
+                Action::RevokeUser(sub) => Owned::RevokeUser(sub.to_owned()),
+                Action::EndClientSessions(sub, app) => {
+                    Owned::EndClientSessions(sub.to_owned(), app.to_owned())
+                }
+                Action::Nothing => Owned::Nothing,
+            },
+        );
+        to_completion(work).await.unwrap_or_else(|| {
+            Err(WebhookError::Unavailable(StoreError::Unexpected(
+                "applying the event failed".into(),
+            )))
+        })
+    }
+
+    /// What the event of type `kind` asks for.
+    fn action<'e>(&self, kind: &str, event: &'e Value) -> Result<Action<'e>, WebhookError> {
         let user_id = || {
             event
                 .get("user")
                 .and_then(|u| text(u, "id"))
                 .or_else(|| text(event, "userId"))
-                .ok_or_else(|| invalid(format!("the {kind} event names no user")))
+                .ok_or_else(|| invalid("the event names no user"))
         };
-        let result = match kind {
-            "user.deactivate" | "user.delete" => self.core.revoke_user(issuer, user_id()?).await,
+        Ok(match kind {
+            "user.deactivate" | "user.delete" => Action::RevokeUser(user_id()?),
             "user.action" => {
                 let sub = text(event, "actioneeUserId")
                     .ok_or_else(|| invalid("the user.action event has no actioneeUserId"))?;
@@ -210,26 +347,18 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                     .flatten()
                     .any(|a| self.lock_actions.iter().any(|l| l == a));
                 let starting = text(event, "phase").is_none_or(|p| p == "start");
-                if !(locking && starting) {
-                    tracing::info!(kind = ?kind, "webhook event asks for nothing here");
-                    self.core
-                        .remember_event(issuer, id, REMEMBER)
-                        .await
-                        .map_err(store)?;
-                    return Ok(Handled::Ignored);
+                if locking && starting {
+                    Action::RevokeUser(sub)
+                } else {
+                    Action::Nothing
                 }
-                self.core.revoke_user(issuer, sub).await
             }
             "jwt.refresh-token.revoke" => {
                 let sub = user_id()?;
                 match text(event, "applicationId") {
                     // One application's tokens: end that client's sessions.
-                    Some(app) => {
-                        self.core
-                            .end_client_sessions(issuer, sub, &[app.to_owned()])
-                            .await
-                    }
-                    None => self.core.revoke_user(issuer, sub).await,
+                    Some(app) => Action::EndClientSessions(sub, app),
+                    None => Action::RevokeUser(sub),
                 }
             }
             _ => {
@@ -238,56 +367,50 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                      user.deactivate, user.delete, user.action and jwt.refresh-token.revoke",
                 ));
             }
-        };
-        let ended = result.map_err(store)?;
-        tracing::info!(kind = ?kind, %issuer, ended = ended.len(), "webhook event applied");
-        self.core
-            .remember_event(issuer, id, REMEMBER)
-            .await
-            .map_err(store)?;
-        Ok(Handled::Applied(ended))
+        })
     }
+}
 
-    /// The signature JWT verifies with an HMAC secret or one of the tenant issuer's keys, and
-    /// its `request_body_sha256` is the body's hash.
-    async fn verify(&self, jwt: &str, body: &[u8], tenant: &Tenant) -> Result<(), WebhookError> {
-        let signed = Jws::parse(jwt, &RULES)
-            .map_err(|e| unauthenticated(format!("the signature JWT is refused: {e}")))?;
-        let verified = if is_hmac(signed.algorithm()) {
-            signed.verify_with(&self.hmac)
-        } else {
-            tenant.provider.verify(&signed).await
-        };
-        if verified.is_err() {
-            return Err(unauthenticated(
-                "the signature does not verify with a configured key",
-            ));
-        }
-        let claims = signed.into_claims();
-        if let Ok(Some(exp)) = numeric_date(&claims, "exp")
-            && exp < unix_now()
-        {
-            return Err(unauthenticated("the signature has expired"));
-        }
-        let claimed = claims
-            .get("request_body_sha256")
-            .and_then(Value::as_str)
-            .ok_or_else(|| unauthenticated("the signature has no request_body_sha256"))?;
-        let hash = digest::digest(&digest::SHA256, body);
-        let matches = [
-            base64::engine::general_purpose::STANDARD.decode(claimed),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claimed),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|bytes| bytes == hash.as_ref());
-        if !matches {
-            return Err(unauthenticated(
-                "request_body_sha256 is not the hash of this body",
-            ));
-        }
-        Ok(())
+/// An [`Action`] that owns its strings, to run in a task of its own.
+enum Owned {
+    RevokeUser(String),
+    EndClientSessions(String, String),
+    Nothing,
+}
+
+/// Act on an authenticated event once: skip an id handled before, act, remember the id (after
+/// acting, so that a failure leaves it to be retried).
+async fn apply<S: SessionIndex + RecordStore>(
+    core: Core<S>,
+    issuer: String,
+    id: String,
+    kind: String,
+    action: Owned,
+) -> Result<Handled, WebhookError> {
+    if core.event_seen(&issuer, &id).await.map_err(store)? {
+        return Ok(Handled::Duplicate);
     }
+    let handled = match &action {
+        Owned::Nothing => {
+            tracing::info!(kind = ?kind, "webhook event asks for nothing here");
+            Handled::Ignored
+        }
+        Owned::RevokeUser(sub) => {
+            Handled::Applied(core.revoke_user(&issuer, sub).await.map_err(store)?)
+        }
+        Owned::EndClientSessions(sub, app) => Handled::Applied(
+            core.end_client_sessions(&issuer, sub, std::slice::from_ref(app))
+                .await
+                .map_err(store)?,
+        ),
+    };
+    if let Handled::Applied(ended) = &handled {
+        tracing::info!(kind = ?kind, %issuer, ended = ended.len(), "webhook event applied");
+    }
+    core.remember_event(&issuer, &id, REMEMBER)
+        .await
+        .map_err(store)?;
+    Ok(handled)
 }
 
 /// A core failure as the webhook's: the store's 503, or (for an issuer the core does not
@@ -304,11 +427,16 @@ async fn receive<S: SessionIndex + RecordStore>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The signature first: an unauthenticated sender gets its 401 before its body is read.
+    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let signed = match receiver.authenticate(signature, unix_now()).await {
+        Ok(signed) => signed,
+        Err(error) => return answer(&error),
+    };
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return answer(&invalid("the body is too large or could not be read"));
     };
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    match receiver.process(signature, &body).await {
+    match receiver.process(signed, &body, unix_now()).await {
         Ok(handled) => {
             let outcome = match handled {
                 Handled::Applied(_) => "applied",

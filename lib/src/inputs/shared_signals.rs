@@ -26,8 +26,9 @@ use axum::routing::post;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::core::{Core, CoreError};
+use crate::core::{Core, CoreError, to_completion};
 use crate::index::SessionIndex;
+use crate::index::StoreError;
 use crate::jose::{JoseError, Jws, Rules, audience_names_one_of, numeric_date};
 use crate::provider::Provider;
 use crate::response::{self, Protocol};
@@ -48,8 +49,14 @@ pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-ty
 
 /// The largest SET accepted, in bytes.
 pub const MAX_SET_BYTES: usize = 16 * 1024;
-/// How long a SET's `jti` is remembered (transmitters retry for less).
+/// How long a SET's `jti` is remembered: longer than any SET is accepted ([`MAX_MAX_AGE`]), so
+/// a replay is refused by one or the other.
 const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How old a SET's `iat` may be unless configured: transmitters retry failed deliveries for
+/// hours, not days, and an older event is more likely a replay than news.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The longest `max_age` a transmitter may be given (event ids are remembered longer).
+pub const MAX_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
 /// How far in the future `iat` may be, for clock skew.
 const LEEWAY: u64 = 60;
 
@@ -69,6 +76,9 @@ pub enum SetError {
     /// The `aud` does not name this receiver.
     #[error("the SET audience does not name this receiver")]
     InvalidAudience,
+    /// The subject belongs to an issuer this transmitter does not speak for.
+    #[error("the subject's issuer is not one this transmitter may act on")]
+    AccessDenied,
 }
 
 impl SetError {
@@ -79,6 +89,7 @@ impl SetError {
             Self::InvalidKey(_) => "invalid_key",
             Self::InvalidIssuer => "invalid_issuer",
             Self::InvalidAudience => "invalid_audience",
+            Self::AccessDenied => "access_denied",
         }
     }
 }
@@ -102,6 +113,8 @@ pub struct Transmitter {
     /// Whether an `email` subject is the user's `sub` at `subject_issuer` (some OPs use the
     /// email as `sub`); otherwise such subjects are refused, as they cannot be mapped.
     pub email_is_sub: bool,
+    /// How old a SET's `iat` may be (at most [`MAX_MAX_AGE`]).
+    pub max_age: Duration,
 }
 
 impl Transmitter {
@@ -115,7 +128,15 @@ impl Transmitter {
             algorithms: vec![Algorithm::RS256],
             subject_issuer,
             email_is_sub: false,
+            max_age: DEFAULT_MAX_AGE,
         }
+    }
+
+    /// How old a SET's `iat` may be (capped at [`MAX_MAX_AGE`]).
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age.min(MAX_MAX_AGE);
+        self
     }
 
     /// The algorithms its SETs may use.
@@ -247,8 +268,13 @@ fn check_claims(
         return Err(invalid("a SET must not have exp"));
     }
     match numeric_date(claims, "iat") {
-        Ok(Some(iat)) if iat <= now.saturating_add(LEEWAY) => {}
-        Ok(Some(_)) => return Err(invalid("the SET iat is in the future")),
+        Ok(Some(iat)) if iat > now.saturating_add(LEEWAY) => {
+            return Err(invalid("the SET iat is in the future"));
+        }
+        Ok(Some(iat)) if now.saturating_sub(iat) > transmitter.max_age.as_secs() => {
+            return Err(invalid("the SET is older than this receiver accepts"));
+        }
+        Ok(Some(_)) => {}
         _ => return Err(invalid("the SET has no numeric iat")),
     }
     let jti = claims
@@ -325,10 +351,15 @@ fn field<'v>(subject: &'v Value, name: &str, format: &str) -> Result<&'v str, Se
 fn user_of(subject: &Value, transmitter: &Transmitter) -> Result<(String, String), SetError> {
     let format = subject.get("format").and_then(Value::as_str).unwrap_or("");
     match format {
-        "iss_sub" => Ok((
-            field(subject, "iss", format)?.to_owned(),
-            field(subject, "sub", format)?.to_owned(),
-        )),
+        "iss_sub" => {
+            // A transmitter acts on the sessions of the issuer it is configured for, whatever
+            // issuer its subjects name.
+            let iss = field(subject, "iss", format)?;
+            if iss != transmitter.subject_issuer {
+                return Err(SetError::AccessDenied);
+            }
+            Ok((iss.to_owned(), field(subject, "sub", format)?.to_owned()))
+        }
         "opaque" => Ok((
             transmitter.subject_issuer.clone(),
             field(subject, "id", format)?.to_owned(),
@@ -426,32 +457,57 @@ impl<S: SessionIndex> SsfReceiver<S> {
                 )));
             }
         }
-        if self
-            .core
-            .event_seen(&set.issuer, &set.jti)
+        // From here on the SET changes state: finish, whatever happens to the request.
+        to_completion(apply(self.core.clone(), set))
             .await
-            .map_err(unavailable)?
-        {
-            return Ok(false);
-        }
-        for action in &set.actions {
-            let ended = match action {
-                Action::OpSession { issuer, sid } => self.core.revoke_op_session(issuer, sid).await,
-                Action::User { issuer, sub } => self.core.revoke_user(issuer, sub).await,
-                Action::Acknowledge { event } => {
-                    tracing::info!(transmitter = %set.issuer, event = ?event, "security event acknowledged");
-                    continue;
-                }
-            };
-            let ended = ended.map_err(unavailable)?;
-            tracing::info!(transmitter = %set.issuer, ?action, ended = ended.len(), "security event applied");
-        }
-        self.core
-            .remember_event(&set.issuer, &set.jti, REMEMBER)
-            .await
-            .map_err(unavailable)?;
-        Ok(true)
+            .unwrap_or_else(|| {
+                Err(Refused::Unavailable(StoreError::Unexpected(
+                    "applying the SET failed".into(),
+                )))
+            })
     }
+}
+
+/// Apply a verified SET whose issuers the core knows: each action in order, then remember its
+/// id. If an action fails the SET is not remembered, so the transmitter's retry applies it
+/// again (each action is safe to repeat); the log says how far it got.
+async fn apply<S: SessionIndex>(core: Core<S>, set: VerifiedSet) -> Result<bool, Refused> {
+    if core
+        .event_seen(&set.issuer, &set.jti)
+        .await
+        .map_err(unavailable)?
+    {
+        return Ok(false);
+    }
+    let total = set.actions.len();
+    for (done, action) in set.actions.iter().enumerate() {
+        let ended = match action {
+            Action::OpSession { issuer, sid } => core.revoke_op_session(issuer, sid).await,
+            Action::User { issuer, sub } => core.revoke_user(issuer, sub).await,
+            Action::Acknowledge { event } => {
+                tracing::info!(transmitter = %set.issuer, event = ?event, "security event acknowledged");
+                continue;
+            }
+        };
+        match ended {
+            Ok(ended) => {
+                tracing::info!(transmitter = %set.issuer, ?action, ended = ended.len(), "security event applied");
+            }
+            Err(error) => {
+                if done > 0 {
+                    tracing::error!(
+                        transmitter = %set.issuer, done, total,
+                        "security event partly applied; the transmitter's retry applies the rest"
+                    );
+                }
+                return Err(unavailable(error));
+            }
+        }
+    }
+    core.remember_event(&set.issuer, &set.jti, REMEMBER)
+        .await
+        .map_err(unavailable)?;
+    Ok(true)
 }
 
 fn unavailable(error: CoreError) -> Refused {

@@ -17,7 +17,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{IssuerSettings, Settings};
+use crate::config::{IssuerSettings, Limits, Settings};
 use crate::core::{AfterLogout, Core};
 use crate::index::{IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex, StoreError};
 use crate::inputs::admin;
@@ -27,6 +27,8 @@ use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
 use crate::provider::{Provider, ProviderError, http_client};
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
+
+mod http;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -81,15 +83,6 @@ pub enum ServerError {
     /// The HTTP client could not be built (no TLS roots).
     #[error("cannot build the HTTP client")]
     Http(#[source] reqwest::Error),
-    /// A listener failed while serving.
-    #[error("the {listener} listener failed")]
-    Serve {
-        /// Which.
-        listener: &'static str,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Renders the metrics exposition served at `/metrics` on the metrics listener.
@@ -117,6 +110,7 @@ pub struct Bound {
     metrics: Option<(TcpListener, Router)>,
     admin: Option<(TcpListener, Router)>,
     grace: Duration,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Bound {
@@ -187,7 +181,8 @@ impl Server {
                 Transmitter::new(provider, t.audiences.clone())
                     .algorithms(t.algorithms.clone())
                     .subject_issuer(t.subject_issuer.clone())
-                    .email_is_sub(t.email_is_sub),
+                    .email_is_sub(t.email_is_sub)
+                    .max_age(t.max_event_age),
             );
         }
         let inputs = Inputs {
@@ -252,7 +247,7 @@ impl Inputs<'_> {
         after_logout: Option<Arc<dyn AfterLogout>>,
     ) -> Result<Bound, ServerError> {
         let settings = self.settings;
-        let mut core = Core::builder(index);
+        let mut core = Core::builder(index).clock_skew(settings.clock_skew);
         for (_, issuer) in &self.issuers {
             core = core
                 .issuer_with_lifetime(issuer.policy.issuer.clone(), issuer.access_token_lifetime);
@@ -279,7 +274,8 @@ impl Inputs<'_> {
         }
         if let Some(fa) = &settings.fusionauth {
             let mut webhooks =
-                FusionAuthReceiver::new(core.clone(), &fa.hmac_secrets, fa.lock_actions.clone());
+                FusionAuthReceiver::new(core.clone(), &fa.hmac_secrets, fa.lock_actions.clone())
+                    .with_max_age(fa.max_event_age);
             for (tenant_id, issuer) in &fa.tenants {
                 // Validated: every tenant's issuer is a configured one.
                 if let Some((provider, _)) = self.issuers.iter().find(|(p, _)| p.issuer() == issuer)
@@ -312,7 +308,8 @@ impl Inputs<'_> {
             Some(address) => {
                 let listener = bind(address, settings.name("metrics_listen")).await?;
                 tracing::info!("metrics and health on http://{}/metrics", local(&listener));
-                let mut router = health;
+                let mut router =
+                    health.layer(axum::Extension(crate::inputs::backchannel::HealthDetail));
                 if let Some(render) = self.metrics {
                     router = router.route(
                         "/metrics",
@@ -327,6 +324,7 @@ impl Inputs<'_> {
             metrics,
             admin,
             grace: listeners.shutdown_grace,
+            limits: listeners.limits,
         })
     }
 }
@@ -365,10 +363,25 @@ impl Bound {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop.send(true);
         });
+        // The main listener takes what the file descriptors allow, less what the other two
+        // may hold, so an attack on it leaves room for metrics, the admin API and Redis.
+        let side = 32;
+        let main_limits = Limits {
+            max_connections: Some(
+                self.limits
+                    .max_connections
+                    .unwrap_or_else(|| http::connection_budget().saturating_sub(2 * side).max(16)),
+            ),
+            ..self.limits
+        };
+        let side_limits = Limits {
+            max_connections: Some(side),
+            ..self.limits
+        };
         let serving = futures_util::future::try_join3(
-            serve("main", Some(self.main), stopped.clone()),
-            serve("metrics", self.metrics, stopped.clone()),
-            serve("admin", self.admin, stopped.clone()),
+            serve("main", Some(self.main), main_limits, stopped.clone()),
+            serve("metrics", self.metrics, side_limits, stopped.clone()),
+            serve("admin", self.admin, side_limits, stopped.clone()),
         );
         let grace = self.grace;
         let deadline = async move {
@@ -390,30 +403,17 @@ impl Bound {
     }
 }
 
-/// Serve one listener until stopped.
+/// Serve one listener until stopped, under the listeners' limits.
 async fn serve(
     name: &'static str,
     listener: Option<(TcpListener, Router)>,
-    mut stopped: watch::Receiver<bool>,
+    limits: Limits,
+    stopped: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    let Some((listener, router)) = listener else {
-        return Ok(());
-    };
-    // Answers are one small write each: send them at once rather than after the peer's ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|source| ServerError::Serve {
-            listener: name,
-            source,
-        })
+    if let Some((listener, router)) = listener {
+        http::serve(name, listener, router, limits, stopped).await;
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM: the usual shutdown signal for [`Server::run`].
