@@ -84,7 +84,11 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
         let ready: Value = serde_json::from_str(&body).expect("JSON");
         assert_eq!(ready["status"], "ready");
         // Which issuers are configured is said only where the OPs cannot ask.
-        let detail = if url == &ops_base { json!("ok") } else { Value::Null };
+        let detail = if url == &ops_base {
+            json!("ok")
+        } else {
+            Value::Null
+        };
         assert_eq!(ready["issuers"][op.issuer()], detail, "{url}: {body}");
     }
 

@@ -89,6 +89,12 @@ pub mod telemetry;
 #[cfg(feature = "test-op")]
 pub mod test_op;
 
+/// Entry points for the fuzz targets (`fuzz/`): the parsers behind each input, without a
+/// network or Redis. Not part of the API; the feature is for `cargo fuzz` only.
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
+
 pub use crate::core::{AfterLogout, Core, CoreError};
 pub use crate::index::{MemoryIndex, SessionIndex, StoreError};
 #[cfg(feature = "redis")]

@@ -108,6 +108,8 @@ pub struct Provider {
     keys: RwLock<Arc<KeySet>>,
     last_fetch_attempt: tokio::sync::Mutex<Option<Instant>>,
     jwks_fetches: AtomicU64,
+    /// Keys given at construction, never fetched ([`Provider::from_jwks`]).
+    fixed: bool,
 }
 
 impl std::fmt::Debug for Provider {
@@ -199,11 +201,40 @@ impl Provider {
             keys: RwLock::default(),
             last_fetch_attempt: tokio::sync::Mutex::new(None),
             jwks_fetches: AtomicU64::new(0),
+            fixed: false,
         });
         let keys = provider.fetch_keys().await?;
         tracing::info!(issuer, keys = keys.len(), "issuer keys loaded");
         provider.store_keys(keys);
         Ok(provider)
+    }
+
+    /// An issuer whose keys are given rather than discovered: a JWKS document configured by
+    /// hand (an OP this process cannot reach), tests, fuzzing. Its keys are never refetched.
+    pub fn from_jwks(issuer: &str, jwks: &Value) -> Result<Arc<Self>, ProviderError> {
+        let invalid = |problem: &str| ProviderError::Invalid {
+            url: issuer.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let jwks_uri = Url::parse(issuer).map_err(|_| invalid("the issuer is not a URL"))?;
+        let keys = KeySet::from_jwks(jwks).ok_or_else(|| invalid("JWKS has no keys array"))?;
+        let http = http_client().map_err(|source| ProviderError::Fetch {
+            url: issuer.to_owned(),
+            source,
+        })?;
+        Ok(Arc::new(Self {
+            issuer: issuer.to_owned(),
+            jwks_uri,
+            end_session_endpoint: None,
+            revocation_endpoint: None,
+            token_endpoint: None,
+            http,
+            settings: ProviderSettings::default(),
+            keys: RwLock::new(Arc::new(keys)),
+            last_fetch_attempt: tokio::sync::Mutex::new(None),
+            jwks_fetches: AtomicU64::new(0),
+            fixed: true,
+        }))
     }
 
     /// The issuer identifier.
@@ -249,7 +280,7 @@ impl Provider {
                 last.is_none_or(|t| t.elapsed() >= self.settings.refetch_cooldown)
             })
         };
-        if stale && due() {
+        if stale && !self.fixed && due() {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 this.refetch().await;
@@ -279,6 +310,9 @@ impl Provider {
     /// Called when no cached key matches a token: fetch the JWKS again unless a fetch happened
     /// within the cooldown, and return the keys as they are afterwards.
     pub async fn refetch(&self) -> Arc<KeySet> {
+        if self.fixed {
+            return self.snapshot();
+        }
         let mut last = self.last_fetch_attempt.lock().await;
         if last.is_some_and(|t| t.elapsed() < self.settings.refetch_cooldown) {
             return self.snapshot();

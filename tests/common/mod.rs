@@ -454,6 +454,11 @@ impl Proc {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every output line received so far.
     pub fn drain(&self) -> Vec<String> {
         self.lines.try_iter().collect()
@@ -508,8 +513,14 @@ macro_rules! both_backends {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_oidc-logout");
 
+/// The binary the tests run: this build's, or `TEST_RECEIVER_BIN` (another commit's build, to
+/// check that a test fails where it should).
+pub fn bin() -> String {
+    std::env::var("TEST_RECEIVER_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args);
     for (name, _) in std::env::vars() {
         if name.starts_with("OIDC_LOGOUT_") {

@@ -123,8 +123,14 @@ fn unauthorized(description: &str) -> Response {
 
 /// A JSON object body of type `T` that holds what it must, or why not (for the 400).
 fn body<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, String> {
-    let request: T =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON body: {e}"))?;
+    // An object, not an array serde would also map onto the struct's fields in order.
+    let object = match serde_json::from_slice(bytes) {
+        Ok(serde_json::Value::Object(object)) => object,
+        Ok(_) => return Err("the body must be a JSON object".into()),
+        Err(e) => return Err(format!("invalid JSON body: {e}")),
+    };
+    let request: T = serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| format!("invalid JSON body: {e}"))?;
     request.validate()?;
     Ok(request)
 }

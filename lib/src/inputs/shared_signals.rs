@@ -256,7 +256,7 @@ pub async fn verify(
     check_claims(&set.into_claims(), transmitter, now)
 }
 
-fn check_claims(
+pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     transmitter: &Transmitter,
     now: u64,

@@ -452,7 +452,7 @@ impl AsyncWrite for Scanned {
 /// a head, an empty line closes it. It parses nothing else: hyper does. Body bytes that look
 /// like a head can only make it refuse more, never less.
 #[derive(Default)]
-struct HeadScan {
+pub(crate) struct HeadScan {
     line: Vec<u8>,
     in_head: bool,
     content_length: bool,
@@ -464,7 +464,7 @@ const MAX_LINE: usize = 256;
 
 impl HeadScan {
     /// Feed received bytes; true when a head with both headers was completed.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut ambiguous = false;
         for &b in bytes {
             if self.line.len() < MAX_LINE {

@@ -28,7 +28,7 @@ use crate::provider::{Provider, ProviderError, http_client};
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
 
-mod http;
+pub(crate) mod http;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
