@@ -318,7 +318,7 @@ async fn unauthenticated_bodies_are_not_read() {
     assert!(webhooks < 10 * 1024, "webhook bodies held: +{webhooks} KiB");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: run by scripts/attack"]
 async fn long_unauthenticated_bodies_are_not_read() {
     let t = target(&[], None).await;
@@ -329,7 +329,7 @@ async fn long_unauthenticated_bodies_are_not_read() {
     assert!(admin < 10 * 1024 && webhooks < 10 * 1024);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: run by scripts/attack"]
 async fn long_idle_flood() {
     let took = idle_flood(1100).await;
