@@ -12,16 +12,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::signals::{
-    SET_AUDIENCE, Transmitter, event, fusionauth_event, fusionauth_hmac_signature, iss_sub,
+    ADMIN_TOKEN, HMAC, TENANT, Transmitter, event, every_input, fusionauth_event,
+    fusionauth_hmac_signature, iss_sub,
 };
 use common::{CLIENT, Op, Proc, RedisServer, command, endpoint, index_on, now, post_form};
 use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
 use oidc_logout::inputs::shared_signals::{ACCOUNT_DISABLED, SESSION_REVOKED};
 use serde_json::{Value, json};
-
-const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
-const HMAC: &str = "fusionauth-webhook-hmac-secret-0123456789";
-const TENANT: &str = "tenant-1";
 
 /// The receiver under attack and what it trusts.
 struct Target {
@@ -42,34 +39,8 @@ async fn target(env: &[(&str, &str)], ulimit: Option<u32>) -> Target {
 
 /// The same, with the OP's logout tokens acceptable for `max_age` seconds.
 async fn target_with_age(env: &[(&str, &str)], ulimit: Option<u32>, max_age: u64) -> Target {
-    let redis = RedisServer::start();
-    let (op, idp) = (Op::start().await, Transmitter::start().await);
     let dir = common::topologies::TempDir::new("attack");
-    let path = dir.0.join("config.toml");
-    let config = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        redis_url = "{redis}"
-        admin_tokens = ["{ADMIN_TOKEN}"]
-        [[issuers]]
-        issuer = "{op}"
-        clients = ["{CLIENT}"]
-        max_token_age_secs = {max_age}
-        [[issuers]]
-        issuer = "{idp}"
-        clients = ["{CLIENT}"]
-        [[transmitters]]
-        issuer = "{idp}"
-        audiences = ["{SET_AUDIENCE}"]
-        [fusionauth]
-        hmac_secrets = ["{HMAC}"]
-        tenants = [{{ tenant_id = "{TENANT}", issuer = "{op}" }}]
-        "#,
-        redis = redis.url(),
-        op = op.issuer(),
-        idp = idp.issuer(),
-    );
-    std::fs::write(&path, config).expect("config");
+    let (redis, op, idp, path) = every_input(&dir.0, max_age).await;
     let config_arg = path.to_string_lossy().into_owned();
     let mut cmd = match ulimit {
         None => command(&["serve", "--config", &config_arg], env),

@@ -11,17 +11,14 @@ use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use common::signals::{
-    SET_AUDIENCE, Transmitter, event, fusionauth_event, fusionauth_hmac_signature, iss_sub,
+    ADMIN_TOKEN, HMAC, TENANT, Transmitter, event, every_input, fusionauth_event,
+    fusionauth_hmac_signature, iss_sub,
 };
-use common::{CLIENT, Op, RedisServer};
+use common::{Op, RedisServer};
 use oidc_logout::config::{Settings, Sources};
 use oidc_logout::inputs::shared_signals::ACCOUNT_DISABLED;
 use oidc_logout::server::Server;
 use serde_json::{Value, json};
-
-const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
-const HMAC: &str = "fusionauth-webhook-hmac-secret-0123456789";
-const TENANT: &str = "tenant-1";
 
 struct Running {
     redis: RedisServer,
@@ -33,33 +30,8 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let redis = RedisServer::start();
-    let (op, transmitter) = (Op::start().await, Transmitter::start().await);
     let dir = common::topologies::TempDir::new("responses");
-    let path = dir.0.join("config.toml");
-    let config = format!(
-        r#"
-        listen = "127.0.0.1:0"
-        redis_url = "{redis}"
-        admin_tokens = ["{ADMIN_TOKEN}"]
-        [[issuers]]
-        issuer = "{op}"
-        clients = ["{CLIENT}"]
-        [[issuers]]
-        issuer = "{idp}"
-        clients = ["{CLIENT}"]
-        [[transmitters]]
-        issuer = "{idp}"
-        audiences = ["{SET_AUDIENCE}"]
-        [fusionauth]
-        hmac_secrets = ["{HMAC}"]
-        tenants = [{{ tenant_id = "{TENANT}", issuer = "{op}" }}]
-        "#,
-        redis = redis.url(),
-        op = op.issuer(),
-        idp = transmitter.issuer(),
-    );
-    std::fs::write(&path, config).expect("config");
+    let (redis, op, transmitter, path) = every_input(&dir.0, 300).await;
     let settings = Settings::load(&Sources {
         file: Some(path),
         ..Sources::default()
@@ -177,9 +149,9 @@ async fn every_error_of_every_endpoint_is_in_its_format_and_not_cached() {
             "err",
         ),
         (
-            "fusionauth",
+            "fusionauth without a signature",
             s.http.post(s.url("/webhooks/fusionauth")).body("{}"),
-            400,
+            401,
             "error",
         ),
         (

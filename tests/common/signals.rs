@@ -124,3 +124,54 @@ pub fn fusionauth_event(kind: &str, tenant: &str, fields: Value) -> String {
     }
     json!({ "event": event }).to_string()
 }
+
+/// The admin API token of [`every_input`].
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789abcdef";
+/// The FusionAuth HMAC secret of [`every_input`].
+pub const HMAC: &str = "fusionauth-webhook-hmac-secret-0123456789";
+/// The FusionAuth tenant of [`every_input`] (its issuer is the OP's).
+pub const TENANT: &str = "tenant-1";
+
+/// Redis, the OP, a transmitter, and a config file (in `dir`) that turns every input on: the
+/// OP's and the transmitter's issuers (the OP's logout tokens acceptable for `max_age` s), the
+/// transmitter, FusionAuth with [`HMAC`] and [`TENANT`], the admin API with [`ADMIN_TOKEN`],
+/// listening on a free port. Returns the file's path.
+pub async fn every_input(
+    dir: &std::path::Path,
+    max_age: u64,
+) -> (
+    super::RedisServer,
+    super::Op,
+    Transmitter,
+    std::path::PathBuf,
+) {
+    let redis = super::RedisServer::start();
+    let (op, idp) = (super::Op::start().await, Transmitter::start().await);
+    let path = dir.join("config.toml");
+    let config = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        redis_url = "{redis}"
+        admin_tokens = ["{ADMIN_TOKEN}"]
+        [[issuers]]
+        issuer = "{op}"
+        clients = ["{client}"]
+        max_token_age_secs = {max_age}
+        [[issuers]]
+        issuer = "{idp}"
+        clients = ["{client}"]
+        [[transmitters]]
+        issuer = "{idp}"
+        audiences = ["{SET_AUDIENCE}"]
+        [fusionauth]
+        hmac_secrets = ["{HMAC}"]
+        tenants = [{{ tenant_id = "{TENANT}", issuer = "{op}" }}]
+        "#,
+        redis = redis.url(),
+        op = op.issuer(),
+        idp = idp.issuer(),
+        client = super::CLIENT,
+    );
+    std::fs::write(&path, config).expect("config");
+    (redis, op, idp, path)
+}
