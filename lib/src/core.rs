@@ -32,6 +32,18 @@ use crate::sys::unix_now;
 /// most OPs (Keycloak 5 min, Okta and Entra about an hour).
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// How long an event id (a Security Event Token's `jti`, a webhook's id) is remembered once
+/// its event was applied.
+pub const EVENT_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How old an event may be unless configured: senders retry failed deliveries for hours, not
+/// days, and an older event is more likely a replay than news.
+pub const DEFAULT_EVENT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest event age that may be configured: a day shorter than [`EVENT_MEMORY`], so a
+/// replay is refused either as stale or as seen before, by construction.
+pub const MAX_EVENT_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
+
 /// How far the OP's clock may be ahead of this one, by default, for revocations that come from
 /// no token (see [`CoreBuilder::clock_skew`]).
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
@@ -337,15 +349,14 @@ impl<S: SessionIndex> Core<S> {
         Ok(self.shared.index.event_seen(issuer, id).await?)
     }
 
-    /// Remember that an event was handled, for `ttl` (after its actions, so that a failure
-    /// leaves it to be handled again).
-    pub async fn remember_event(
-        &self,
-        issuer: &str,
-        id: &str,
-        ttl: Duration,
-    ) -> Result<(), CoreError> {
-        Ok(self.shared.index.remember_event(issuer, id, ttl).await?)
+    /// Remember that an event was handled, for [`EVENT_MEMORY`] (after its actions, so that a
+    /// failure leaves it to be handled again).
+    pub async fn remember_event(&self, issuer: &str, id: &str) -> Result<(), CoreError> {
+        Ok(self
+            .shared
+            .index
+            .remember_event(issuer, id, EVENT_MEMORY)
+            .await?)
     }
 }
 

@@ -67,12 +67,11 @@ pub struct TransmitterConfig {
 }
 
 fn default_max_event_age() -> u64 {
-    24 * 3600
+    crate::core::DEFAULT_EVENT_MAX_AGE.as_secs()
 }
 
-/// The longest event age accepted: event ids are remembered for 7 days, so a replay older than
-/// the window is refused by the window and a younger one by the id.
-const MAX_EVENT_AGE: u64 = 6 * 24 * 3600;
+/// The longest event age accepted ([`MAX_EVENT_MAX_AGE`](crate::core::MAX_EVENT_MAX_AGE)).
+const MAX_EVENT_AGE: u64 = crate::core::MAX_EVENT_MAX_AGE.as_secs();
 
 fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]

@@ -31,7 +31,7 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use crate::core::{Core, CoreError, to_completion};
+use crate::core::{Core, CoreError, DEFAULT_EVENT_MAX_AGE, MAX_EVENT_MAX_AGE, to_completion};
 use crate::index::{RecordStore, SessionIndex, StoreError};
 use crate::jose::{Jws, Rules, is_hmac, numeric_date};
 use crate::provider::Provider;
@@ -44,13 +44,6 @@ pub const PATH: &str = "/webhooks/fusionauth";
 pub const SIGNATURE_HEADER: &str = "x-fusionauth-signature-jwt";
 /// The largest body read, in bytes: FusionAuth's user events carry the user, a few KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How long an event id is remembered: longer than any event is accepted ([`MAX_MAX_AGE`]), so a
-/// replay is refused by one or the other.
-const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How old an event may be unless configured.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-/// The longest accepted age that may be configured (event ids are remembered longer).
-pub const MAX_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
 /// Clock skew allowed on `exp` and `iat`, in seconds.
 const LEEWAY: u64 = 30;
 
@@ -180,7 +173,7 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                 .collect(),
             tenants: HashMap::new(),
             lock_actions,
-            max_age: DEFAULT_MAX_AGE,
+            max_age: DEFAULT_EVENT_MAX_AGE,
         }
     }
 
@@ -192,10 +185,10 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
     }
 
     /// How old an event may be (its signature's `iat`, its `createInstant`); default
-    /// [`DEFAULT_MAX_AGE`], at most [`MAX_MAX_AGE`].
+    /// [`DEFAULT_EVENT_MAX_AGE`], at most [`MAX_EVENT_MAX_AGE`].
     #[must_use]
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age.min(MAX_MAX_AGE);
+        self.max_age = max_age.min(MAX_EVENT_MAX_AGE);
         self
     }
 
@@ -407,9 +400,7 @@ async fn apply<S: SessionIndex + RecordStore>(
     if let Handled::Applied(ended) = &handled {
         tracing::info!(kind = ?kind, %issuer, ended = ended.len(), "webhook event applied");
     }
-    core.remember_event(&issuer, &id, REMEMBER)
-        .await
-        .map_err(store)?;
+    core.remember_event(&issuer, &id).await.map_err(store)?;
     Ok(handled)
 }
 

@@ -26,7 +26,7 @@ use axum::routing::post;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::core::{Core, CoreError, to_completion};
+use crate::core::{Core, CoreError, DEFAULT_EVENT_MAX_AGE, MAX_EVENT_MAX_AGE, to_completion};
 use crate::index::SessionIndex;
 use crate::index::StoreError;
 use crate::jose::{JoseError, Jws, Rules, audience_names_one_of, numeric_date};
@@ -49,14 +49,6 @@ pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-ty
 
 /// The largest SET accepted, in bytes.
 pub const MAX_SET_BYTES: usize = 16 * 1024;
-/// How long a SET's `jti` is remembered: longer than any SET is accepted ([`MAX_MAX_AGE`]), so
-/// a replay is refused by one or the other.
-const REMEMBER: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How old a SET's `iat` may be unless configured: transmitters retry failed deliveries for
-/// hours, not days, and an older event is more likely a replay than news.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-/// The longest `max_age` a transmitter may be given (event ids are remembered longer).
-pub const MAX_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
 /// How far in the future `iat` may be, for clock skew.
 const LEEWAY: u64 = 60;
 
@@ -113,7 +105,7 @@ pub struct Transmitter {
     /// Whether an `email` subject is the user's `sub` at `subject_issuer` (some OPs use the
     /// email as `sub`); otherwise such subjects are refused, as they cannot be mapped.
     pub email_is_sub: bool,
-    /// How old a SET's `iat` may be (at most [`MAX_MAX_AGE`]).
+    /// How old a SET's `iat` may be (at most [`MAX_EVENT_MAX_AGE`]).
     pub max_age: Duration,
 }
 
@@ -128,14 +120,14 @@ impl Transmitter {
             algorithms: vec![Algorithm::RS256],
             subject_issuer,
             email_is_sub: false,
-            max_age: DEFAULT_MAX_AGE,
+            max_age: DEFAULT_EVENT_MAX_AGE,
         }
     }
 
-    /// How old a SET's `iat` may be (capped at [`MAX_MAX_AGE`]).
+    /// How old a SET's `iat` may be (capped at [`MAX_EVENT_MAX_AGE`]).
     #[must_use]
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age.min(MAX_MAX_AGE);
+        self.max_age = max_age.min(MAX_EVENT_MAX_AGE);
         self
     }
 
@@ -504,7 +496,7 @@ async fn apply<S: SessionIndex>(core: Core<S>, set: VerifiedSet) -> Result<bool,
             }
         }
     }
-    core.remember_event(&set.issuer, &set.jti, REMEMBER)
+    core.remember_event(&set.issuer, &set.jti)
         .await
         .map_err(unavailable)?;
     Ok(true)
