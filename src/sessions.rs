@@ -30,7 +30,8 @@ pub(crate) struct UserArgs {
     /// The issuer whose user it is (as configured, if issuers are configured).
     #[arg(value_name = "ISSUER")]
     user_issuer: String,
-    /// The user (`sub`).
+    /// The user (`sub`); may start with `-`.
+    #[arg(allow_hyphen_values = true)]
     sub: String,
     #[command(flatten)]
     settings: SettingsArgs,
@@ -41,7 +42,8 @@ pub(crate) struct SessionArgs {
     /// The issuer whose session it is (as configured, if issuers are configured).
     #[arg(value_name = "ISSUER")]
     user_issuer: String,
-    /// The application's session id.
+    /// The application's session id; may start with `-` (ids are base64url).
+    #[arg(allow_hyphen_values = true)]
     session_id: String,
     #[command(flatten)]
     settings: SettingsArgs,

@@ -496,6 +496,19 @@ async fn settings_work_as_flags_and_variables_and_errors_name_what_was_used() {
         stdout.contains("shutdown_grace_secs = 7") && stdout.contains("marker_ttl_secs = 99"),
         "{stdout}"
     );
+    // Session ids and subs are base64url or free text: one may start with `-`.
+    let stderr = failure(
+        &[
+            "sessions",
+            "end",
+            "https://op.example",
+            "-akb6U6Iz",
+            "--redis-url",
+            "redis://127.0.0.1:9/",
+        ],
+        &[],
+    );
+    assert!(stderr.contains("cannot connect to Redis"), "{stderr}");
     // A variable the program does not know stops it, naming the variable.
     let stderr = failure(
         &["serve"],
