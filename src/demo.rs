@@ -104,7 +104,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         println!("Or sign fresh tokens (valid, or --broken all) with the test OP's sender:");
         println!();
         println!(
-            "{} op send --keys {} --to {endpoint} --aud {CLIENT} --sid {sid}",
+            "{} op send --keys {} --to {endpoint} --aud {CLIENT} --sid={sid}",
             exe.display(),
             key_file.display()
         );

@@ -71,10 +71,10 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     aud: String,
     /// `sub` of the user to log out; `{i}` is replaced by the token's number with --count.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sub: Option<String>,
     /// `sid` of the session to log out; `{i}` is replaced by the token's number with --count.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sid: Option<String>,
     /// Algorithm of the signing key (the key file must hold one).
     #[arg(long, default_value_t = SigningAlg::Rs256)]
