@@ -177,8 +177,8 @@ fn record(issuer: &str, session: String, sub: String, sid: Option<String>) -> Se
     }
 }
 
-/// Register `records` over 64 concurrent Redis calls.
-async fn register_all(index: &RedisIndex, records: Vec<SessionRecord>) {
+/// Register `records` over 64 concurrent Redis calls; returns them.
+async fn register_all(index: &RedisIndex, records: Vec<SessionRecord>) -> Arc<Vec<SessionRecord>> {
     let records = Arc::new(records);
     let mut tasks = tokio::task::JoinSet::new();
     for lane in 0..64 {
@@ -190,6 +190,7 @@ async fn register_all(index: &RedisIndex, records: Vec<SessionRecord>) {
         });
     }
     tasks.join_all().await;
+    records
 }
 
 /// Sign one token per subject on two threads.
@@ -237,7 +238,7 @@ async fn throughput(o: &Options, rig: &Rig) {
             )
         })
         .collect();
-    register_all(&rig.index, records).await;
+    let records = register_all(&rig.index, records).await;
     let subjects: Vec<_> = (0..total)
         .map(|i| (None, Some(format!("sid-{i}"))))
         .collect();
@@ -276,8 +277,8 @@ async fn throughput(o: &Options, rig: &Rig) {
                 String::new()
             },
         );
-        let last = format!("session-{}", range.end - 1);
-        let state = rig.index.state(&rig.issuer, &last).await.expect("state");
+        let last = &records[range.end - 1];
+        let state = rig.index.state(&last.key()).await.expect("state");
         assert_eq!(
             state,
             SessionState::Ended,
@@ -299,7 +300,7 @@ async fn fanout(o: &Options, rig: &Rig) {
         })
         .map(|(session, sub, s)| record(&rig.issuer, session, sub, Some(format!("fan-sid-{s}"))))
         .collect();
-    register_all(&rig.index, records).await;
+    let records = register_all(&rig.index, records).await;
     let subjects: Vec<_> = (0..o.fanout_users)
         .map(|u| (Some(format!("fan-user-{u}")), None))
         .collect();
@@ -311,7 +312,7 @@ async fn fanout(o: &Options, rig: &Rig) {
         assert_eq!(reply.status, 200, "{}", reply.body);
         times.push(reply.elapsed);
         for s in [0, o.fanout - 1] {
-            let state = rig.index.state(&rig.issuer, &format!("fan-{u}-{s}")).await;
+            let state = rig.index.state(&records[u * o.fanout + s].key()).await;
             assert_eq!(state.expect("state"), SessionState::Ended);
         }
     }

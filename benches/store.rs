@@ -65,10 +65,7 @@ fn bench_backend<S: SessionIndex>(c: &mut Criterion, rt: &Runtime, name: &str, i
     group.bench_function(BenchmarkId::new("state", name), |b| {
         let r = record("state-user", "state-sid");
         rt.block_on(index.register(&r)).expect("register");
-        b.iter(|| {
-            rt.block_on(index.state(ISSUER, &r.session_id))
-                .expect("state")
-        })
+        b.iter(|| rt.block_on(index.state(&r.key())).expect("state"))
     });
     group.bench_function(BenchmarkId::new("logout_sid_1_session", name), |b| {
         b.iter_custom(|iters| {

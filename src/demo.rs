@@ -62,16 +62,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
 
     let now = unix_now();
     let (session_id, sid) = (random_id(16)?, random_id(12)?);
-    index
-        .register(&SessionRecord {
-            session_id: session_id.clone(),
-            issuer: issuer.clone(),
-            sub: "demo-user".into(),
-            sid: Some(sid.clone()),
-            auth_time: now.saturating_sub(1),
-            ttl: Duration::from_secs(3600),
-        })
-        .await?;
+    let session = SessionRecord {
+        session_id: session_id.clone(),
+        issuer: issuer.clone(),
+        sub: "demo-user".into(),
+        sid: Some(sid.clone()),
+        auth_time: now.saturating_sub(1),
+        ttl: Duration::from_secs(3600),
+    };
+    index.register(&session).await?;
     let mut claims = logout_claims(&issuer, CLIENT, Some("demo-user"), Some(&sid))?;
     if let Some(map) = claims.as_object_mut() {
         map.insert("exp".into(), (now + 3600).into());
@@ -114,7 +113,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Ok(SessionState::Ended) = watcher.state(&issuer, &session_id).await {
+            if let Ok(SessionState::Ended) = watcher.state(&session.key()).await {
                 println!("session {session_id} ended by the back-channel logout");
                 return;
             }

@@ -17,7 +17,7 @@ use crate::SettingsArgs;
 
 #[derive(Subcommand)]
 pub(crate) enum SessionsCommand {
-    /// List a user's live sessions as JSON (client, created, last seen, authentication time).
+    /// List a user's live sessions as JSON (client, login and authentication times).
     List(UserArgs),
     /// End one session by its id.
     End(SessionArgs),
@@ -45,6 +45,10 @@ pub(crate) struct SessionArgs {
     /// The application's session id; may start with `-` (ids are base64url).
     #[arg(allow_hyphen_values = true)]
     session_id: String,
+    /// The session's user, to find its index entry when its record is not in oidc-logout's
+    /// store (the session is ended either way).
+    #[arg(long, allow_hyphen_values = true)]
+    sub: Option<String>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -128,7 +132,7 @@ pub(crate) async fn sessions(command: SessionsCommand) -> Result<()> {
         SessionsCommand::End(args) => {
             let (core, revocation) = connect(&args.settings, &args.user_issuer).await?;
             let ended = core
-                .end_session(&args.user_issuer, &args.session_id)
+                .end_session(&args.user_issuer, &args.session_id, args.sub.as_deref())
                 .await?;
             tracing::info!(target: "oidc_logout::audit", by = %operator(), action = "end_session", issuer = ?args.user_issuer, session_id = ?args.session_id, ended, "admin action (cli)");
             let ids = if ended {

@@ -81,27 +81,23 @@ impl Target {
 
     async fn login(&self, issuer: &str, sub: &str, sid: &str) -> String {
         let id = format!("{sub}-{sid}");
-        index_on(&self.redis)
-            .await
-            .register(&SessionRecord {
+        common::register(
+            &index_on(&self.redis).await,
+            &SessionRecord {
                 session_id: id.clone(),
                 issuer: issuer.into(),
                 sub: sub.into(),
                 sid: Some(sid.into()),
                 auth_time: now() - 30,
                 ttl: Duration::from_secs(600),
-            })
-            .await
-            .expect("register");
+            },
+        )
+        .await;
         id
     }
 
     async fn state(&self, issuer: &str, id: &str) -> SessionState {
-        index_on(&self.redis)
-            .await
-            .state(issuer, id)
-            .await
-            .expect("state")
+        common::state_of(&index_on(&self.redis).await, issuer, id).await
     }
 
     /// A valid logout of `sid` over a fresh connection; its status, or `None` without one.

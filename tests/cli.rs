@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{
     CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, post_form, start,
 };
-use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{SessionRecord, SessionState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_environment_ends_a_session_in_redis() {
@@ -34,16 +34,13 @@ async fn serve_from_environment_ends_a_session_in_redis() {
         auth_time: now() - 5,
         ttl: Duration::from_secs(600),
     };
-    index.register(&session).await.expect("register");
+    common::register(&index, &session).await;
     let http = reqwest::Client::new();
     let token = op.sign(&op.claims(Some("alice"), Some("op-sid-1")));
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
-        index
-            .state(op.issuer(), "app-session-1")
-            .await
-            .expect("state"),
+        common::state_of(&index, op.issuer(), "app-session-1").await,
         SessionState::Ended
     );
     let reply = post_form(&http, &endpoint, &[("logout_token", &token)]).await;
@@ -320,7 +317,7 @@ async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
         };
-        index.register(&record).await.expect("register");
+        common::register(&index, &record).await;
     }
     let send = |extra: &[&str]| {
         let mut list = args(&[
@@ -336,7 +333,7 @@ async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
         stdout.contains("\"sid\":\"op-sid\"") && stdout.contains("got 200"),
         "{stdout}"
     );
-    let state = index.state(&issuer, "app-session").await.expect("state");
+    let state = common::state_of(&index, &issuer, "app-session").await;
     assert_eq!(state, SessionState::Ended);
 
     let (ok, stdout, stderr) =
@@ -362,10 +359,7 @@ async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
         "{stdout}"
     );
     for i in 0..20 {
-        let state = index
-            .state(&issuer, &format!("load-session-{i}"))
-            .await
-            .expect("state");
+        let state = common::state_of(&index, &issuer, &format!("load-session-{i}")).await;
         assert_eq!(state, SessionState::Ended, "load-session-{i}");
     }
     drop(op);

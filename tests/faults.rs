@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{CLIENT, Harness, Op, RedisServer, endpoint, index_on, now, post_form, start};
-use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{SessionRecord, SessionState};
 use oidc_logout::test_op::{JwksMode, SigningAlg, SigningKey};
 
 /// What one logout request of the load got.
@@ -48,7 +48,7 @@ async fn redis_crash_and_restart_under_load_loses_no_acknowledged_logout() {
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
         };
-        index.register(&record).await.expect("register");
+        common::register(&index, &record).await;
     }
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..TOKENS)
@@ -154,10 +154,7 @@ async fn redis_crash_and_restart_under_load_loses_no_acknowledged_logout() {
     // No acknowledged logout was lost in the crash.
     let index = index_on(&redis).await;
     for s in &acknowledged {
-        let state = index
-            .state(op.issuer(), &format!("session-{}", s.token))
-            .await
-            .expect("state");
+        let state = common::state_of(&index, op.issuer(), &format!("session-{}", s.token)).await;
         assert_eq!(
             state,
             SessionState::Ended,
@@ -180,10 +177,7 @@ async fn redis_crash_and_restart_under_load_loses_no_acknowledged_logout() {
             reply.status,
             reply.body
         );
-        let state = index
-            .state(op.issuer(), &format!("session-{}", s.token))
-            .await
-            .expect("state");
+        let state = common::state_of(&index, op.issuer(), &format!("session-{}", s.token)).await;
         assert_eq!(state, SessionState::Ended);
     }
     // And the tokens applied before the crash are still remembered.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::signals::{fusionauth_event, fusionauth_hmac_signature, fusionauth_key_signature};
 use common::{Op, RedisServer, index_on, now, serve};
 use oidc_logout::Core;
-use oidc_logout::index::{RedisIndex, SessionIndex, SessionState};
+use oidc_logout::index::{RedisIndex, SessionState};
 use oidc_logout::inputs::fusionauth::{FusionAuthReceiver, PATH, Tenant};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::session_store::{Login, OidcSessionStore};
@@ -86,7 +86,7 @@ impl Setup {
     }
 
     async fn state(&self, id: &str) -> SessionState {
-        self.index.state(self.op.issuer(), id).await.expect("state")
+        common::state_of(&self.index, self.op.issuer(), id).await
     }
 
     async fn post(&self, body: &str, signature: Option<&str>) -> (u16, Value) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use common::{RedisServer, index_on, now, serve};
-use oidc_logout::index::{SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{SessionRecord, SessionState};
 use oidc_logout::inputs::backchannel::PATH;
 use oidc_logout::logout_token::Policy;
 use oidc_logout::provider::{Provider, http_client};
@@ -153,7 +153,7 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
             auth_time: now() - 30,
             ttl: Duration::from_secs(600),
         };
-        index.register(&session).await.expect("register");
+        common::register(&index, &session).await;
 
         if accept_missing_exp {
             let strict = format!("{}{PATH}", serve(receiver(false)).await);
@@ -161,7 +161,7 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
             assert_eq!(status, 400, "{name}: refused without accept_missing_exp");
             assert!(body.contains("exp"), "{name}: {body}");
             assert_eq!(
-                index.state(&issuer, &session_id).await.expect("state"),
+                common::state_of(&index, &issuer, &session_id).await,
                 SessionState::Active,
                 "{name}: a refused token changes nothing"
             );
@@ -169,7 +169,7 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
         let (status, body) = post(&url, &text("content_type"), &token).await;
         assert_eq!(status, 200, "{name} ({}): {body}", text("op"));
         assert_eq!(
-            index.state(&issuer, &session_id).await.expect("state"),
+            common::state_of(&index, &issuer, &session_id).await,
             SessionState::Ended,
             "{name}: the session it names is ended"
         );

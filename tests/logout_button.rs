@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::{Browser, Op, now, serve};
-use oidc_logout::index::{IndexSettings, MemoryIndex, SessionIndex, SessionState};
+use oidc_logout::index::{IndexSettings, MemoryIndex, SessionState};
 use oidc_logout::inputs::backchannel::{PATH, Receiver};
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::rp::{self, Client, RefreshTokenRevocation, Revocation};
@@ -210,7 +210,7 @@ async fn logout_button_revokes_ends_and_redirects() {
     // Local session and index entry are gone.
     assert_eq!(browser.get("/me").await.0, 401);
     assert_eq!(
-        index.state(op.issuer(), &session_id).await.expect("state"),
+        common::state_of(&index, op.issuer(), &session_id).await,
         SessionState::Ended
     );
     // The browser comes back: the wrong state is refused, and the right one works once.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::topologies::TlsRedis;
 use common::{CLIENT, Op, RedisServer, command, endpoint, failure, index_on, now, start};
-use oidc_logout::index::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{IndexSettings, RedisIndex, SessionRecord, SessionState};
 use serde_json::{Value, json};
 
 fn session(issuer: &str, id: &str, sid: &str) -> SessionRecord {
@@ -95,10 +95,7 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
     let index = RedisIndex::connect(&redis_url, IndexSettings::default())
         .await
         .expect("connect");
-    index
-        .register(&session(op.issuer(), "s-1", "op-sid-1"))
-        .await
-        .expect("register");
+    common::register(&index, &session(op.issuer(), "s-1", "op-sid-1")).await;
     let http = reqwest::Client::new();
     let token = op.sign(&op.claims(None, Some("op-sid-1")));
     let applied = http
@@ -265,10 +262,7 @@ async fn sigterm_finishes_in_flight_logouts_then_exits() {
     );
     let endpoint = endpoint(&running);
     let index = index_on(&redis).await;
-    index
-        .register(&session(op.issuer(), "in-flight", "op-sid-9"))
-        .await
-        .expect("register");
+    common::register(&index, &session(op.issuer(), "in-flight", "op-sid-9")).await;
     // Redis holds every command for 1.5 s, so the logout is in flight when SIGTERM arrives.
     let mut admin = redis::Client::open(redis_url.as_str())
         .expect("client")
@@ -312,7 +306,7 @@ async fn sigterm_finishes_in_flight_logouts_then_exits() {
     let status = running.wait_exit(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status:?}");
     assert_eq!(
-        index.state(op.issuer(), "in-flight").await.expect("state"),
+        common::state_of(&index, op.issuer(), "in-flight").await,
         SessionState::Ended
     );
 }

@@ -11,7 +11,7 @@ use common::{CLIENT, Op, command, endpoint, now, policy, post_form, serve, start
 use oidc_logout::denylist::sync::{self, DenylistSettings};
 use oidc_logout::denylist::{Denylist, Refusal, TokenFacts};
 use oidc_logout::index::{
-    IndexSettings, RecordStore, RedisIndex, RedisTarget, SessionIndex, SessionRecord, SessionState,
+    IndexSettings, RecordStore, RedisIndex, RedisTarget, SessionRecord, SessionState,
 };
 use oidc_logout::inputs::backchannel::{PATH, Receiver};
 use oidc_logout::provider::{Provider, http_client};
@@ -194,9 +194,9 @@ async fn everything_works_on(target: &RedisTarget) {
         auth_time: now() - 60,
         ttl: Duration::from_secs(600),
     };
-    s.index.register(&late).await.expect("register");
+    common::register(&s.index, &late).await;
     assert_eq!(
-        s.index.state(s.b.issuer(), "late").await.expect("state"),
+        common::state_of(&s.index, s.b.issuer(), "late").await,
         SessionState::Ended
     );
 }
@@ -260,17 +260,18 @@ async fn tls_with_an_acl_user_through_the_binary() {
     let index = RedisIndex::connect(&redis.plain_url(), IndexSettings::default())
         .await
         .expect("plain connection for the test's own setup");
-    index
-        .register(&SessionRecord {
+    common::register(
+        &index,
+        &SessionRecord {
             session_id: "tls-session".into(),
             issuer: op.issuer().into(),
             sub: "erin".into(),
             sid: Some("e-1".into()),
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
-        })
-        .await
-        .expect("register");
+        },
+    )
+    .await;
     let token = op.sign(&op.claims(None, Some("e-1")));
     let reply = post_form(
         &reqwest::Client::new(),
@@ -280,10 +281,7 @@ async fn tls_with_an_acl_user_through_the_binary() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(
-        index
-            .state(op.issuer(), "tls-session")
-            .await
-            .expect("state"),
+        common::state_of(&index, op.issuer(), "tls-session").await,
         SessionState::Ended
     );
     drop(running);

@@ -213,7 +213,7 @@ where
     let cookie = alice.cookie.clone().expect("session cookie");
     let id = cookie.split('=').nth(1).unwrap_or_default().to_owned();
     assert_eq!(alice.get("/logout").await.0, 200);
-    let state = backend.state(s.op.issuer(), &id).await.expect("state");
+    let state = common::state_of(&backend, s.op.issuer(), &id).await;
     assert_eq!(state, oidc_logout::index::SessionState::Ended);
     let mut replayed = Browser::new(&s.app);
     replayed.cookie = Some(cookie);

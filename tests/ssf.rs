@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::signals::{SET_AUDIENCE, Transmitter as Idp, event, iss_sub};
 use common::{CLIENT, RedisServer, index_on, now, serve, start};
 use oidc_logout::Core;
-use oidc_logout::index::{RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{RedisIndex, SessionRecord, SessionState};
 use oidc_logout::inputs::shared_signals::{
     ACCOUNT_DISABLED, PATH, SESSION_REVOKED, SsfReceiver, Transmitter, VERIFICATION,
 };
@@ -73,24 +73,22 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn login(&self, id: &str, sub: &str, sid: &str) {
-        self.index
-            .register(&SessionRecord {
+        common::register(
+            &self.index,
+            &SessionRecord {
                 session_id: id.into(),
                 issuer: self.idp.issuer().into(),
                 sub: sub.into(),
                 sid: Some(sid.into()),
                 auth_time: now() - 30,
                 ttl: Duration::from_secs(600),
-            })
-            .await
-            .expect("register");
+            },
+        )
+        .await;
     }
 
     async fn state(&self, id: &str) -> SessionState {
-        self.index
-            .state(self.idp.issuer(), id)
-            .await
-            .expect("state")
+        common::state_of(&self.index, self.idp.issuer(), id).await
     }
 
     async fn send(&self, token: &str) -> (u16, Value) {
@@ -129,17 +127,18 @@ async fn caep_and_risc_events_end_sessions_and_write_denylist_markers() {
     // Alice logs in again into that OP session; then the same SET is delivered again: 202, and
     // the new login survives (applying it again "as of now" would end it).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    s.index
-        .register(&SessionRecord {
+    common::register(
+        &s.index,
+        &SessionRecord {
             session_id: "alice-3".into(),
             issuer: iss.clone(),
             sub: "alice".into(),
             sid: Some("op-1".into()),
             auth_time: now(),
             ttl: Duration::from_secs(600),
-        })
-        .await
-        .expect("register");
+        },
+    )
+    .await;
     assert_eq!(s.send(&one_session).await.0, 202);
     assert_eq!(
         s.state("alice-3").await,
@@ -367,22 +366,23 @@ async fn the_binary_receives_sets_from_a_configured_transmitter() {
     let endpoint = common::endpoint(&running);
     let url = endpoint.replace("/backchannel-logout", PATH);
     let index = index_on(&redis).await;
-    index
-        .register(&SessionRecord {
+    common::register(
+        &index,
+        &SessionRecord {
             session_id: "dave-1".into(),
             issuer: idp.issuer().into(),
             sub: "dave".into(),
             sid: None,
             auth_time: now() - 30,
             ttl: Duration::from_secs(600),
-        })
-        .await
-        .expect("register");
+        },
+    )
+    .await;
     let set = idp.sign(&idp.set(event(ACCOUNT_DISABLED), Some(iss_sub(idp.issuer(), "dave"))));
     let (status, body) = push(&url, "application/secevent+jwt", &set).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
-        index.state(idp.issuer(), "dave-1").await.expect("state"),
+        common::state_of(&index, idp.issuer(), "dave-1").await,
         SessionState::Ended
     );
 }

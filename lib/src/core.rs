@@ -81,10 +81,12 @@ pub struct SessionView {
     pub client_id: Option<String>,
     /// When the user authenticated at the OP (seconds since the epoch).
     pub auth_time: u64,
-    /// When the session was created (seconds since the epoch; 0 when unknown).
-    pub created: u64,
-    /// When its application last saved it (seconds since the epoch; 0 when unknown).
-    pub last_seen: u64,
+    /// When the application established the session (seconds since the epoch), when its record
+    /// is in this crate's store.
+    pub logged_in_at: Option<u64>,
+    /// Until when the index keeps the session unless its application extends it (seconds since
+    /// the epoch; 0 for a session of the version 1 layout).
+    pub indexed_until: u64,
 }
 
 /// The session-ending core: cheap to clone, clones share everything.
@@ -260,20 +262,6 @@ impl<S: SessionIndex> Core<S> {
         .await
     }
 
-    /// End one session by its id. Returns whether a live session was ended.
-    pub async fn end_session(&self, issuer: &str, session_id: &str) -> Result<bool, CoreError> {
-        self.lifetime(issuer)?;
-        let (core, issuer, id) = (self.clone(), issuer.to_owned(), session_id.to_owned());
-        self.to_completion(async move {
-            let ended = core.shared.index.end_session(&issuer, &id).await?;
-            if ended {
-                core.ended(&issuer, std::slice::from_ref(&id));
-            }
-            Ok(ended)
-        })
-        .await
-    }
-
     /// End every session of a user authenticated until now, without a denylist marker (access
     /// tokens already issued stay usable until they expire): "log out everywhere".
     pub async fn end_user_sessions(
@@ -388,8 +376,45 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         Ok(infos
             .into_iter()
             .zip(records)
-            .map(|(info, record)| view(info, record.as_deref().and_then(client_of)))
+            .map(|(info, record)| view(info, record.as_deref().and_then(login_of)))
             .collect())
+    }
+
+    /// End one session by its id. Returns whether a live session was ended. The user (`sub`)
+    /// finds its index entry; without it, the login its record holds in this crate's store
+    /// does. The session is ended either way (a marker for its id refuses it everywhere).
+    pub async fn end_session(
+        &self,
+        issuer: &str,
+        session_id: &str,
+        sub: Option<&str>,
+    ) -> Result<bool, CoreError> {
+        self.lifetime(issuer)?;
+        let sub = match sub {
+            Some(sub) => Some(sub.to_owned()),
+            None => self
+                .shared
+                .index
+                .get_record(session_id)
+                .await?
+                .as_deref()
+                .and_then(login_of)
+                .filter(|login| login.issuer == issuer)
+                .map(|login| login.sub),
+        };
+        let (core, issuer, id) = (self.clone(), issuer.to_owned(), session_id.to_owned());
+        self.to_completion(async move {
+            let ended = core
+                .shared
+                .index
+                .end_session(&issuer, &id, sub.as_deref())
+                .await?;
+            if ended {
+                core.ended(&issuer, std::slice::from_ref(&id));
+            }
+            Ok(ended)
+        })
+        .await
     }
 
     /// End the sessions of a user whose client is one of `clients` (the login's `client_id`);
@@ -407,11 +432,16 @@ impl<S: SessionIndex + RecordStore> Core<S> {
             .filter(|s| s.client_id.as_ref().is_some_and(|c| clients.contains(c)))
             .map(|s| s.session_id)
             .collect();
-        let (core, issuer) = (self.clone(), issuer.to_owned());
+        let (core, issuer, sub) = (self.clone(), issuer.to_owned(), sub.to_owned());
         self.to_completion(async move {
             let mut ended = Vec::new();
             for id in wanted {
-                if core.shared.index.end_session(&issuer, &id).await? {
+                if core
+                    .shared
+                    .index
+                    .end_session(&issuer, &id, Some(&sub))
+                    .await?
+                {
                     ended.push(id);
                 }
             }
@@ -422,11 +452,24 @@ impl<S: SessionIndex + RecordStore> Core<S> {
     }
 }
 
-/// The client id of the login a session record holds, if any.
-fn client_of(record: &[u8]) -> Option<String> {
+/// What the login a session record holds says, if it can be read.
+struct RecordedLogin {
+    issuer: String,
+    sub: String,
+    client_id: Option<String>,
+    logged_in_at: u64,
+}
+
+/// The login a session record of this crate's store holds, if any.
+fn login_of(record: &[u8]) -> Option<RecordedLogin> {
     #[cfg(feature = "session-store")]
     {
-        crate::session_store::login_of_bytes(record).and_then(|login| login.client_id)
+        crate::session_store::login_of_bytes(record).map(|login| RecordedLogin {
+            issuer: login.issuer,
+            sub: login.sub,
+            client_id: login.client_id,
+            logged_in_at: login.logged_in_at,
+        })
     }
     #[cfg(not(feature = "session-store"))]
     {
@@ -435,13 +478,15 @@ fn client_of(record: &[u8]) -> Option<String> {
     }
 }
 
-fn view(info: SessionInfo, client_id: Option<String>) -> SessionView {
+fn view(info: SessionInfo, login: Option<RecordedLogin>) -> SessionView {
+    let (client_id, logged_in_at) =
+        login.map_or((None, None), |l| (l.client_id, Some(l.logged_in_at)));
     SessionView {
         session_id: info.session_id,
         sid: info.sid,
         client_id,
         auth_time: info.auth_time,
-        created: info.created,
-        last_seen: info.seen,
+        logged_in_at,
+        indexed_until: info.indexed_until,
     }
 }

@@ -11,7 +11,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oidc_logout::Core;
-use oidc_logout::index::{IndexSettings, RedisIndex, SessionIndex, SessionRecord, SessionState};
+use oidc_logout::index::{
+    IndexSettings, RecordStore, RedisIndex, Registration, SessionIndex, SessionKey, SessionRecord,
+    SessionState,
+};
 use oidc_logout::inputs::backchannel::{PATH, Receiver};
 use oidc_logout::logout_token::Policy;
 use oidc_logout::provider::{Provider, ProviderSettings, http_client};
@@ -266,27 +269,23 @@ impl Harness {
 
     pub async fn login_at(&self, sub: &str, sid: Option<&str>, auth_time: u64) -> String {
         let session_id = random_id(16).expect("id");
-        let outcome = self
-            .index
-            .register(&SessionRecord {
-                session_id: session_id.clone(),
-                issuer: self.op.issuer().to_owned(),
-                sub: sub.to_owned(),
-                sid: sid.map(str::to_owned),
-                auth_time,
-                ttl: Duration::from_secs(3600),
-            })
-            .await
-            .expect("register");
-        assert_eq!(outcome, oidc_logout::index::Registration::Registered);
+        let record = SessionRecord {
+            session_id: session_id.clone(),
+            issuer: self.op.issuer().to_owned(),
+            sub: sub.to_owned(),
+            sid: sid.map(str::to_owned),
+            auth_time,
+            ttl: Duration::from_secs(3600),
+        };
+        assert_eq!(
+            register(&self.index, &record).await,
+            Registration::Registered
+        );
         session_id
     }
 
     pub async fn state(&self, session_id: &str) -> SessionState {
-        self.index
-            .state(self.op.issuer(), session_id)
-            .await
-            .expect("state")
+        state_of(&self.index, self.op.issuer(), session_id).await
     }
 
     /// POST a form body with `logout_token`.
@@ -624,4 +623,69 @@ where
     };
     store.create(&mut record).await.expect("create");
     record.id.to_string()
+}
+
+/// The sessions this test binary registered directly in an index, so that [`state_of`] can name
+/// them by id: the index finds a session from its login (user, OP session, authentication time),
+/// as an application that holds the session's record does.
+static REGISTERED: std::sync::Mutex<Vec<SessionRecord>> = std::sync::Mutex::new(Vec::new());
+
+/// Register `record` in `index` as an application would, and remember it for [`state_of`].
+pub async fn register<I: SessionIndex>(index: &I, record: &SessionRecord) -> Registration {
+    remember(record);
+    index.register(record).await.expect("register")
+}
+
+/// Remember a session registered some other way, for [`state_of`].
+pub fn remember(record: &SessionRecord) {
+    let mut known = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    known.retain(|r| !(r.issuer == record.issuer && r.session_id == record.session_id));
+    known.push(record.clone());
+}
+
+/// What the index says of session `id` of `issuer`: found from its registration in this test
+/// ([`register`]) or, for a session an application created through the session store, from
+/// the login its record holds.
+pub async fn state_of<I: SessionIndex + RecordStore>(
+    index: &I,
+    issuer: &str,
+    id: &str,
+) -> SessionState {
+    let remembered = REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|r| r.issuer == issuer && r.session_id == id)
+        .cloned();
+    if let Some(record) = remembered {
+        return index.state(&record.key()).await.expect("state");
+    }
+    let data = index.get_record(id).await.expect("record");
+    let login = data
+        .as_deref()
+        .and_then(|d| serde_json::from_slice::<Value>(d).ok())
+        .and_then(|r| {
+            r["data"][oidc_logout::session_store::LOGIN_KEY]
+                .as_object()
+                .cloned()
+        });
+    let Some(login) = login else {
+        // Neither registered here nor stored: what the index knows of an unknown id.
+        let key = SessionKey {
+            issuer,
+            session_id: id,
+            sub: "",
+            sid: None,
+            auth_time: u64::MAX,
+        };
+        return index.state(&key).await.expect("state");
+    };
+    let key = SessionKey {
+        issuer,
+        session_id: id,
+        sub: login["sub"].as_str().unwrap_or_default(),
+        sid: login["sid"].as_str(),
+        auth_time: login["auth_time"].as_u64().unwrap_or_default(),
+    };
+    index.state(&key).await.expect("state")
 }

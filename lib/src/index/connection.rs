@@ -150,7 +150,6 @@ impl RedisTarget {
 
     /// A pub/sub connection. Redis delivers a `PUBLISH` to subscribers on every node of a
     /// Cluster and on replicas, so any reachable node will do; with Sentinel, the primary.
-    #[cfg(feature = "denylist")]
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
         match self {
             Self::Single(url) => Ok(Client::open(url.expose_secret())

@@ -1,12 +1,21 @@
-//! The Redis key layout, version 1 (`docs/redis-schema.md` is the contract; keep them in step).
+//! The Redis key layout, version 2 (`docs/redis-schema.md` is the contract; keep them in step),
+//! and the names of version 1 that a receiver still serves during a migration.
 //!
 //! Every key of one issuer carries the same hash tag, `{<encoded issuer>}`, so the scripts that
 //! end sessions touch a single Cluster slot and stay atomic. Components are percent-encoded so
 //! that any bytes in an issuer, sid, sub or session id map to exactly one key and can never
 //! forge a separator or a hash tag.
+//!
+//! Sessions are not keys of their own: each is one field of a *bucket* hash, chosen by the first
+//! [`BUCKET_HEX`] hex digits of the SHA-1 of the encoded sub (or sid). A key costs Redis about
+//! 100 bytes before it holds anything; a field of a small hash costs its bytes. That is what lets
+//! one node hold ten million sessions.
 
 /// The layout version, part of every key.
-pub const LAYOUT_VERSION: &str = "v1";
+pub const LAYOUT_VERSION: &str = "v2";
+
+/// How many hex digits of SHA-1 name a bucket: 16^4 = 65,536 buckets per issuer and family.
+pub const BUCKET_HEX: usize = 4;
 
 /// Percent-encode every byte outside `A-Z a-z 0-9 - . _ ~`, with upper-case hex digits.
 ///
@@ -33,21 +42,44 @@ pub(crate) fn decode_component(encoded: &str) -> String {
         .into_owned()
 }
 
+/// The bucket of an encoded component: the first [`BUCKET_HEX`] lower-case hex digits of its
+/// SHA-1 (the scripts compute the same with `redis.sha1hex`).
+pub fn bucket(encoded: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        encoded.as_bytes(),
+    );
+    let mut out = String::with_capacity(BUCKET_HEX);
+    for byte in digest.as_ref().iter().take(BUCKET_HEX.div_ceil(2)) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.truncate(BUCKET_HEX);
+    out
+}
+
 /// The channel the receiver announces access-token denylist markers on.
 pub fn deny_channel(prefix: &str) -> String {
     format!("{prefix}{LAYOUT_VERSION}:deny")
 }
 
+/// The channel the index announces logout markers on (what ended which sessions), for the
+/// session stores' in-memory view.
+pub fn ended_channel(prefix: &str) -> String {
+    format!("{prefix}{LAYOUT_VERSION}:ended")
+}
+
 /// The key of an application session's data record: `<prefix>v1:d:{<encoded id>}`. It is keyed by
-/// session id alone (its own hash tag), so records spread over a Cluster.
+/// session id alone (its own hash tag), so records spread over a Cluster. The record's format did
+/// not change in version 2, so neither did its key: records survive the move.
 pub(crate) fn record_key(prefix: &str, id: &str) -> String {
-    format!("{prefix}{LAYOUT_VERSION}:d:{{{}}}", encode_component(id))
+    format!("{prefix}v1:d:{{{}}}", encode_component(id))
 }
 
 /// The key names of one issuer.
 #[derive(Debug, Clone)]
 pub struct IssuerKeys {
-    /// `<prefix>v1:{<iss>}:` — everything of this issuer starts with it.
+    /// `<prefix>v2:{<iss>}:` — everything of this issuer starts with it.
     base: String,
 }
 
@@ -59,15 +91,57 @@ impl IssuerKeys {
         }
     }
 
-    /// Prefix of session hashes; the encoded session id follows.
+    /// `<prefix>v2:{<iss>}:`, which the scripts extend with `u:<bucket>` and `i:<bucket>`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+    /// The bucket hash holding the sessions of the user whose encoded sub is `esub`.
+    pub(crate) fn user_bucket(&self, esub: &str) -> String {
+        format!("{}u:{}", self.base, bucket(esub))
+    }
+    /// The logout markers of this issuer (a hash: field `<kind>:<enc value>`).
+    pub(crate) fn markers(&self) -> String {
+        format!("{}x", self.base)
+    }
+    /// The same markers by expiry (a sorted set), to prune them.
+    pub(crate) fn marker_expiry(&self) -> String {
+        format!("{}xx", self.base)
+    }
+    pub(crate) fn jti(&self, jti: &str) -> String {
+        format!("{}jti:{}", self.base, encode_component(jti))
+    }
+    pub(crate) fn event(&self, id: &str) -> String {
+        format!("{}evt:{}", self.base, encode_component(id))
+    }
+    /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
+    pub fn deny(&self) -> String {
+        format!("{}deny", self.base)
+    }
+    /// The same markers by expiry (a sorted set), to prune them.
+    pub(crate) fn deny_expiry(&self) -> String {
+        format!("{}denyx", self.base)
+    }
+}
+
+/// The key names of one issuer in layout version 1, which a receiver keeps ending sessions in
+/// while applications move (`IndexSettings::legacy_v1`).
+#[derive(Debug, Clone)]
+pub(crate) struct V1Keys {
+    base: String,
+}
+
+impl V1Keys {
+    pub(crate) fn new(prefix: &str, issuer: &str) -> Self {
+        Self {
+            base: format!("{prefix}v1:{{{}}}:", encode_component(issuer)),
+        }
+    }
     pub(crate) fn session_prefix(&self) -> String {
         format!("{}s:", self.base)
     }
-    /// Prefix of the sid index sorted sets; the encoded sid follows.
     pub(crate) fn sid_prefix(&self) -> String {
         format!("{}sid:", self.base)
     }
-    /// Prefix of the sub index sorted sets; the encoded sub follows.
     pub(crate) fn sub_prefix(&self) -> String {
         format!("{}sub:", self.base)
     }
@@ -86,17 +160,9 @@ impl IssuerKeys {
     pub(crate) fn sub_marker(&self, sub: &str) -> String {
         format!("{}xsub:{}", self.base, encode_component(sub))
     }
-    pub(crate) fn jti(&self, jti: &str) -> String {
-        format!("{}jti:{}", self.base, encode_component(jti))
-    }
-    pub(crate) fn event(&self, id: &str) -> String {
-        format!("{}evt:{}", self.base, encode_component(id))
-    }
-    /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
-    pub fn deny(&self) -> String {
+    pub(crate) fn deny(&self) -> String {
         format!("{}deny", self.base)
     }
-    /// The same markers by expiry (a sorted set), to prune them.
     pub(crate) fn deny_expiry(&self) -> String {
         format!("{}denyx", self.base)
     }
@@ -130,14 +196,24 @@ mod tests {
         ];
         let keys: std::collections::HashSet<_> = inputs
             .iter()
-            .map(|s| IssuerKeys::new("p:", "iss").sid(s))
+            .map(|s| IssuerKeys::new("p:", "iss").jti(s))
             .collect();
         assert_eq!(keys.len(), inputs.len());
         let issuers: std::collections::HashSet<_> = inputs
             .iter()
-            .map(|s| IssuerKeys::new("p:", s).sid("x"))
+            .map(|s| IssuerKeys::new("p:", s).markers())
             .collect();
         assert_eq!(issuers.len(), inputs.len());
+    }
+
+    #[test]
+    fn buckets_are_the_first_hex_digits_of_sha1() {
+        // sha1("alice") = 522b276a356bdf39013dfabea2cd43e141ecc9e8
+        assert_eq!(bucket("alice"), "522b");
+        assert_eq!(
+            IssuerKeys::new("p:", "https://op.example").user_bucket("alice"),
+            "p:v2:{https%3A%2F%2Fop.example}:u:522b"
+        );
     }
 
     #[test]
@@ -147,12 +223,11 @@ mod tests {
         for key in [
             k.deny(),
             k.deny_expiry(),
-            k.session("s"),
-            k.sid("a"),
-            k.sub("b"),
-            k.sid_marker("c"),
-            k.sub_marker("d"),
+            k.markers(),
+            k.marker_expiry(),
+            k.user_bucket("b"),
             k.jti("e"),
+            k.event("f"),
         ] {
             let open = key.find('{').expect("tag open");
             let close = key[open..].find('}').expect("tag close") + open;
@@ -180,15 +255,8 @@ mod tests {
             Some(&key[open + 1..close])
         }
 
-        fn all_keys(k: &IssuerKeys, x: &str) -> [String; 6] {
-            [
-                k.session(x),
-                k.sid(x),
-                k.sub(x),
-                k.sid_marker(x),
-                k.sub_marker(x),
-                k.jti(x),
-            ]
+        fn all_keys(k: &IssuerKeys, x: &str) -> [String; 2] {
+            [k.jti(x), k.event(x)]
         }
 
         proptest! {
@@ -213,6 +281,7 @@ mod tests {
                         prop_assert_eq!(key_a == key_b, same_input, "{} vs {}", key_a, key_b);
                     }
                 }
+                prop_assert_eq!(ka.markers() == kb.markers(), iss_a == iss_b);
                 prop_assert_eq!(record_key("p:", &a) == record_key("p:", &b), a == b);
             }
 
@@ -220,7 +289,8 @@ mod tests {
             fn every_key_of_an_issuer_hashes_to_the_issuer_tag(iss in component(), x in component()) {
                 let k = IssuerKeys::new("p:", &iss);
                 let tag = encode_component(&iss);
-                for key in all_keys(&k, &x) {
+                let encoded = encode_component(&x);
+                for key in all_keys(&k, &x).into_iter().chain([k.user_bucket(&encoded), k.markers()]) {
                     prop_assert_eq!(hash_tag(&key), Some(tag.as_str()), "{}", key);
                 }
                 let record = record_key("p:", &x);

@@ -8,10 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::markers::{self, Marker, Markers};
 use super::{
     IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionInfo,
-    SessionRecord, SessionState, StoreError, Target,
+    SessionKey, SessionRecord, SessionState, StoreError, Target,
 };
+use crate::sys::unix_now;
 
 /// The session index in this process's memory. Clones share the same state.
 #[derive(Clone, Debug, Default)]
@@ -27,19 +29,8 @@ struct Session {
     sub: String,
     sid: Option<String>,
     auth: u64,
-    ended: bool,
-    expires: Instant,
-    created: u64,
-    seen: u64,
-}
-
-#[derive(Debug, Default)]
-struct SidMarker {
-    /// iat of a logout of the whole sid.
-    all: Option<u64>,
-    /// iat of logouts of (sid, sub).
-    by_sub: HashMap<String, u64>,
-    expires: Option<Instant>,
+    /// Seconds since the epoch.
+    until: u64,
 }
 
 #[derive(Debug, Default)]
@@ -47,8 +38,7 @@ struct Inner {
     sessions: HashMap<IssKey, Session>,
     by_sid: HashMap<IssKey, HashSet<String>>,
     by_sub: HashMap<IssKey, HashSet<String>>,
-    sid_markers: HashMap<IssKey, SidMarker>,
-    sub_markers: HashMap<IssKey, (u64, Instant)>,
+    markers: HashMap<String, Markers>,
     jtis: HashMap<IssKey, Instant>,
     events: HashMap<IssKey, Instant>,
     records: HashMap<String, (Vec<u8>, Instant)>,
@@ -68,7 +58,8 @@ impl Inner {
             return;
         }
         self.last_sweep = Some(now);
-        self.sessions.retain(|_, s| s.expires > now);
+        let secs = unix_now();
+        self.sessions.retain(|_, s| s.until > secs);
         let sessions = &self.sessions;
         for index in [&mut self.by_sid, &mut self.by_sub] {
             index.retain(|(iss, _), ids| {
@@ -76,42 +67,45 @@ impl Inner {
                 !ids.is_empty()
             });
         }
-        self.sid_markers
-            .retain(|_, m| m.expires.is_some_and(|e| e > now));
-        self.sub_markers.retain(|_, (_, e)| *e > now);
+        for markers in self.markers.values_mut() {
+            markers.prune(secs);
+        }
         self.jtis.retain(|_, e| *e > now);
         self.events.retain(|_, e| *e > now);
         self.records.retain(|_, (_, e)| *e > now);
     }
 
-    fn live_session(&self, iss: &str, id: &str, now: Instant) -> Option<&Session> {
-        self.sessions.get(&key(iss, id)).filter(|s| s.expires > now)
+    fn live_session(&self, iss: &str, id: &str) -> Option<&Session> {
+        self.sessions
+            .get(&key(iss, id))
+            .filter(|s| s.until > unix_now())
     }
 
-    fn unindex(&mut self, iss: &str, id: &str, sub: &str, sid: Option<&str>) {
-        if let Some(ids) = self.by_sub.get_mut(&key(iss, sub)) {
+    /// Remove a session's entry; returns it.
+    fn remove(&mut self, iss: &str, id: &str) -> Option<Session> {
+        let session = self.sessions.remove(&key(iss, id))?;
+        if let Some(ids) = self.by_sub.get_mut(&key(iss, &session.sub)) {
             ids.remove(id);
         }
-        if let Some(sid) = sid
+        if let Some(sid) = &session.sid
             && let Some(ids) = self.by_sid.get_mut(&key(iss, sid))
         {
             ids.remove(id);
         }
+        Some(session)
     }
 
-    fn covered(&self, s: &SessionRecord, now: Instant) -> bool {
-        let by_sub = self
-            .sub_markers
-            .get(&key(&s.issuer, &s.sub))
-            .is_some_and(|(iat, exp)| *exp > now && *iat >= s.auth_time);
-        let by_sid = s.sid.as_deref().is_some_and(|sid| {
-            self.sid_markers.get(&key(&s.issuer, sid)).is_some_and(|m| {
-                m.expires.is_some_and(|e| e > now)
-                    && (m.all.is_some_and(|iat| iat >= s.auth_time)
-                        || m.by_sub.get(&s.sub).is_some_and(|iat| *iat >= s.auth_time))
-            })
-        });
-        by_sub || by_sid
+    fn covered(&self, s: &SessionKey<'_>) -> bool {
+        self.markers
+            .get(s.issuer)
+            .is_some_and(|m| m.covers(s, unix_now()))
+    }
+
+    fn mark(&mut self, issuer: &str, field: String, marker: Marker) {
+        self.markers
+            .entry(issuer.to_owned())
+            .or_default()
+            .apply(field, marker, unix_now());
     }
 }
 
@@ -131,6 +125,10 @@ impl MemoryIndex {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn marker_secs(&self) -> u64 {
+        self.settings.marker_ttl.as_secs().max(1)
+    }
 }
 
 impl SessionIndex for MemoryIndex {
@@ -138,34 +136,20 @@ impl SessionIndex for MemoryIndex {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
-        let old = inner
-            .live_session(&s.issuer, &s.session_id, now)
-            .map(|o| (o.ended, o.sub.clone(), o.sid.clone(), o.created));
-        if let Some((true, ..)) = old {
+        if inner.covered(&s.key()) {
             return Ok(Registration::LoggedOut);
         }
-        if let Some((_, sub, sid, _)) = &old {
-            inner.unindex(&s.issuer, &s.session_id, sub, sid.as_deref());
-        }
-        let seen = crate::sys::unix_now();
-        let created = old.as_ref().map_or(seen, |o| o.3);
-        let covered = inner.covered(s, now);
-        let expires = now + s.ttl;
+        inner.remove(&s.issuer, &s.session_id);
+        let until = unix_now().saturating_add(super::ceil_secs(s.ttl));
         inner.sessions.insert(
             key(&s.issuer, &s.session_id),
             Session {
                 sub: s.sub.clone(),
                 sid: s.sid.clone(),
                 auth: s.auth_time,
-                ended: covered,
-                expires,
-                created,
-                seen,
+                until,
             },
         );
-        if covered {
-            return Ok(Registration::LoggedOut);
-        }
         inner
             .by_sub
             .entry(key(&s.issuer, &s.sub))
@@ -205,42 +189,36 @@ impl SessionIndex for MemoryIndex {
             .get(&index_key)
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
-        let mut ended = Vec::new();
+        let secs = unix_now();
+        let (mut ended, mut latest) = (Vec::new(), 0);
         for id in candidates {
-            let Some(s) = inner.sessions.get_mut(&key(l.issuer, &id)) else {
+            let Some(s) = inner.sessions.get(&key(l.issuer, &id)) else {
                 continue;
             };
-            if s.expires <= now || s.auth > l.issued_at || only_sub.is_some_and(|sub| sub != s.sub)
-            {
+            if s.until <= secs {
+                inner.remove(l.issuer, &id);
                 continue;
             }
-            if !s.ended {
-                s.ended = true;
-                ended.push(id.clone());
+            if s.auth > l.issued_at || only_sub.is_some_and(|sub| sub != s.sub) {
+                continue;
             }
-            let (sub, sid) = (s.sub.clone(), s.sid.clone());
-            inner.unindex(l.issuer, &id, &sub, sid.as_deref());
+            latest = latest.max(s.until);
+            inner.remove(l.issuer, &id);
+            ended.push(id);
         }
-        let marker_expires = now + self.settings.marker_ttl;
-        match l.target {
-            Target::Sub { sub } => {
-                let m = inner
-                    .sub_markers
-                    .entry(key(l.issuer, sub))
-                    .or_insert((0, marker_expires));
-                m.0 = m.0.max(l.issued_at);
-                m.1 = m.1.max(marker_expires);
-            }
-            Target::Sid { sid, sub } => {
-                let m = inner.sid_markers.entry(key(l.issuer, sid)).or_default();
-                let slot = match sub {
-                    None => m.all.get_or_insert(0),
-                    Some(sub) => m.by_sub.entry(sub.to_owned()).or_insert(0),
-                };
-                *slot = (*slot).max(l.issued_at);
-                m.expires = Some(m.expires.map_or(marker_expires, |e| e.max(marker_expires)));
-            }
-        }
+        let field = match l.target {
+            Target::Sub { sub } => markers::sub_field(sub),
+            Target::Sid { sid, sub: None } => markers::sid_field(sid),
+            Target::Sid {
+                sid,
+                sub: Some(sub),
+            } => markers::sid_sub_field(sid, sub),
+        };
+        let marker = Marker {
+            iat: l.issued_at,
+            expires_at: (secs + self.marker_secs()).max(latest + 60),
+        };
+        inner.mark(l.issuer, field, marker);
         if let Some((jti, until_ms)) = l.jti {
             let ttl = super::millis_until(until_ms, crate::sys::unix_now_ms());
             inner
@@ -250,46 +228,42 @@ impl SessionIndex for MemoryIndex {
         Ok(LogoutOutcome::Applied { ended })
     }
 
-    async fn end_session(&self, issuer: &str, session_id: &str) -> Result<bool, StoreError> {
+    async fn end_session(
+        &self,
+        issuer: &str,
+        session_id: &str,
+        sub: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
-        let live = inner
-            .live_session(issuer, session_id, now)
-            .map(|s| (s.ended, s.sub.clone(), s.sid.clone()));
-        match live {
-            Some((true, _, _)) => Ok(false),
-            Some((false, sub, sid)) => {
-                inner.unindex(issuer, session_id, &sub, sid.as_deref());
-                if let Some(s) = inner.sessions.get_mut(&key(issuer, session_id)) {
-                    s.ended = true;
-                }
-                Ok(true)
+        let secs = unix_now();
+        let found = match inner.sessions.get(&key(issuer, session_id)) {
+            Some(s) if sub.is_some_and(|sub| sub == s.sub) => {
+                inner.remove(issuer, session_id).filter(|s| s.until > secs)
             }
-            None => {
-                let tombstone = Session {
-                    sub: String::new(),
-                    sid: None,
-                    auth: 0,
-                    ended: true,
-                    expires: now + self.settings.marker_ttl,
-                    created: 0,
-                    seen: 0,
-                };
-                inner.sessions.insert(key(issuer, session_id), tombstone);
-                Ok(false)
-            }
-        }
+            _ => None,
+        };
+        let expires_at = found
+            .as_ref()
+            .map_or(secs + self.marker_secs(), |s| s.until + 60);
+        inner.mark(
+            issuer,
+            markers::id_field(session_id),
+            Marker {
+                iat: secs,
+                expires_at,
+            },
+        );
+        Ok(found.is_some())
     }
 
-    async fn state(&self, issuer: &str, session_id: &str) -> Result<SessionState, StoreError> {
-        let now = Instant::now();
-        let inner = self.lock();
-        Ok(match inner.live_session(issuer, session_id, now) {
-            Some(s) if s.ended => SessionState::Ended,
-            Some(_) => SessionState::Active,
-            None => SessionState::Unknown,
-        })
+    async fn state(&self, s: &SessionKey<'_>) -> Result<SessionState, StoreError> {
+        Ok(self.known(s))
+    }
+
+    fn known_state(&self, s: &SessionKey<'_>) -> Option<SessionState> {
+        Some(self.known(s))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -319,7 +293,6 @@ impl SessionIndex for MemoryIndex {
     }
 
     async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let now = Instant::now();
         let inner = self.lock();
         let mut found: Vec<SessionInfo> = inner
             .by_sub
@@ -327,18 +300,38 @@ impl SessionIndex for MemoryIndex {
             .into_iter()
             .flatten()
             .filter_map(|id| {
-                let s = inner.live_session(issuer, id, now)?;
-                (!s.ended && s.sub == sub).then(|| SessionInfo {
+                let s = inner.live_session(issuer, id)?;
+                let info = SessionInfo {
                     session_id: id.clone(),
                     sid: s.sid.clone(),
                     auth_time: s.auth,
-                    created: s.created,
-                    seen: s.seen,
-                })
+                    indexed_until: s.until,
+                };
+                let ended_by_id = inner.covered(&SessionKey {
+                    issuer,
+                    session_id: id,
+                    sub,
+                    sid: None,
+                    auth_time: u64::MAX,
+                });
+                (s.sub == sub && !ended_by_id).then_some(info)
             })
             .collect();
         found.sort_by(|a, b| (a.auth_time, &a.session_id).cmp(&(b.auth_time, &b.session_id)));
         Ok(found)
+    }
+}
+
+impl MemoryIndex {
+    fn known(&self, s: &SessionKey<'_>) -> SessionState {
+        let inner = self.lock();
+        if inner.covered(s) {
+            return SessionState::Ended;
+        }
+        match inner.live_session(s.issuer, s.session_id) {
+            Some(_) => SessionState::Active,
+            None => SessionState::Unknown,
+        }
     }
 }
 

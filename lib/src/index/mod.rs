@@ -8,8 +8,13 @@
 //! - A logout issued at time `T` ends every matching session authenticated at or before `T`, and
 //!   leaves a marker so that such a session registered *later* (a login callback that was in
 //!   flight) is refused. A session authenticated after `T` survives a replay or late delivery.
-//! - An ended session leaves a tombstone for as long as it could have lived, so a save by an
-//!   in-flight request cannot bring it back.
+//! - An ended session stays ended for as long as it could have lived: the logout's
+//!   [marker](markers) outlives every session it ended, so a save by an in-flight request cannot
+//!   bring one back.
+//!
+//! Because the markers alone say whether a session is ended, an application instance can answer
+//! that from memory: [`SessionIndex::known_state`] does, where the backend keeps the markers
+//! current (the memory backend always; the Redis backend by following the markers' channel).
 //!
 //! The `jti` of a logout token is recorded in the same atomic step that ends the sessions, so a
 //! token is either fully applied and remembered, or neither: an OP retry after a failure is
@@ -18,7 +23,12 @@
 #[cfg(feature = "redis")]
 mod connection;
 #[cfg(feature = "redis")]
+mod follower;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod keys;
+#[cfg(feature = "redis")]
+mod legacy_v1;
+mod markers;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -35,8 +45,9 @@ pub(crate) use connection::RedisConnection;
 pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
 #[cfg(feature = "denylist")]
 pub(crate) use keys::decode_component;
-#[cfg(feature = "redis")]
-pub use keys::{IssuerKeys, LAYOUT_VERSION, deny_channel, encode_component};
+pub use keys::{
+    BUCKET_HEX, IssuerKeys, LAYOUT_VERSION, bucket, deny_channel, encode_component, ended_channel,
+};
 pub use memory::MemoryIndex;
 #[cfg(feature = "redis")]
 pub use redis::RedisIndex;
@@ -57,6 +68,35 @@ pub struct SessionRecord {
     pub auth_time: u64,
     /// How long the session may live; the index forgets it after that.
     pub ttl: Duration,
+}
+
+impl SessionRecord {
+    /// What identifies this session to [`SessionIndex::state`].
+    pub fn key(&self) -> SessionKey<'_> {
+        SessionKey {
+            issuer: &self.issuer,
+            session_id: &self.session_id,
+            sub: &self.sub,
+            sid: self.sid.as_deref(),
+            auth_time: self.auth_time,
+        }
+    }
+}
+
+/// A registered session as a reader knows it (from the login its record holds): enough to find
+/// its index entry and the logouts that would cover it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKey<'a> {
+    /// The issuer that authenticated the user.
+    pub issuer: &'a str,
+    /// The application's session id.
+    pub session_id: &'a str,
+    /// The user.
+    pub sub: &'a str,
+    /// The OP session, when the OP sent one.
+    pub sid: Option<&'a str>,
+    /// When the user authenticated, seconds since the epoch.
+    pub auth_time: u64,
 }
 
 /// Which sessions a logout names (Back-Channel Logout §2.4, §2.7).
@@ -107,6 +147,13 @@ pub struct Deny {
     pub lifetime: Duration,
 }
 
+/// Whole seconds covering `d`, at least 1: an index entry outlives the session it registers.
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_add(u64::from(d.subsec_nanos() > 0))
+        .max(1)
+}
+
 /// Milliseconds from `now_ms` until `until_ms`, at least 1 (for a key's relative expiry).
 pub(crate) fn millis_until(until_ms: u64, now_ms: u64) -> u64 {
     until_ms.saturating_sub(now_ms).max(1)
@@ -146,11 +193,9 @@ pub struct SessionInfo {
     pub sid: Option<String>,
     /// When the user authenticated at the OP, seconds since the epoch.
     pub auth_time: u64,
-    /// When the session was first registered, seconds since the epoch (0 when registered by a
-    /// version that did not record it).
-    pub created: u64,
-    /// When the session was last saved by its application, seconds since the epoch (same).
-    pub seen: u64,
+    /// Until when the index keeps the session (seconds since the epoch) unless its application
+    /// extends it: at least as long as the session can live.
+    pub indexed_until: u64,
 }
 
 /// What the index knows of a session.
@@ -211,19 +256,32 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<LogoutOutcome, StoreError>> + Send;
 
     /// End one session by its id (the application's own logout button). Returns whether a live
-    /// session was ended. Leaves a tombstone even for an unknown id, for `tombstone_ttl`.
+    /// session was ended. Leaves a marker for the id even when the session is unknown (for the
+    /// session's lifetime, or `marker_ttl`), so that a save in flight cannot bring it back. The
+    /// `sub` finds the index entry to remove; without it (an operator who knows only the id) the
+    /// entry stays until it expires, ended by the marker, and the answer is `false`.
     fn end_session(
         &self,
         issuer: &str,
         session_id: &str,
+        sub: Option<&str>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Whether a session is live, ended, or unknown.
+    /// Whether a session is live, ended, or unknown, asking the backend (one round trip).
     fn state(
         &self,
-        issuer: &str,
-        session_id: &str,
+        session: &SessionKey<'_>,
     ) -> impl Future<Output = Result<SessionState, StoreError>> + Send;
+
+    /// Whether a session that was registered and has not expired is ended, answered from this
+    /// process's memory without a round trip: `Some(Ended)` or `Some(Active)` when the backend's
+    /// view of logouts is current (within its staleness bound), `None` when it cannot say and
+    /// [`state`](Self::state) must be asked. The memory backend always answers; the Redis backend
+    /// answers once it follows the issuer's markers (it starts following on the first call).
+    fn known_state(&self, session: &SessionKey<'_>) -> Option<SessionState> {
+        let _ = session;
+        None
+    }
 
     /// Check that the backend answers (for startup and readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -296,9 +354,17 @@ pub struct IndexSettings {
     /// Prepended to every Redis key (default `oidc-logout:`). Must not contain `{` or `}`.
     pub prefix: String,
     /// How long a logout's marker refuses late registrations of the sessions it covers, and how
-    /// long the tombstone of a session ended by id lasts when its lifetime is unknown. Set it to
-    /// at least the longest session lifetime of your applications.
+    /// long the marker of a session ended by id lasts when its lifetime is unknown. A marker
+    /// always outlives the sessions it ended; this is its least lifetime.
     pub marker_ttl: Duration,
+    /// Also end sessions in the version 1 layout, and read them when a session is not found in
+    /// version 2, while applications move from an older release (`docs/redis-schema.md`,
+    /// "Moving from v1"). Off by default.
+    pub legacy_v1: bool,
+    /// How stale the in-memory view of logouts may be before [`SessionIndex::known_state`]
+    /// stops answering and readers ask Redis (default 1 s). It bounds how long a logout that
+    /// did not reach an instance (a silently broken connection) can go unnoticed there.
+    pub max_staleness: Duration,
 }
 
 impl IndexSettings {
@@ -309,10 +375,24 @@ impl IndexSettings {
         self
     }
 
-    /// How long logout markers refuse late registrations (and tombstones last).
+    /// How long logout markers refuse late registrations, at least.
     #[must_use]
     pub fn with_marker_ttl(mut self, ttl: Duration) -> Self {
         self.marker_ttl = ttl;
+        self
+    }
+
+    /// Keep serving the version 1 layout during a migration (see [`legacy_v1`](Self::legacy_v1)).
+    #[must_use]
+    pub fn with_legacy_v1(mut self, on: bool) -> Self {
+        self.legacy_v1 = on;
+        self
+    }
+
+    /// How stale the in-memory view of logouts may become before readers ask Redis.
+    #[must_use]
+    pub fn with_max_staleness(mut self, staleness: Duration) -> Self {
+        self.max_staleness = staleness;
         self
     }
 }
@@ -322,6 +402,8 @@ impl Default for IndexSettings {
         Self {
             prefix: "oidc-logout:".to_owned(),
             marker_ttl: Duration::from_secs(24 * 3600),
+            legacy_v1: false,
+            max_staleness: Duration::from_secs(1),
         }
     }
 }

@@ -2,8 +2,15 @@
 //!
 //! Each operation is one Lua script over the keys of a single issuer (one hash tag, see
 //! [`keys`](super::keys)), so it is atomic on a single Redis and on a Cluster alike. The scripts
-//! percent-encode inside Lua exactly as [`encode_component`](super::encode_component) does, so
-//! that they can derive the keys of related sessions from what is stored.
+//! percent-encode inside Lua exactly as [`encode_component`](super::encode_component) does and
+//! compute buckets with `redis.sha1hex` exactly as [`bucket`](super::bucket) does, so that they
+//! can derive the keys of related sessions from what is stored.
+//!
+//! Layout version 2 (`docs/redis-schema.md`): a session is one field `<enc sub> <enc id>` of its
+//! user's bucket hash `u:<bucket(enc sub)>`, value `<auth> <until> <enc sid>`; an OP session is
+//! one field `<enc sid>` of `i:<bucket(enc sid)>`, value its users' encoded subs. What a logout
+//! ended is remembered by its marker (`x`), which the scripts check before registering and
+//! publish for the applications' in-memory view.
 
 use std::time::Duration;
 
@@ -11,14 +18,17 @@ use redis::Script;
 use secrecy::SecretString;
 
 use super::connection::{RedisConnection, RedisTarget};
-use super::keys::{IssuerKeys, decode_component, encode_component, record_key};
+use super::follower::Follower;
+use super::keys::{
+    IssuerKeys, V1Keys, decode_component, encode_component, ended_channel, record_key,
+};
 use super::{
     IndexSettings, Logout, LogoutOutcome, OrUnavailable as _, RecordStore, Registration,
-    SessionIndex, SessionInfo, SessionRecord, SessionState, StoreError, Target,
+    SessionIndex, SessionInfo, SessionKey, SessionRecord, SessionState, StoreError, Target,
 };
 
-/// Lua helper shared by the scripts: the same encoding as `encode_component`.
-const LUA_ENCODE: &str = r#"
+/// Lua helpers shared by the scripts: the encoding of `encode_component`, buckets, entries.
+pub(super) const LUA_HELPERS: &str = r#"
 local function enc(s)
   if not string.find(s, '[^A-Za-z0-9%-%._~]') then return s end
   return (string.gsub(s, '[^A-Za-z0-9%-%._~]', function(c) return string.format('%%%02X', string.byte(c)) end))
@@ -28,71 +38,193 @@ local function extend(key, ms)
   if t >= 0 and t < ms then redis.call('PEXPIRE', key, ms) end
   if t == -1 then redis.call('PEXPIRE', key, ms) end
 end
+local function bucket(e) return string.sub(redis.sha1hex(e), 1, 4) end
+-- An entry's value: '<auth> <until>' or '<auth> <until> <enc sid>'.
+local function entry(v)
+  local a, u, s = string.match(v, '^(%d+) (%d+) ?(%S*)$')
+  return tonumber(a) or 0, tonumber(u) or 0, s or ''
+end
+-- Remove one user from an OP session's list of users.
+local function sid_remove(base, esid, esub)
+  local k = base .. 'i:' .. bucket(esid)
+  local cur = redis.call('HGET', k, esid)
+  if not cur then return end
+  local rest = {}
+  for w in string.gmatch(cur, '%S+') do if w ~= esub then table.insert(rest, w) end end
+  if #rest == 0 then redis.call('HDEL', k, esid) else redis.call('HSET', k, esid, table.concat(rest, ' ')) end
+end
+-- Drop the expired entries of a user bucket, and the OP sessions no live entry uses any more.
+-- Returns the bucket's fields and values as read (after the drop, expired ones are gone).
+local function prune(base, ub, now)
+  local all = redis.call('HGETALL', ub)
+  local kept, live, gone = {}, {}, {}
+  for i = 1, #all, 2 do
+    local f, v = all[i], all[i + 1]
+    local _, u, s = entry(v)
+    local esub = string.match(f, '^(%S+) ')
+    if u <= now then
+      redis.call('HDEL', ub, f)
+      if s ~= '' and esub then table.insert(gone, {esub, s}) end
+    else
+      kept[f] = v
+      if s ~= '' and esub then live[esub .. ' ' .. s] = true end
+    end
+  end
+  for _, d in ipairs(gone) do
+    if not live[d[1] .. ' ' .. d[2]] then sid_remove(base, d[2], d[1]) end
+  end
+  return kept
+end
+-- Whether a live marker in hash x covers a session (id, sub, sid, auth).
+local function covered(x, eid, esub, esid, auth, now)
+  local f = {'id:' .. eid, 'sub:' .. esub}
+  if esid ~= '' then
+    table.insert(f, 'sid:' .. esid)
+    table.insert(f, 'ss:' .. esid .. ':' .. esub)
+  end
+  local m = redis.call('HMGET', x, unpack(f))
+  for i = 1, #f do
+    if m[i] then
+      local iat, exp = string.match(m[i], '^(%d+) (%d+)$')
+      if iat and tonumber(exp) > now and (i == 1 or tonumber(iat) >= auth) then return true end
+    end
+  end
+  return false
+end
+-- Write (merge) a marker, prune a few expired ones, and announce it.
+local function mark(x, xx, field, iat, exp, now, channel, eiss)
+  local held = redis.call('HGET', x, field)
+  if held then
+    local i, e = string.match(held, '^(%d+) (%d+)$')
+    if i then
+      iat = math.max(iat, tonumber(i))
+      exp = math.max(exp, tonumber(e))
+    end
+  end
+  local value = string.format('%d %d', iat, exp)
+  redis.call('HSET', x, field, value)
+  redis.call('ZADD', xx, exp, field)
+  extend(x, (exp - now) * 1000)
+  extend(xx, (exp - now) * 1000)
+  local old = redis.call('ZRANGEBYSCORE', xx, '-inf', now, 'LIMIT', 0, 64)
+  if #old > 0 then
+    redis.call('HDEL', x, unpack(old))
+    redis.call('ZREM', xx, unpack(old))
+  end
+  redis.call('PUBLISH', channel, eiss .. ' ' .. field .. ' ' .. value)
+end
 "#;
 
-/// KEYS: jti, index (sid or sub set), marker, deny hash, deny expiry set. ARGV: mode, iat, sub,
-/// jti_ttl_ms, marker_ttl_ms, session prefix, sid prefix, sub prefix, now, has_jti, deny field
-/// (empty: no denylist marker), deny lifetime (s), deny channel, encoded issuer, deny issued
-/// until (s: tokens issued up to it are refused).
+/// KEYS: markers, user bucket. ARGV: base, enc sub, enc sid ('' for none), auth, until, enc id,
+/// now, v1 session key ('' unless migrating).
+/// Returns 1 when registered, 0 when a logout already covers the session.
+const LUA_REGISTER: &str = r#"
+local base, esub, esid, auth, untl, eid, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+if covered(KEYS[1], eid, esub, esid, auth, now) then return 0 end
+if ARGV[8] ~= '' and redis.call('HGET', ARGV[8], 'ended') then return 0 end
+local ub, field = KEYS[2], esub .. ' ' .. eid
+local kept = prune(base, ub, now)
+local value = auth .. ' ' .. untl
+if esid ~= '' then value = value .. ' ' .. esid end
+redis.call('HSET', ub, field, value)
+extend(ub, (untl - now) * 1000)
+if kept[field] then
+  local _, _, old = entry(kept[field])
+  kept[field] = value
+  if old ~= '' and old ~= esid then
+    local used = false
+    for f, v in pairs(kept) do
+      local _, _, s = entry(v)
+      if s == old and string.match(f, '^(%S+) ') == esub then used = true end
+    end
+    if not used then sid_remove(base, old, esub) end
+  end
+end
+if esid ~= '' then
+  local k = base .. 'i:' .. bucket(esid)
+  local cur = redis.call('HGET', k, esid)
+  local present = false
+  if cur then
+    for w in string.gmatch(cur, '%S+') do if w == esub then present = true end end
+  end
+  if not cur then
+    redis.call('HSET', k, esid, esub)
+  elseif not present then
+    redis.call('HSET', k, esid, cur .. ' ' .. esub)
+  end
+  extend(k, (untl - now) * 1000)
+end
+return 1
+"#;
+
+/// KEYS: jti, markers, marker expiry, deny hash, deny expiry. ARGV: mode (sid, sidsub, sub),
+/// iat, enc sub, enc sid, jti ttl (ms), marker ttl (s), base, now, has jti, deny field ('' for
+/// no denylist marker), deny lifetime (s), deny channel, enc issuer, deny issued until (s),
+/// ended channel.
 /// Returns `{'ok', <encoded ids of the sessions ended>...}`, or `{'replay'}` when the jti was
 /// seen before.
 const LUA_LOGOUT: &str = r#"
-if ARGV[10] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
-local mode, iat, sub = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local ended = {'ok'}
--- Every member of the index set up to iat leaves it (ended, or stale), except in 'sidsub' mode
--- where sessions of other users stay: those are removed in one call after the loop. A logout by
--- sub leaves the ended sessions in their sid sets: each would cost a call per session, and any
--- later logout or registration touching that sid skips and removes such members.
-local bulk = mode ~= 'sidsub'
-local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', iat)
-for _, m in ipairs(members) do
-  local sk = ARGV[6] .. m
-  local h = redis.call('HMGET', sk, 'sub', 'sid', 'ended')
-  if not h[1] then
-    if not bulk then redis.call('ZREM', KEYS[2], m) end
-  elseif bulk or h[1] == sub then
-    if not h[3] then
-      redis.call('HSET', sk, 'ended', ARGV[9])
-      table.insert(ended, m)
-    end
-    if mode ~= 'sub' then
-      local subkey = ARGV[8] .. enc(h[1])
-      if subkey ~= KEYS[2] then redis.call('ZREM', subkey, m) end
-      if h[2] then
-        local sidkey = ARGV[7] .. enc(h[2])
-        if not (bulk and sidkey == KEYS[2]) then redis.call('ZREM', sidkey, m) end
+if ARGV[9] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
+local mode, iat, esub, esid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local mttl, base, now = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local ended, latest = {'ok'}, 0
+-- End the entries of one user authenticated up to iat (only those of one OP session when
+-- only_sid is given), and drop the OP sessions none of its entries uses any more.
+local function end_user(u, only_sid)
+  local ub = base .. 'u:' .. bucket(u)
+  local pre = u .. ' '
+  local all = redis.call('HGETALL', ub)
+  local touched, kept = {}, {}
+  for i = 1, #all, 2 do
+    local f, v = all[i], all[i + 1]
+    if string.sub(f, 1, #pre) == pre then
+      local a, t, s = entry(v)
+      if t <= now then
+        redis.call('HDEL', ub, f)
+        touched[s] = true
+      elseif (only_sid == nil or s == only_sid) and a <= iat then
+        redis.call('HDEL', ub, f)
+        table.insert(ended, string.sub(f, #pre + 1))
+        if t > latest then latest = t end
+        touched[s] = true
+      else
+        kept[s] = true
       end
-    elseif h[1] ~= sub then
-      redis.call('ZREM', ARGV[8] .. enc(h[1]), m)
     end
   end
+  for s in pairs(touched) do
+    if s ~= '' and not kept[s] then sid_remove(base, s, u) end
+  end
 end
-if bulk and #members > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', iat) end
-local mttl = tonumber(ARGV[5])
+local field
 if mode == 'sub' then
-  local cur = tonumber(redis.call('GET', KEYS[3]) or '-1')
-  if iat > cur then redis.call('SET', KEYS[3], iat, 'PX', mttl) else extend(KEYS[3], mttl) end
+  end_user(esub, nil)
+  field = 'sub:' .. esub
 else
-  local field = '*'
-  if mode == 'sidsub' then field = 's:' .. sub end
-  local cur = tonumber(redis.call('HGET', KEYS[3], field) or '-1')
-  if iat > cur then redis.call('HSET', KEYS[3], field, iat) end
-  extend(KEYS[3], mttl)
+  local users = redis.call('HGET', base .. 'i:' .. bucket(esid), esid)
+  if users then
+    for w in string.gmatch(users, '%S+') do
+      if mode == 'sid' or w == esub then end_user(w, esid) end
+    end
+  end
+  if mode == 'sid' then field = 'sid:' .. esid else field = 'ss:' .. esid .. ':' .. esub end
 end
-if ARGV[10] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[4]) end
-if ARGV[11] ~= '' then
-  -- The access-token denylist marker: tokens of this sid (sub) issued up to iat are refused
-  -- until iat + lifetime. Prune a few expired markers on the way.
-  local field, now = ARGV[11], tonumber(ARGV[9])
+-- The marker outlives every session it ended (a record saved by a request in flight lives no
+-- longer than its entry would have), and refuses late registrations for marker_ttl at least.
+mark(KEYS[2], KEYS[3], field, iat, math.max(now + mttl, latest + 60), now, ARGV[15], ARGV[13])
+if ARGV[9] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[5]) end
+if ARGV[10] ~= '' then
+  -- The access-token denylist marker: tokens of this sid (sub) issued up to the deny time are
+  -- refused until it plus the lifetime. Prune a few expired markers on the way.
+  local dfield = ARGV[10]
   local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 64)
   if #old > 0 then
     redis.call('HDEL', KEYS[4], unpack(old))
     redis.call('ZREM', KEYS[5], unpack(old))
   end
-  local revoked = tonumber(ARGV[15])
-  local expires = revoked + tonumber(ARGV[12])
-  local held = redis.call('HGET', KEYS[4], field)
+  local revoked = tonumber(ARGV[14])
+  local expires = revoked + tonumber(ARGV[11])
+  local held = redis.call('HGET', KEYS[4], dfield)
   if held then
     local r, e = string.match(held, '^(%d+) (%d+)$')
     if r then
@@ -102,77 +234,80 @@ if ARGV[11] ~= '' then
   end
   if expires > now then
     local value = string.format('%d %d', revoked, expires)
-    redis.call('HSET', KEYS[4], field, value)
-    redis.call('ZADD', KEYS[5], expires, field)
+    redis.call('HSET', KEYS[4], dfield, value)
+    redis.call('ZADD', KEYS[5], expires, dfield)
     extend(KEYS[4], (expires - now) * 1000)
     extend(KEYS[5], (expires - now) * 1000)
-    redis.call('PUBLISH', ARGV[13], ARGV[14] .. ' ' .. field .. ' ' .. value)
+    redis.call('PUBLISH', ARGV[12], ARGV[13] .. ' ' .. dfield .. ' ' .. value)
   end
 end
 return ended
 "#;
 
-/// KEYS: session, sub set, sid set, sub marker, sid marker. ARGV: sub, sid, has_sid, auth,
-/// ttl_ms, member, sid prefix, sub prefix, now.
-/// Returns 1 when registered, 0 when a logout already covers the session.
-const LUA_REGISTER: &str = r#"
-local sub, sid, has_sid, auth, ttl = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]), tonumber(ARGV[5])
-local old = redis.call('HMGET', KEYS[1], 'ended', 'sub', 'sid', 'created')
-if old[1] then return 0 end
-local created = old[4] or ARGV[9]
-local covered = false
-local xs = redis.call('GET', KEYS[4])
-if xs and tonumber(xs) >= auth then covered = true end
-if has_sid and not covered then
-  local x = redis.call('HMGET', KEYS[5], '*', 's:' .. sub)
-  for i = 1, 2 do
-    if x[i] and tonumber(x[i]) >= auth then covered = true end
-  end
-end
-if old[2] and old[2] ~= sub then redis.call('ZREM', ARGV[8] .. enc(old[2]), ARGV[6]) end
-if old[3] and ((not has_sid) or old[3] ~= sid) then redis.call('ZREM', ARGV[7] .. enc(old[3]), ARGV[6]) end
-redis.call('DEL', KEYS[1])
-if covered then
-  redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth, 'ended', ARGV[9])
-  if has_sid then redis.call('HSET', KEYS[1], 'sid', sid) end
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return 0
-end
-redis.call('HSET', KEYS[1], 'sub', sub, 'auth', auth, 'created', created, 'seen', ARGV[9])
-if has_sid then redis.call('HSET', KEYS[1], 'sid', sid) end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], auth, ARGV[6])
-extend(KEYS[2], ttl)
-if has_sid then
-  redis.call('ZADD', KEYS[3], auth, ARGV[6])
-  extend(KEYS[3], ttl)
-end
-return 1
-"#;
-
-/// KEYS: session. ARGV: member, sid prefix, sub prefix, now, tombstone_ttl_ms.
+/// KEYS: markers, marker expiry. ARGV: base, enc id, enc sub ('' when unknown), now, marker ttl
+/// (s), ended channel, enc issuer.
 /// Returns 1 when a live session was ended.
 const LUA_END_SESSION: &str = r#"
-local h = redis.call('HMGET', KEYS[1], 'sub', 'sid', 'ended')
-if h[3] then return 0 end
-redis.call('HSET', KEYS[1], 'ended', ARGV[4])
-if not h[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return 0
+local base, eid, esub, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local found, latest = 0, 0
+if esub ~= '' then
+  local ub = base .. 'u:' .. bucket(esub)
+  local f = esub .. ' ' .. eid
+  local v = redis.call('HGET', ub, f)
+  if v then
+    local _, t, s = entry(v)
+    redis.call('HDEL', ub, f)
+    if t > now then found, latest = 1, t end
+    if s ~= '' then
+      local used = false
+      local pre = esub .. ' '
+      local all = redis.call('HGETALL', ub)
+      for i = 1, #all, 2 do
+        local _, _, o = entry(all[i + 1])
+        if o == s and string.sub(all[i], 1, #pre) == pre then used = true end
+      end
+      if not used then sid_remove(base, s, esub) end
+    end
+  end
 end
-redis.call('ZREM', ARGV[3] .. enc(h[1]), ARGV[1])
-if h[2] then redis.call('ZREM', ARGV[2] .. enc(h[2]), ARGV[1]) end
-return 1
+local exp = now + tonumber(ARGV[5])
+if found == 1 then exp = latest + 60 end
+mark(KEYS[1], KEYS[2], 'id:' .. eid, now, exp, now, ARGV[6], ARGV[7])
+return found
 "#;
 
-/// KEYS: sub set. ARGV: session prefix, sub. Read-only.
-/// Returns, per live session of the user: encoded id, sid ('' when none), auth, created, seen.
+/// KEYS: markers, user bucket. ARGV: enc sub, enc sid, auth, enc id, now, v1 session key (''
+/// unless migrating). Read-only. Returns 'active', 'ended' or 'unknown'.
+const LUA_STATE: &str = r#"
+local esub, esid, auth, eid, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+if covered(KEYS[1], eid, esub, esid, auth, now) then return 'ended' end
+local v = redis.call('HGET', KEYS[2], esub .. ' ' .. eid)
+if v then
+  local _, t = entry(v)
+  if t > now then return 'active' end
+end
+if ARGV[6] ~= '' then
+  local h = redis.call('HMGET', ARGV[6], 'sub', 'ended')
+  if h[2] then return 'ended' end
+  if h[1] then return 'active' end
+end
+return 'unknown'
+"#;
+
+/// KEYS: markers, user bucket. ARGV: enc sub, now. Read-only.
+/// Returns, per live session of the user: encoded id, encoded sid ('' when none), auth, until.
 const LUA_SESSIONS: &str = r#"
+local pre, now = ARGV[1] .. ' ', tonumber(ARGV[2])
+local all = redis.call('HGETALL', KEYS[2])
 local out = {}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', ARGV[1] .. m, 'sub', 'sid', 'auth', 'ended', 'created', 'seen')
-  if h[1] == ARGV[2] and not h[4] then
-    table.insert(out, {m, h[2] or '', h[3] or '0', h[5] or '0', h[6] or '0'})
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, 1, #pre) == pre then
+    local a, t, s = entry(all[i + 1])
+    local eid = string.sub(f, #pre + 1)
+    if t > now and not redis.call('HGET', KEYS[1], 'id:' .. eid) then
+      table.insert(out, {eid, s, a, t})
+    end
   end
 end
 return out
@@ -180,18 +315,26 @@ return out
 
 /// The session index in Redis. Clones share one multiplexed connection that reconnects by
 /// itself; while Redis is unreachable every call fails fast with [`StoreError::Unavailable`].
+///
+/// The first [`known_state`](SessionIndex::known_state) call starts following the logout
+/// markers' channel, so that application instances answer "is this session ended?" from memory;
+/// a receiver that never asks never follows.
 #[derive(Clone)]
 pub struct RedisIndex {
     conn: RedisConnection,
     settings: IndexSettings,
-    scripts: std::sync::Arc<Scripts>,
+    shared: std::sync::Arc<Shared>,
 }
 
-struct Scripts {
+struct Shared {
+    target: RedisTarget,
     logout: Script,
     register: Script,
     end_session: Script,
+    state: Script,
     sessions: Script,
+    v1: Option<super::legacy_v1::Scripts>,
+    follower: std::sync::OnceLock<Follower>,
 }
 
 impl std::fmt::Debug for RedisIndex {
@@ -200,6 +343,11 @@ impl std::fmt::Debug for RedisIndex {
             .field("prefix", &self.settings.prefix)
             .finish_non_exhaustive()
     }
+}
+
+/// A script: the shared helpers, then `body`.
+pub(super) fn script(body: &str) -> Script {
+    Script::new(&format!("{LUA_HELPERS}\n{body}"))
 }
 
 impl RedisIndex {
@@ -214,23 +362,51 @@ impl RedisIndex {
         settings: IndexSettings,
     ) -> Result<Self, StoreError> {
         let conn = target.connect().await?;
-        let script = |body: &str| Script::new(&format!("{LUA_ENCODE}\n{body}"));
-        let scripts = std::sync::Arc::new(Scripts {
+        let shared = std::sync::Arc::new(Shared {
+            target: target.clone(),
             logout: script(LUA_LOGOUT),
             register: script(LUA_REGISTER),
             end_session: script(LUA_END_SESSION),
+            state: script(LUA_STATE),
             sessions: script(LUA_SESSIONS),
+            v1: settings.legacy_v1.then(super::legacy_v1::Scripts::new),
+            follower: std::sync::OnceLock::new(),
         });
-        keep_alive(conn.clone(), std::sync::Arc::downgrade(&scripts));
+        keep_alive(conn.clone(), std::sync::Arc::downgrade(&shared));
         Ok(Self {
             conn,
             settings,
-            scripts,
+            shared,
         })
     }
 
     fn keys(&self, issuer: &str) -> IssuerKeys {
         IssuerKeys::new(&self.settings.prefix, issuer)
+    }
+
+    /// The version 1 session key to consult too, when migrating (`""` otherwise).
+    fn v1_session(&self, issuer: &str, session_id: &str) -> String {
+        if self.settings.legacy_v1 {
+            V1Keys::new(&self.settings.prefix, issuer).session(session_id)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The follower of logout markers, started on first use (inside a Tokio runtime).
+    fn follower(&self) -> Option<&Follower> {
+        if let Some(follower) = self.shared.follower.get() {
+            return Some(follower);
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(self.shared.follower.get_or_init(|| {
+            Follower::start(
+                &runtime,
+                self.shared.target.clone(),
+                self.settings.prefix.clone(),
+                self.settings.max_staleness,
+            )
+        }))
     }
 }
 
@@ -238,7 +414,7 @@ impl RedisIndex {
 /// broke while idle (Redis restarted) fails, and is not sent again (a logout script that ran
 /// would come back as a replay); the ping finds the break first, so the connection has been
 /// re-established by the time the next logout arrives.
-fn keep_alive(mut conn: RedisConnection, alive: std::sync::Weak<Scripts>) {
+fn keep_alive(mut conn: RedisConnection, alive: std::sync::Weak<Shared>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,31 +428,27 @@ fn keep_alive(mut conn: RedisConnection, alive: std::sync::Weak<Scripts>) {
     });
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl SessionIndex for RedisIndex {
     async fn register(&self, s: &SessionRecord) -> Result<Registration, StoreError> {
         let k = self.keys(&s.issuer);
-        let sid = s.sid.as_deref().unwrap_or("");
-        let has_sid = s.sid.is_some();
-        let mut inv = self.scripts.register.prepare_invoke();
-        inv.key(k.session(&s.session_id))
-            .key(k.sub(&s.sub))
-            // Without a sid, the sid keys are placeholders in the same slot that are never touched.
-            .key(k.sid(sid))
-            .key(k.sub_marker(&s.sub))
-            .key(k.sid_marker(sid))
-            .arg(&s.sub)
-            .arg(sid)
-            .arg(if has_sid { "1" } else { "0" })
+        let esub = encode_component(&s.sub);
+        let now = crate::sys::unix_now();
+        let until = now.saturating_add(super::ceil_secs(s.ttl));
+        let mut inv = self.shared.register.prepare_invoke();
+        inv.key(k.markers())
+            .key(k.user_bucket(&esub))
+            .arg(k.base())
+            .arg(&esub)
+            .arg(s.sid.as_deref().map(encode_component).unwrap_or_default())
             .arg(s.auth_time)
-            .arg(millis(s.ttl))
+            .arg(until)
             .arg(encode_component(&s.session_id))
-            .arg(k.sid_prefix())
-            .arg(k.sub_prefix())
-            .arg(crate::sys::unix_now());
+            .arg(now)
+            .arg(self.v1_session(&s.issuer, &s.session_id));
         let registered: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
@@ -288,20 +460,20 @@ impl SessionIndex for RedisIndex {
     }
 
     async fn logout(&self, l: &Logout<'_>) -> Result<LogoutOutcome, StoreError> {
+        // While migrating, end the sessions of the old layout first: it keeps no jti, so if
+        // this step succeeds and the next fails, the OP's retry runs both again.
+        let mut ended_v1 = Vec::new();
+        if let Some(v1) = &self.shared.v1 {
+            ended_v1 = v1.logout(&mut self.conn.clone(), &self.settings, l).await?;
+        }
         let k = self.keys(l.issuer);
-        let (mode, index, marker, sub) = match l.target {
-            Target::Sid { sid, sub: None } => ("sid", k.sid(sid), k.sid_marker(sid), ""),
+        let (mode, sub, sid) = match l.target {
+            Target::Sid { sid, sub: None } => ("sid", "", sid),
             Target::Sid {
                 sid,
                 sub: Some(sub),
-            } => ("sidsub", k.sid(sid), k.sid_marker(sid), sub),
-            Target::Sub { sub } => ("sub", k.sub(sub), k.sub_marker(sub), sub),
-        };
-        // A sid belongs to one user, so a (sid, sub) logout denies the sid's tokens.
-        let deny_field = match (l.deny, l.target) {
-            (None, _) => String::new(),
-            (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
-            (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
+            } => ("sidsub", sub, sid),
+            Target::Sub { sub } => ("sub", sub, ""),
         };
         let (deny_from, deny_secs) = l
             .deny
@@ -314,35 +486,41 @@ impl SessionIndex for RedisIndex {
             ),
             None => (k.jti(""), 1, "0"),
         };
-        let mut inv = self.scripts.logout.prepare_invoke();
+        let mut inv = self.shared.logout.prepare_invoke();
         inv.key(jti_key)
-            .key(index)
-            .key(marker)
+            .key(k.markers())
+            .key(k.marker_expiry())
             .key(k.deny())
             .key(k.deny_expiry())
             .arg(mode)
             .arg(l.issued_at)
-            .arg(sub)
+            .arg(encode_component(sub))
+            .arg(encode_component(sid))
             .arg(jti_ttl)
-            .arg(millis(self.settings.marker_ttl))
-            .arg(k.session_prefix())
-            .arg(k.sid_prefix())
-            .arg(k.sub_prefix())
+            .arg(self.settings.marker_ttl.as_secs().max(1))
+            .arg(k.base())
             .arg(crate::sys::unix_now())
             .arg(has_jti)
-            .arg(deny_field)
+            .arg(deny_field(l))
             .arg(deny_secs)
             .arg(super::deny_channel(&self.settings.prefix))
             .arg(encode_component(l.issuer))
-            .arg(deny_from);
+            .arg(deny_from)
+            .arg(ended_channel(&self.settings.prefix));
         let reply: Vec<String> = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
         match reply.split_first() {
-            Some((status, members)) if status == "ok" => Ok(LogoutOutcome::Applied {
-                ended: members.iter().map(|m| decode_component(m)).collect(),
-            }),
+            Some((status, members)) if status == "ok" => {
+                let mut ended: Vec<String> = members.iter().map(|m| decode_component(m)).collect();
+                for id in ended_v1 {
+                    if !ended.contains(&id) {
+                        ended.push(id);
+                    }
+                }
+                Ok(LogoutOutcome::Applied { ended })
+            }
             Some((status, _)) if status == "replay" => Ok(LogoutOutcome::Replayed),
             _ => Err(StoreError::Unexpected(format!(
                 "logout script returned {reply:?}"
@@ -350,36 +528,64 @@ impl SessionIndex for RedisIndex {
         }
     }
 
-    async fn end_session(&self, issuer: &str, session_id: &str) -> Result<bool, StoreError> {
+    async fn end_session(
+        &self,
+        issuer: &str,
+        session_id: &str,
+        sub: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut ended_v1 = false;
+        if let Some(v1) = &self.shared.v1 {
+            ended_v1 = v1
+                .end_session(&mut self.conn.clone(), &self.settings, issuer, session_id)
+                .await?;
+        }
         let k = self.keys(issuer);
-        let mut inv = self.scripts.end_session.prepare_invoke();
-        inv.key(k.session(session_id))
+        let mut inv = self.shared.end_session.prepare_invoke();
+        inv.key(k.markers())
+            .key(k.marker_expiry())
+            .arg(k.base())
             .arg(encode_component(session_id))
-            .arg(k.sid_prefix())
-            .arg(k.sub_prefix())
+            .arg(sub.map(encode_component).unwrap_or_default())
             .arg(crate::sys::unix_now())
-            .arg(millis(self.settings.marker_ttl));
+            .arg(self.settings.marker_ttl.as_secs().max(1))
+            .arg(ended_channel(&self.settings.prefix))
+            .arg(encode_component(issuer));
         let ended: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
-        Ok(ended == 1)
+        Ok(ended == 1 || ended_v1)
     }
 
-    async fn state(&self, issuer: &str, session_id: &str) -> Result<SessionState, StoreError> {
-        let key = self.keys(issuer).session(session_id);
-        let (sub, ended): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(key)
-            .arg("sub")
-            .arg("ended")
-            .query_async(&mut self.conn.clone())
+    async fn state(&self, s: &SessionKey<'_>) -> Result<SessionState, StoreError> {
+        let k = self.keys(s.issuer);
+        let esub = encode_component(s.sub);
+        let mut inv = self.shared.state.prepare_invoke();
+        inv.key(k.markers())
+            .key(k.user_bucket(&esub))
+            .arg(&esub)
+            .arg(s.sid.map(encode_component).unwrap_or_default())
+            .arg(s.auth_time)
+            .arg(encode_component(s.session_id))
+            .arg(crate::sys::unix_now())
+            .arg(self.v1_session(s.issuer, s.session_id));
+        let state: String = inv
+            .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
-        Ok(match (sub, ended) {
-            (_, Some(_)) => SessionState::Ended,
-            (Some(_), None) => SessionState::Active,
-            (None, None) => SessionState::Unknown,
-        })
+        match state.as_str() {
+            "active" => Ok(SessionState::Active),
+            "ended" => Ok(SessionState::Ended),
+            "unknown" => Ok(SessionState::Unknown),
+            other => Err(StoreError::Unexpected(format!(
+                "state script returned {other:?}"
+            ))),
+        }
+    }
+
+    fn known_state(&self, session: &SessionKey<'_>) -> Option<SessionState> {
+        self.follower()?.known_state(session)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -422,22 +628,47 @@ impl SessionIndex for RedisIndex {
 
     async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let k = self.keys(issuer);
-        let mut inv = self.scripts.sessions.prepare_invoke();
-        inv.key(k.sub(sub)).arg(k.session_prefix()).arg(sub);
-        let rows: Vec<(String, String, u64, u64, u64)> = inv
+        let esub = encode_component(sub);
+        let mut inv = self.shared.sessions.prepare_invoke();
+        inv.key(k.markers())
+            .key(k.user_bucket(&esub))
+            .arg(&esub)
+            .arg(crate::sys::unix_now());
+        let rows: Vec<(String, String, u64, u64)> = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
-        Ok(rows
+        let mut found: Vec<SessionInfo> = rows
             .into_iter()
-            .map(|(member, sid, auth_time, created, seen)| SessionInfo {
-                session_id: decode_component(&member),
-                sid: (!sid.is_empty()).then_some(sid),
+            .map(|(id, sid, auth_time, until)| SessionInfo {
+                session_id: decode_component(&id),
+                sid: (!sid.is_empty()).then(|| decode_component(&sid)),
                 auth_time,
-                created,
-                seen,
+                indexed_until: until,
             })
-            .collect())
+            .collect();
+        if let Some(v1) = &self.shared.v1 {
+            for old in v1
+                .sessions(&mut self.conn.clone(), &self.settings, issuer, sub)
+                .await?
+            {
+                if !found.iter().any(|s| s.session_id == old.session_id) {
+                    found.push(old);
+                }
+            }
+        }
+        found.sort_by(|a, b| (a.auth_time, &a.session_id).cmp(&(b.auth_time, &b.session_id)));
+        Ok(found)
+    }
+}
+
+/// The denylist field a logout writes (`""` for none). A sid belongs to one user, so a
+/// (sid, sub) logout denies the sid's tokens.
+pub(super) fn deny_field(l: &Logout<'_>) -> String {
+    match (l.deny, l.target) {
+        (None, _) => String::new(),
+        (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
+        (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
     }
 }
 

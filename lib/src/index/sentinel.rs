@@ -32,7 +32,6 @@ pub(super) async fn connect(
 }
 
 /// A pub/sub connection to the primary the sentinels name.
-#[cfg(feature = "denylist")]
 pub(super) async fn pubsub(
     sentinels: &[SecretString],
     master: &str,

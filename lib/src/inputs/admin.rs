@@ -201,12 +201,17 @@ async fn list<S: SessionIndex + RecordStore>(
 struct OneSession {
     issuer: String,
     session_id: String,
+    /// The session's user, to find its index entry when its record is not in this crate's store.
+    sub: Option<String>,
 }
 
 impl Validate for OneSession {
     fn validate(&self) -> Result<(), String> {
-        if self.issuer.is_empty() || self.session_id.is_empty() {
-            return Err("issuer and session_id must not be empty".into());
+        if self.issuer.is_empty()
+            || self.session_id.is_empty()
+            || self.sub.as_ref().is_some_and(String::is_empty)
+        {
+            return Err("issuer, session_id and sub (when given) must not be empty".into());
         }
         Ok(())
     }
@@ -223,7 +228,7 @@ async fn end_session<S: SessionIndex + RecordStore>(
     };
     match admin
         .core
-        .end_session(&request.issuer, &request.session_id)
+        .end_session(&request.issuer, &request.session_id, request.sub.as_deref())
         .await
     {
         Ok(ended) => {

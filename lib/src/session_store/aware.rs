@@ -1,0 +1,448 @@
+//! The rules that make any tower-sessions store logout-aware, in one place.
+//!
+//! [`LogoutAware`] sits between tower-sessions and the application's store. For a session whose
+//! data holds a [`Login`](super::Login) it
+//!
+//! - **on load** refuses the session when its lifetime is over under its issuer's policy, or a
+//!   logout ended it: asked of the instance's in-memory view of logouts when that is current,
+//!   of the index (one round trip) otherwise — and when the index cannot answer, the load fails
+//!   (closed) rather than serve a session that may have been ended;
+//! - **on save** caps the record's expiry by the policy, refuses to write back a session the view
+//!   knows was ended, and registers the session in the index only when it is new to it (a login,
+//!   an id rotation, a changed login) or would outlive its index entry; a registration a logout
+//!   already covers (a callback in flight during the logout) is not written at all;
+//! - **on delete** ends the session in the index (a marker for its id keeps it ended everywhere,
+//!   so a request in flight cannot bring it back), then deletes it from the store.
+//!
+//! What the index knows is recorded in the session itself, under [`INDEXED_KEY`]: for which id,
+//! which login and until when the session is registered. That is what lets a save skip the index.
+//! Each rule is written once, over plain values; the trait implementations for each supported
+//! tower-sessions version only translate.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{LOGIN_KEY, LoginFacts, SessionPolicy};
+use crate::index::{
+    Registration, SessionIndex, SessionKey, SessionRecord, SessionState, StoreError,
+};
+use crate::sys::unix_now;
+
+/// The session data key under which the wrapper records what the index knows of the session.
+pub const INDEXED_KEY: &str = "oidc_logout.indexed";
+
+/// An index entry lives this much longer than the session it registers, so that active
+/// sessions re-register rarely: a quarter of the session's remaining lifetime, at least a
+/// second (entries expire in whole seconds) and at most an hour.
+fn slack(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// What the index knows of a session, as recorded in it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Indexed {
+    /// The session id the entry is for (an id rotation makes it stale).
+    id: String,
+    /// A fingerprint of the login registered (a changed login makes it stale).
+    login: String,
+    /// Until when the index keeps the entry, seconds since the epoch.
+    until: u64,
+}
+
+/// FNV-1a over the parts of a login the index keys on: cheap, stable across builds, and only
+/// ever compared with what this same session recorded (the data is the server's, not the
+/// client's, so nobody picks it).
+fn fingerprint(login: &LoginFacts<'_>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let auth = login.auth_time.to_string();
+    for part in [
+        login.issuer.as_ref(),
+        login.sub.as_ref(),
+        login.sid.as_deref().unwrap_or("\u{0}none"),
+        auth.as_str(),
+    ] {
+        for byte in part.bytes().chain(std::iter::once(0xff)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// A tower-sessions store wrapper that ends sessions when a logout says so: see the
+/// [module documentation](self). `S` is the application's store, `I` the index
+/// ([`RedisIndex`](crate::index::RedisIndex) shared with the receiver, or
+/// [`MemoryIndex`](crate::index::MemoryIndex) for one process).
+#[derive(Clone, Debug)]
+pub struct LogoutAware<S, I> {
+    inner: S,
+    index: I,
+    policies: Arc<Policies>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Policies {
+    default: SessionPolicy,
+    by_issuer: HashMap<String, SessionPolicy>,
+}
+
+impl Policies {
+    fn of(&self, issuer: &str) -> &SessionPolicy {
+        self.by_issuer.get(issuer).unwrap_or(&self.default)
+    }
+}
+
+impl<S, I> LogoutAware<S, I> {
+    /// Make `inner` logout-aware with `index`. Limits: none beyond the application's own expiry
+    /// until a policy is set.
+    pub fn wrap(inner: S, index: I) -> Self {
+        Self {
+            inner,
+            index,
+            policies: Arc::default(),
+        }
+    }
+
+    /// Limits for issuers without a policy of their own.
+    #[must_use]
+    pub fn with_default_policy(mut self, policy: SessionPolicy) -> Self {
+        Arc::make_mut(&mut self.policies).default = policy;
+        self
+    }
+
+    /// Limits for the sessions of one issuer.
+    #[must_use]
+    pub fn with_policy(mut self, issuer: impl Into<String>, policy: SessionPolicy) -> Self {
+        Arc::make_mut(&mut self.policies)
+            .by_issuer
+            .insert(issuer.into(), policy);
+        self
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The index, to share it with a receiver.
+    pub fn index(&self) -> &I {
+        &self.index
+    }
+}
+
+impl<B: Clone> LogoutAware<super::Records<B>, B> {
+    /// This crate's store on `backend`, which holds both the records and the index.
+    pub fn new(backend: B) -> Self {
+        Self::wrap(super::Records::new(backend.clone()), backend)
+    }
+
+    /// The backend, to share it with a receiver.
+    pub fn backend(&self) -> &B {
+        &self.index
+    }
+}
+
+/// Why a rule could not be applied; each tower-sessions version maps it to its error type.
+#[derive(Debug)]
+pub(super) enum RuleError {
+    Index(StoreError),
+    Decode(String),
+}
+
+impl From<StoreError> for RuleError {
+    fn from(error: StoreError) -> Self {
+        Self::Index(error)
+    }
+}
+
+/// What to do with a record about to be written.
+#[derive(Debug)]
+pub(super) enum Write {
+    /// Write it as it is.
+    AsIs,
+    /// Write it with this expiry and, if given, this [`INDEXED_KEY`] value.
+    Patched {
+        expiry: OffsetDateTime,
+        indexed: Option<Value>,
+    },
+    /// Do not write it: a logout ended it.
+    Ended,
+    /// Its lifetime under the policy is over: end it and delete it.
+    Expired,
+}
+
+/// The login of a record, if it has one; an unreadable login is an error.
+fn login_in(data: &HashMap<String, Value>) -> Result<Option<LoginFacts<'_>>, RuleError> {
+    data.get(LOGIN_KEY)
+        .map(LoginFacts::deserialize)
+        .transpose()
+        .map_err(|e| RuleError::Decode(format!("{LOGIN_KEY}: {e}")))
+}
+
+fn indexed_in(data: &HashMap<String, Value>) -> Option<Indexed> {
+    data.get(INDEXED_KEY)
+        .and_then(|value| Indexed::deserialize(value).ok())
+}
+
+fn key<'a>(id: &'a str, login: &'a LoginFacts<'a>) -> SessionKey<'a> {
+    SessionKey {
+        issuer: &login.issuer,
+        session_id: id,
+        sub: &login.sub,
+        sid: login.sid.as_deref(),
+        auth_time: login.auth_time,
+    }
+}
+
+fn unix(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp()).unwrap_or(0)
+}
+
+impl<S, I: SessionIndex> LogoutAware<S, I> {
+    /// How long a record expiring at `expiry` with `login` may still live; `None` when over.
+    fn remaining(&self, expiry: OffsetDateTime, login: &LoginFacts<'_>) -> Option<Duration> {
+        let mut ttl = Duration::try_from(expiry - OffsetDateTime::now_utc()).ok()?;
+        let policy = self.policies.of(&login.issuer);
+        if let Some(idle) = policy.idle_timeout {
+            ttl = ttl.min(idle);
+        }
+        if let Some(absolute) = policy.absolute_lifetime {
+            let ends = login.logged_in_at.saturating_add(absolute.as_secs());
+            ttl = ttl.min(Duration::from_secs(ends.checked_sub(unix_now())?));
+        }
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// Whether a loaded record may be handed out.
+    pub(super) async fn may_load(
+        &self,
+        id: &str,
+        data: &HashMap<String, Value>,
+        expiry: OffsetDateTime,
+    ) -> Result<bool, RuleError> {
+        if expiry <= OffsetDateTime::now_utc() {
+            return Ok(false);
+        }
+        let login = match login_in(data) {
+            Ok(Some(login)) => login,
+            Ok(None) => return Ok(true),
+            Err(RuleError::Decode(why)) => {
+                tracing::warn!(%why, "a session's login cannot be read; treating it as logged out");
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+        if self.remaining(expiry, &login).is_none() {
+            return Ok(false);
+        }
+        let session = key(id, &login);
+        let registered = indexed_in(data).is_some_and(|i| i.id == id && i.until > unix_now());
+        let state = match registered
+            .then(|| self.index.known_state(&session))
+            .flatten()
+        {
+            Some(state) => state,
+            None => self.index.state(&session).await?,
+        };
+        Ok(state == SessionState::Active)
+    }
+
+    /// What to write for a record about to be saved (or created, with `created`).
+    pub(super) async fn before_write(
+        &self,
+        id: &str,
+        data: &HashMap<String, Value>,
+        expiry: OffsetDateTime,
+    ) -> Result<Write, RuleError> {
+        let Some(login) = login_in(data)? else {
+            return Ok(Write::AsIs);
+        };
+        let Some(ttl) = self.remaining(expiry, &login) else {
+            return Ok(Write::Expired);
+        };
+        let now = OffsetDateTime::now_utc();
+        let expiry = expiry.min(now + ttl);
+        let session = key(id, &login);
+        let print = fingerprint(&login);
+        if let Some(indexed) = indexed_in(data)
+            && indexed.id == id
+            && indexed.login == print
+        {
+            if self.index.known_state(&session) == Some(SessionState::Ended) {
+                return Ok(Write::Ended);
+            }
+            if unix(expiry) <= indexed.until {
+                return Ok(Write::Patched {
+                    expiry,
+                    indexed: None,
+                });
+            }
+        }
+        let mut index_ttl = ttl + slack(ttl);
+        if let Some(absolute) = self.policies.of(&login.issuer).absolute_lifetime {
+            let ends = login.logged_in_at.saturating_add(absolute.as_secs());
+            index_ttl =
+                index_ttl.min(Duration::from_secs(ends.saturating_sub(unix_now())).max(ttl));
+        }
+        let record = SessionRecord {
+            session_id: id.to_owned(),
+            issuer: login.issuer.clone().into_owned(),
+            sub: login.sub.clone().into_owned(),
+            sid: login.sid.clone().map(Cow::into_owned),
+            auth_time: login.auth_time,
+            ttl: index_ttl,
+        };
+        let registered_at = unix_now();
+        if self.index.register(&record).await? == Registration::LoggedOut {
+            return Ok(Write::Ended);
+        }
+        // The backend counts from its own clock reading, after this one, and rounds up: the
+        // entry lives at least until this.
+        let indexed = Indexed {
+            id: id.to_owned(),
+            login: print,
+            until: registered_at.saturating_add(index_ttl.as_secs()),
+        };
+        Ok(Write::Patched {
+            expiry,
+            indexed: serde_json::to_value(indexed).ok(),
+        })
+    }
+
+    /// End a session in the index before it is deleted from the store (`data`: what it held).
+    pub(super) async fn before_delete(
+        &self,
+        id: &str,
+        data: &HashMap<String, Value>,
+    ) -> Result<(), RuleError> {
+        if let Ok(Some(login)) = login_in(data) {
+            self.index
+                .end_session(&login.issuer, id, Some(&login.sub))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Apply a [`Write::Patched`] to a record's parts.
+fn patch(
+    data: &mut HashMap<String, Value>,
+    expiry_date: &mut OffsetDateTime,
+    expiry: OffsetDateTime,
+    indexed: Option<Value>,
+) {
+    *expiry_date = expiry;
+    if let Some(indexed) = indexed {
+        data.insert(INDEXED_KEY.to_owned(), indexed);
+    }
+}
+
+macro_rules! implement {
+    ($ts:ident) => {
+        impl From<RuleError> for $ts::session_store::Error {
+            fn from(error: RuleError) -> Self {
+                match error {
+                    RuleError::Index(error) => Self::Backend(error.to_string()),
+                    RuleError::Decode(why) => Self::Decode(why),
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl<S, I> $ts::session_store::SessionStore for LogoutAware<S, I>
+        where
+            S: $ts::session_store::SessionStore,
+            I: SessionIndex + std::fmt::Debug,
+        {
+            async fn create(
+                &self,
+                record: &mut $ts::session::Record,
+            ) -> $ts::session_store::Result<()> {
+                let id = record.id.to_string();
+                match self
+                    .before_write(&id, &record.data, record.expiry_date)
+                    .await?
+                {
+                    Write::AsIs => {}
+                    Write::Patched { expiry, indexed } => {
+                        patch(&mut record.data, &mut record.expiry_date, expiry, indexed);
+                    }
+                    // Nothing to store: the cookie will name a session that does not exist.
+                    Write::Ended | Write::Expired => return Ok(()),
+                }
+                self.inner.create(record).await?;
+                let created = record.id.to_string();
+                if created != id {
+                    // The store drew another id (a collision): register that one instead.
+                    self.before_delete(&id, &record.data).await?;
+                    record.data.remove(INDEXED_KEY);
+                    match self
+                        .before_write(&created, &record.data, record.expiry_date)
+                        .await?
+                    {
+                        Write::Patched { expiry, indexed } => {
+                            patch(&mut record.data, &mut record.expiry_date, expiry, indexed);
+                            self.inner.save(record).await?;
+                        }
+                        Write::AsIs => {}
+                        Write::Ended | Write::Expired => self.inner.delete(&record.id).await?,
+                    }
+                }
+                Ok(())
+            }
+
+            async fn save(&self, record: &$ts::session::Record) -> $ts::session_store::Result<()> {
+                let id = record.id.to_string();
+                match self
+                    .before_write(&id, &record.data, record.expiry_date)
+                    .await?
+                {
+                    Write::AsIs => self.inner.save(record).await,
+                    Write::Patched { expiry, indexed } => {
+                        if expiry == record.expiry_date && indexed.is_none() {
+                            return self.inner.save(record).await;
+                        }
+                        let mut patched = record.clone();
+                        patch(&mut patched.data, &mut patched.expiry_date, expiry, indexed);
+                        self.inner.save(&patched).await
+                    }
+                    Write::Ended => Ok(()),
+                    Write::Expired => {
+                        self.before_delete(&id, &record.data).await?;
+                        self.inner.delete(&record.id).await
+                    }
+                }
+            }
+
+            async fn load(
+                &self,
+                id: &$ts::session::Id,
+            ) -> $ts::session_store::Result<Option<$ts::session::Record>> {
+                let Some(record) = self.inner.load(id).await? else {
+                    return Ok(None);
+                };
+                let allowed = self
+                    .may_load(&id.to_string(), &record.data, record.expiry_date)
+                    .await?;
+                // A refused record is left to expire in the store: the receiver may still read
+                // its refresh token to revoke it, and a load never hands it out again.
+                Ok(allowed.then_some(record))
+            }
+
+            async fn delete(&self, id: &$ts::session::Id) -> $ts::session_store::Result<()> {
+                if let Some(record) = self.inner.load(id).await? {
+                    self.before_delete(&id.to_string(), &record.data).await?;
+                }
+                self.inner.delete(id).await
+            }
+        }
+    };
+}
+
+for_each_tower_sessions!(implement);

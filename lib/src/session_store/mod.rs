@@ -1,0 +1,185 @@
+//! Logout-aware tower-sessions stores: the application's sessions end when a logout says so.
+//!
+//! [`LogoutAware`] wraps the store an application already has (tower-sessions' `MemoryStore`,
+//! `tower-sessions-redis-store`, an sqlx store, ...) and keeps its data format. After its OIDC
+//! callback the application records who logged in with [`Login::save_to`]. From then on the
+//! wrapper keeps the session registered in the [index](crate::index) under (issuer, sid) and
+//! (issuer, sub) — through id rotation too — so the back-channel receiver can end it, and it
+//! refuses to hand out a session a logout ended. [`OidcSessionStore`] is the same wrapper over
+//! this crate's own record store ([`Records`]), for applications that start from nothing.
+//!
+//! What it costs: loading a logged-in session asks the index nothing while the instance's
+//! in-memory view of logouts is current (see [`SessionIndex::known_state`]), and one Redis round
+//! trip otherwise; saving a session whose login did not change runs no index script. The
+//! session is registered at login and id rotation, and its index entry is extended only when the
+//! session would outlive it (about every quarter of its lifetime, at most hourly).
+//!
+//! Per-issuer [`SessionPolicy`] caps a session's life: an idle timeout (from the last save) and an
+//! absolute lifetime (from the login), whatever the application's cookie expiry says.
+//!
+//! Sessions without a [`Login`] (anonymous ones, or those the application created before it
+//! adopted this crate) pass through untouched: no logout can reach them, since nothing says whose
+//! they are, and they keep working until they expire or their user logs in again.
+
+/// Implement a tower-sessions trait for each tower-sessions version this build supports: 0.15
+/// always, 0.14 with the feature `tower-sessions-014` (its `SessionStore` trait and `Record` are
+/// the same shape, so one body serves both).
+macro_rules! for_each_tower_sessions {
+    ($implement:ident) => {
+        $implement!(tower_sessions_core);
+        #[cfg(feature = "tower-sessions-014")]
+        $implement!(tower_sessions_core_014);
+    };
+}
+
+mod aware;
+mod records;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tower_sessions_core::Session;
+
+pub use aware::{INDEXED_KEY, LogoutAware};
+pub use records::Records;
+
+/// The tower-sessions store of this crate: [`LogoutAware`] over [`Records`] in the same backend
+/// as the index ([`RedisIndex`](crate::index::RedisIndex) or
+/// [`MemoryIndex`](crate::index::MemoryIndex)). The receiver reads its records to revoke the
+/// refresh tokens of the sessions a logout ends.
+pub type OidcSessionStore<B> = LogoutAware<Records<B>, B>;
+
+/// The session data key under which the [`Login`] is kept.
+pub const LOGIN_KEY: &str = "oidc_logout.login";
+
+/// A token kept in the session (ID, refresh or access token). Stored as is, never printed.
+#[derive(Clone)]
+pub struct TokenSecret(SecretString);
+
+impl TokenSecret {
+    /// Wrap a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(SecretString::from(token.into()))
+    }
+
+    /// The token itself, to send it to the OP.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for TokenSecret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenSecret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+/// Who is logged in to a session: what the application learned from the verified ID token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Login {
+    /// The ID token's `iss`.
+    pub issuer: String,
+    /// The ID token's `sub`.
+    pub sub: String,
+    /// The client id that obtained the tokens (to authenticate their revocation), when the
+    /// application has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The ID token's `sid`, when the OP sends one.
+    pub sid: Option<String>,
+    /// The ID token's `auth_time` (or its `iat`), seconds since the epoch.
+    pub auth_time: u64,
+    /// When the application established the session, seconds since the epoch; the absolute
+    /// lifetime counts from here.
+    pub logged_in_at: u64,
+    /// The raw ID token, for `id_token_hint` at logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<TokenSecret>,
+    /// The refresh token, revoked at logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<TokenSecret>,
+    /// The access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<TokenSecret>,
+}
+
+impl Login {
+    /// Record this login in `session`, after rotating its id (against session fixation). The
+    /// store registers it in the index when the session is saved at the end of the request.
+    pub async fn save_to(
+        &self,
+        session: &Session,
+    ) -> Result<(), tower_sessions_core::session::Error> {
+        session.cycle_id().await?;
+        session.insert(LOGIN_KEY, self).await
+    }
+
+    /// The login recorded in `session`, if any.
+    pub async fn from_session(
+        session: &Session,
+    ) -> Result<Option<Self>, tower_sessions_core::session::Error> {
+        session.get(LOGIN_KEY).await
+    }
+}
+
+/// Limits on how long sessions of one issuer live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionPolicy {
+    /// End a session not saved for this long.
+    pub idle_timeout: Option<Duration>,
+    /// End a session this long after the login, however active.
+    pub absolute_lifetime: Option<Duration>,
+}
+
+impl SessionPolicy {
+    /// End a session not saved for `idle` (the default: no idle limit).
+    #[must_use]
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// End a session `lifetime` after the login, however active (the default: no limit).
+    #[must_use]
+    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.absolute_lifetime = Some(lifetime);
+        self
+    }
+}
+
+/// What the wrapper needs of a stored login, read without copying the rest (tokens and all).
+#[derive(Deserialize)]
+pub(crate) struct LoginFacts<'a> {
+    #[serde(borrow)]
+    pub(crate) issuer: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) sub: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) sid: Option<Cow<'a, str>>,
+    pub(crate) auth_time: u64,
+    pub(crate) logged_in_at: u64,
+}
+
+/// The login a stored session record (this crate's JSON) holds, if it can be read.
+pub(crate) fn login_of_bytes(data: &[u8]) -> Option<Login> {
+    let record: tower_sessions_core::session::Record = serde_json::from_slice(data).ok()?;
+    record
+        .data
+        .get(LOGIN_KEY)
+        .and_then(|value| Login::deserialize(value).ok())
+}
