@@ -1,10 +1,11 @@
-//! The logout button against the built-in OP over HTTP: refresh token revoked with client
-//! authentication, local session and index entry ended, RP-initiated logout redirect, `state`
-//! checked on return; and an OP that cannot revoke does not keep the user logged in.
+//! The logout button and token refresh (the relying party on openidconnect) against the
+//! built-in OP over HTTP: refresh token revoked with client authentication, local session and
+//! index entry ended, RP-initiated logout redirect, `state` checked on return; an OP that cannot
+//! revoke does not keep the user logged in; a refreshed ID token is kept only when it is valid
+//! and names the session's user and authentication.
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,53 +14,78 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use common::{Browser, Op, now, serve};
 use oidc_logout::index::{IndexSettings, MemoryIndex, SessionState};
-use oidc_logout::inputs::backchannel::{PATH, Receiver};
-use oidc_logout::provider::{Provider, http_client};
-use oidc_logout::rp::{self, Client, RefreshTokenRevocation, Revocation};
+use oidc_logout::inputs::backchannel::PATH;
+use oidc_logout::rp::{self, RelyingParty, Revocation};
 use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
-use oidc_logout::test_op::RevocationMode;
+use oidc_logout::test_op::{RevocationMode, SigningAlg, SigningKey};
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde_json::{Value, json};
 use tower_sessions::{Session, SessionManagerLayer};
 
-#[derive(Clone)]
-struct AppState {
-    provider: Arc<Provider>,
-    client: Client,
-}
+/// The client the application is registered as (an id and secret that need encoding).
+const APP: &str = "app 1";
 
 #[derive(Deserialize)]
 struct Back {
     state: Option<String>,
 }
 
-fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
+/// The ID token the session holds: authenticated at `AUTH_AGO` seconds ago, with a nonce.
+const NONCE: &str = "nonce-of-the-login";
+
+fn id_token_claims(op: &Op, auth_time: u64) -> Value {
+    json!({
+        "iss": op.issuer(),
+        "sub": "alice",
+        "aud": APP,
+        "iat": now(),
+        "exp": now() + 300,
+        "auth_time": auth_time,
+        "nonce": NONCE,
+        "sid": "op-sid",
+    })
+}
+
+fn sign_id_token(op: &Op, claims: &Value) -> String {
+    op.sign_with(&op.key, &[("typ", "JWT".into())], claims)
+}
+
+fn app(
+    store: OidcSessionStore<MemoryIndex>,
+    relying_party: RelyingParty,
+    id_token: String,
+    auth_time: u64,
+) -> Router {
     Router::new()
         .route(
             "/refresh",
-            get(|State(s): State<AppState>, session: Session| async move {
-                match rp::refresh(&session, &s.provider, &s.client).await {
-                    Ok(rp::Refreshed::Refreshed) => "refreshed".to_owned(),
-                    Ok(rp::Refreshed::LoggedOut) => "logged-out".to_owned(),
-                    Ok(other) => format!("{other:?}"),
-                    Err(e) => format!("error {e}"),
-                }
-            }),
+            get(
+                |State(rp): State<RelyingParty>, session: Session| async move {
+                    match rp.refresh(&session).await {
+                        Ok(rp::Refreshed::Refreshed) => "refreshed".to_owned(),
+                        Ok(rp::Refreshed::LoggedOut) => "logged-out".to_owned(),
+                        Ok(rp::Refreshed::Rejected(why)) => format!("rejected: {why}"),
+                        Ok(other) => format!("{other:?}"),
+                        Err(e) => format!("error {e}"),
+                    }
+                },
+            ),
         )
         .route(
             "/login",
             get(
-                |State(s): State<AppState>,
-                 session: Session,
-                 Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                move |State(rp): State<RelyingParty>,
+                      session: Session,
+                      Query(q): Query<std::collections::HashMap<String, String>>| async move {
                     let login = Login {
-                        issuer: s.provider.issuer().to_owned(),
+                        issuer: rp.provider().issuer().to_owned(),
                         sub: "alice".into(),
-                        client_id: None,
+                        client_id: Some(APP.into()),
                         sid: Some("op-sid".into()),
-                        auth_time: now() - 1,
+                        auth_time,
                         logged_in_at: now(),
-                        id_token: Some(TokenSecret::new("the.id.token")),
+                        id_token: Some(TokenSecret::new(id_token)),
                         refresh_token: Some(TokenSecret::new(
                             q.get("refresh")
                                 .cloned()
@@ -85,23 +111,38 @@ fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
             }),
         )
         .route(
-            "/logout",
-            get(|State(s): State<AppState>, session: Session| async move {
-                let done = rp::logout(&session, &s.provider, &s.client)
-                    .await
-                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-                let revocation = match done.revocation {
-                    Some(Revocation::Revoked) => "revoked",
-                    Some(Revocation::Retry { .. }) => "retry",
-                    Some(Revocation::Refused { .. }) => "refused",
-                    Some(_) => "other",
-                    None => "none",
-                };
-                Ok::<_, StatusCode>(format!(
-                    "{revocation} {}",
-                    done.redirect.unwrap_or_default()
-                ))
+            "/id-token",
+            get(|session: Session| async move {
+                match Login::from_session(&session).await {
+                    Ok(Some(login)) => Ok(login
+                        .id_token
+                        .map(|t| t.expose().to_owned())
+                        .unwrap_or_default()),
+                    _ => Err(StatusCode::UNAUTHORIZED),
+                }
             }),
+        )
+        .route(
+            "/logout",
+            get(
+                |State(rp): State<RelyingParty>, session: Session| async move {
+                    let done = rp
+                        .logout(&session)
+                        .await
+                        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+                    let revocation = match done.revocation {
+                        Some(Revocation::Revoked) => "revoked",
+                        Some(Revocation::Retry { .. }) => "retry",
+                        Some(Revocation::Refused { .. }) => "refused",
+                        Some(_) => "other",
+                        None => "none",
+                    };
+                    Ok::<_, StatusCode>(format!(
+                        "{revocation} {}",
+                        done.redirect.unwrap_or_default()
+                    ))
+                },
+            ),
         )
         .route(
             "/after-logout",
@@ -112,7 +153,7 @@ fn app(store: OidcSessionStore<MemoryIndex>, state: AppState) -> Router {
                 }
             }),
         )
-        .with_state(state)
+        .with_state(relying_party)
         .layer(SessionManagerLayer::new(store).with_secure(false))
 }
 
@@ -126,29 +167,37 @@ async fn setup() -> (Op, MemoryIndex, Browser) {
 async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String) {
     let op = Op::start().await;
     let index = MemoryIndex::new(IndexSettings::default());
-    let provider = Provider::discover(
+    let relying_party = RelyingParty::discover(
         op.issuer(),
-        http_client().expect("client"),
+        APP,
+        Some(SecretString::from("s3cret:with/odd chars")),
+        "http://127.0.0.1:3000/callback",
         common::provider_settings(),
     )
     .await
-    .expect("discovery");
-    let client = Client::new("app 1")
-        .with_secret(Some(SecretString::from("s3cret:with/odd chars")))
-        .with_post_logout_redirect_uri("http://127.0.0.1:3000/after-logout");
-    let state = AppState {
-        provider: Arc::clone(&provider),
-        client: client.clone(),
+    .expect("discovery")
+    .with_post_logout_redirect_uri("http://127.0.0.1:3000/after-logout")
+    .expect("uri");
+    let auth_time = now() - 60;
+    let id_token = sign_id_token(&op, &id_token_claims(&op, auth_time));
+    let base = serve(app(
+        OidcSessionStore::new(index.clone()),
+        relying_party.clone(),
+        id_token,
+        auth_time,
+    ))
+    .await;
+    let receiver = if revoke {
+        relying_party.receiver(index.clone())
+    } else {
+        let core = oidc_logout::Core::builder(index.clone())
+            .issuer(op.issuer())
+            .build();
+        oidc_logout::inputs::backchannel::Receiver::new(core).with_issuer(
+            std::sync::Arc::clone(relying_party.provider()),
+            oidc_logout::logout_token::Policy::new(op.issuer(), APP),
+        )
     };
-    let base = serve(app(OidcSessionStore::new(index.clone()), state)).await;
-    let mut core = oidc_logout::Core::builder(index.clone()).issuer(op.issuer());
-    if revoke {
-        let revocation = RefreshTokenRevocation::new(index.clone())
-            .with_issuer(Arc::clone(&provider), vec![client]);
-        core = core.after_logout(Arc::new(revocation));
-    }
-    let receiver =
-        Receiver::new(core.build()).with_issuer(Arc::clone(&provider), common::policy(op.issuer()));
     let receiver = format!("{}{PATH}", serve(receiver.into_router()).await);
     (
         op,
@@ -197,10 +246,8 @@ async fn logout_button_revokes_ends_and_redirects() {
         "{redirect}"
     );
     let params = query(redirect);
-    assert_eq!(
-        params.get("id_token_hint").map(String::as_str),
-        Some("the.id.token")
-    );
+    let hint = params.get("id_token_hint").cloned().unwrap_or_default();
+    assert_eq!(hint.split('.').count(), 3, "the session's ID token: {hint}");
     assert_eq!(params.get("client_id").map(String::as_str), Some("app 1"));
     assert_eq!(
         params.get("post_logout_redirect_uri").map(String::as_str),
@@ -278,7 +325,9 @@ async fn an_op_that_cannot_revoke_does_not_keep_the_user_logged_in() {
 }
 
 async fn back_channel_logout(op: &Op, receiver: &str) {
-    let token = op.sign(&op.claims(None, Some("op-sid")));
+    let mut claims = op.claims(None, Some("op-sid"));
+    claims["aud"] = APP.into();
+    let token = op.sign(&claims);
     let reply = common::post_form(
         &reqwest::Client::new(),
         receiver,
@@ -375,4 +424,142 @@ async fn refresh_rotates_tokens_and_an_invalid_grant_ends_the_session() {
         200,
         "the other session is untouched"
     );
+}
+
+/// The auth_time the session's login holds: the one in its stored ID token.
+async fn session_auth_time(browser: &mut Browser) -> u64 {
+    let (_, token) = browser.get("/id-token").await;
+    let payload = token.split('.').nth(1).unwrap_or_default().to_owned();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("payload");
+    let claims: Value = serde_json::from_slice(&bytes).expect("claims");
+    claims["auth_time"].as_u64().expect("auth_time")
+}
+
+/// A session with a refresh token the OP honours, and the OP set to return `id_token` with the
+/// refreshed tokens.
+async fn refreshing(id_token: impl FnOnce(&Op, u64) -> String) -> (Op, Browser) {
+    let (op, _index, mut browser) = setup().await;
+    let issued = op.op.issue_refresh_token().expect("token");
+    browser.get(&format!("/login?refresh={issued}")).await;
+    let auth_time = session_auth_time(&mut browser).await;
+    op.op.set_refresh_id_token(Some(id_token(&op, auth_time)));
+    (op, browser)
+}
+
+/// A refreshed ID token like the OP's original one: same user and authentication, a later
+/// expiry, no nonce.
+fn refreshed_claims(op: &Op, auth_time: u64) -> Value {
+    let mut claims = id_token_claims(op, auth_time);
+    claims["exp"] = (now() + 600).into();
+    if let Some(map) = claims.as_object_mut() {
+        map.remove("nonce");
+    }
+    claims
+}
+
+#[tokio::test]
+async fn a_valid_refreshed_id_token_replaces_the_sessions() {
+    // The original nonce is allowed (some OPs repeat it)...
+    let (op, mut browser) = refreshing(|op, auth| {
+        let mut claims = refreshed_claims(op, auth);
+        claims["nonce"] = NONCE.into();
+        sign_id_token(op, &claims)
+    })
+    .await;
+    let (_, before) = browser.get("/id-token").await;
+    assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+    let (_, after) = browser.get("/id-token").await;
+    assert_ne!(
+        before, after,
+        "the new ID token is kept (for id_token_hint)"
+    );
+    assert_eq!(browser.get("/me").await.0, 200);
+    // ...and so is none, as the spec prefers.
+    let claims = refreshed_claims(&op, session_auth_time(&mut browser).await);
+    op.op
+        .set_refresh_id_token(Some(sign_id_token(&op, &claims)));
+    assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+}
+
+/// Each way a refreshed ID token can be wrong ends the session (OpenID Connect Core §12.2).
+async fn a_wrong_refreshed_id_token_ends_the_session(
+    change: impl FnOnce(&Op, &mut Value) -> Option<SigningKey>,
+) {
+    let (_op, mut browser) = refreshing(|op, auth| {
+        let mut claims = refreshed_claims(op, auth);
+        match change(op, &mut claims) {
+            Some(key) => op.sign_with(&key, &[("typ", "JWT".into())], &claims),
+            None => sign_id_token(op, &claims),
+        }
+    })
+    .await;
+    let (status, body) = browser.get("/refresh").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("rejected: "), "{body}");
+    assert_eq!(browser.get("/me").await.0, 401, "the session ended");
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_user_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["sub"] = "mallory".into();
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_for_another_client_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["aud"] = "another-app".into();
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_from_another_issuer_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["iss"] = "https://evil.example".into();
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_signed_by_another_key_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, _| {
+        Some(SigningKey::generate(SigningAlg::Rs256).expect("key"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_of_another_authentication_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["auth_time"] = (now() - 5).into();
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refreshed_id_token_with_another_nonce_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["nonce"] = "another-nonce".into();
+        None
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_refreshed_id_token_ends_the_session() {
+    a_wrong_refreshed_id_token_ends_the_session(|_, c| {
+        c["exp"] = (now() - 600).into();
+        None
+    })
+    .await;
 }

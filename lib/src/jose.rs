@@ -14,6 +14,7 @@
 //! decoding): its `Validation` does not check `crit`, `typ`, `iat` or `jti`, accepts `iss` as an
 //! array, extra audiences, and HMAC by default.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -300,6 +301,8 @@ struct Key {
 pub struct KeySet {
     keys: Vec<Key>,
     fetched_at: Option<Instant>,
+    /// The JWKS document as published, for verifiers that read keys themselves.
+    document: Arc<Value>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -327,6 +330,7 @@ impl KeySet {
         Some(Self {
             keys,
             fetched_at: Some(Instant::now()),
+            document: Arc::new(document.clone()),
         })
     }
 
@@ -358,6 +362,11 @@ impl KeySet {
     /// When the keys were fetched (`None` for an empty default set).
     pub fn fetched_at(&self) -> Option<Instant> {
         self.fetched_at
+    }
+
+    /// The JWKS document the keys came from (`null` for an empty default set).
+    pub fn document(&self) -> &Value {
+        &self.document
     }
 }
 

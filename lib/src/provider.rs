@@ -142,6 +142,16 @@ impl Provider {
         Self::discover_at(issuer, "openid-configuration", http, settings).await
     }
 
+    /// [`discover`](Self::discover), also returning the discovery document, so that an
+    /// OpenID Connect client can be built from the same fetch.
+    pub async fn discover_with_document(
+        issuer: &str,
+        http: reqwest::Client,
+        settings: ProviderSettings,
+    ) -> Result<(Arc<Self>, Value), ProviderError> {
+        Self::discover_document(issuer, "openid-configuration", http, settings).await
+    }
+
     /// The same from another well-known document that names `issuer` and `jwks_uri`, such as
     /// a Shared Signals transmitter's `ssf-configuration`.
     pub async fn discover_at(
@@ -150,6 +160,17 @@ impl Provider {
         http: reqwest::Client,
         settings: ProviderSettings,
     ) -> Result<Arc<Self>, ProviderError> {
+        Ok(Self::discover_document(issuer, well_known, http, settings)
+            .await?
+            .0)
+    }
+
+    async fn discover_document(
+        issuer: &str,
+        well_known: &str,
+        http: reqwest::Client,
+        settings: ProviderSettings,
+    ) -> Result<(Arc<Self>, Value), ProviderError> {
         let url = format!("{}/.well-known/{well_known}", issuer.trim_end_matches('/'));
         let doc = fetch_json(&http, &url).await?;
         let invalid = |problem: String| ProviderError::Invalid {
@@ -206,7 +227,7 @@ impl Provider {
         let keys = provider.fetch_keys().await?;
         tracing::info!(issuer, keys = keys.len(), "issuer keys loaded");
         provider.store_keys(keys);
-        Ok(provider)
+        Ok((provider, doc))
     }
 
     /// An issuer whose keys are given rather than discovered: a JWKS document configured by

@@ -116,9 +116,22 @@ pub(super) fn retry_in_background(
     client: super::Client,
     token: TokenSecret,
 ) {
+    retry_until_done(move || {
+        let (provider, client, token) = (Arc::clone(&provider), client.clone(), token.clone());
+        async move { revoke_refresh_token(&provider, &client, token.expose()).await }
+    });
+}
+
+/// Run `attempt` in the background until it is not [`Revocation::Retry`], a few times,
+/// backing off exponentially and never sooner than the `after` it asks for.
+pub(crate) fn retry_until_done<F, Fut>(attempt: F)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Revocation> + Send,
+{
     tokio::spawn(async move {
         let attempt = || async {
-            match revoke_refresh_token(&provider, &client, token.expose()).await {
+            match attempt().await {
                 Revocation::Retry { after, reason } => Err(TryLater { after, reason }),
                 done => Ok(done),
             }

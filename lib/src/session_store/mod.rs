@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tower_sessions_core::Session;
 
 pub use aware::{INDEXED_KEY, LogoutAware};
 pub use records::Records;
@@ -120,21 +119,109 @@ pub struct Login {
 impl Login {
     /// Record this login in `session`, after rotating its id (against session fixation). The
     /// store registers it in the index when the session is saved at the end of the request.
-    pub async fn save_to(
-        &self,
-        session: &Session,
-    ) -> Result<(), tower_sessions_core::session::Error> {
+    pub async fn save_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
         session.cycle_id().await?;
-        session.insert(LOGIN_KEY, self).await
+        self.update_in(session).await
+    }
+
+    /// Replace the login recorded in `session` (new tokens after a refresh), without rotating
+    /// its id.
+    pub async fn update_in(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
+        let value = serde_json::to_value(self).map_err(|e| SessionError(e.to_string()))?;
+        session.insert_value(LOGIN_KEY, value).await
     }
 
     /// The login recorded in `session`, if any.
-    pub async fn from_session(
-        session: &Session,
-    ) -> Result<Option<Self>, tower_sessions_core::session::Error> {
-        session.get(LOGIN_KEY).await
+    pub async fn from_session(session: &impl SessionAccess) -> Result<Option<Self>, SessionError> {
+        session
+            .get_value(LOGIN_KEY)
+            .await?
+            .map(|value| Self::deserialize(value).map_err(|e| SessionError(e.to_string())))
+            .transpose()
     }
 }
+
+/// A request's session could not be read or written (the store failed, or its data does not
+/// decode); the message says which.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("session: {0}")]
+pub struct SessionError(String);
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A request's tower-sessions `Session`, of any version this build supports (0.15; 0.14 with
+/// the feature `tower-sessions-014`): what [`Login`] and the logout button need of it.
+pub trait SessionAccess: sealed::Sealed + Send + Sync {
+    /// Give the session a new id, keeping its data.
+    fn cycle_id(&self) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// The value under `key`.
+    fn get_value(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, SessionError>> + Send;
+    /// Set the value under `key`.
+    fn insert_value(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// Remove the value under `key`, returning it.
+    fn remove_value(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, SessionError>> + Send;
+    /// Delete the session from its store and start an empty one.
+    fn flush(&self) -> impl Future<Output = Result<(), SessionError>> + Send;
+}
+
+macro_rules! implement_access {
+    ($ts:ident) => {
+        impl sealed::Sealed for $ts::Session {}
+
+        impl SessionAccess for $ts::Session {
+            async fn cycle_id(&self) -> Result<(), SessionError> {
+                $ts::Session::cycle_id(self)
+                    .await
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+            async fn get_value(
+                &self,
+                key: &str,
+            ) -> Result<Option<serde_json::Value>, SessionError> {
+                $ts::Session::get_value(self, key)
+                    .await
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+            async fn insert_value(
+                &self,
+                key: &str,
+                value: serde_json::Value,
+            ) -> Result<(), SessionError> {
+                $ts::Session::insert_value(self, key, value)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+            async fn remove_value(
+                &self,
+                key: &str,
+            ) -> Result<Option<serde_json::Value>, SessionError> {
+                $ts::Session::remove_value(self, key)
+                    .await
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+            async fn flush(&self) -> Result<(), SessionError> {
+                $ts::Session::flush(self)
+                    .await
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+        }
+    };
+}
+
+for_each_tower_sessions!(implement_access);
 
 /// Limits on how long sessions of one issuer live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -56,6 +56,7 @@ pub struct TestOp {
     revoked: std::sync::Mutex<Vec<(String, Option<String>)>>,
     revocation_mode: RwLock<RevocationMode>,
     refresh_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
+    refresh_id_token: RwLock<Option<String>>,
 }
 
 impl std::fmt::Debug for TestOp {
@@ -78,7 +79,17 @@ impl TestOp {
             revoked: std::sync::Mutex::default(),
             revocation_mode: RwLock::new(RevocationMode::Normal),
             refresh_tokens: std::sync::Mutex::default(),
+            refresh_id_token: RwLock::new(None),
         })
+    }
+
+    /// The ID token the refresh grant returns from now on (`None`: none, the default). Tests
+    /// sign it as they need: valid, or for another user, audience or key.
+    pub fn set_refresh_id_token(&self, id_token: Option<String>) {
+        *self
+            .refresh_id_token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id_token;
     }
 
     /// The issuer identifier.
@@ -137,6 +148,9 @@ impl TestOp {
     pub fn discovery(&self) -> Value {
         json!({
             "issuer": self.issuer,
+            "authorization_endpoint": format!("{}/auth", self.issuer.trim_end_matches('/')),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
             "jwks_uri": format!("{}/jwks", self.issuer.trim_end_matches('/')),
             "end_session_endpoint": format!("{}/session/end", self.issuer.trim_end_matches('/')),
             "revocation_endpoint": format!("{}/token/revocation", self.issuer.trim_end_matches('/')),
@@ -253,14 +267,24 @@ async fn token_endpoint(State(op): State<Arc<TestOp>>, body: axum::body::Bytes) 
         )
             .into_response();
     }
+    let id_token = op
+        .refresh_id_token
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     match (op.issue_refresh_token(), random_id(24)) {
-        (Ok(refresh_token), Ok(access_token)) => axum::Json(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "refresh_token": refresh_token,
-        }))
-        .into_response(),
+        (Ok(refresh_token), Ok(access_token)) => {
+            let mut answer = json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "refresh_token": refresh_token,
+            });
+            if let (Some(id_token), Some(map)) = (id_token, answer.as_object_mut()) {
+                map.insert("id_token".into(), id_token.into());
+            }
+            axum::Json(answer).into_response()
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
