@@ -145,7 +145,7 @@ async fn main() -> Result<()> {
     let cookie = env("APP_SESSION_COOKIE").unwrap_or_else(|| "app_session".into());
 
     let settings = ProviderSettings::default().with_allow_insecure_http(true);
-    let rp = RelyingParty::discover(
+    let rp = RelyingParty::discover_with(
         &issuer,
         &client_id,
         secret,

@@ -54,14 +54,17 @@ fn start_op_tampering(port: u16, clients: &Value, tamper_client: Option<&str>) -
     op
 }
 
-fn example_app() -> PathBuf {
-    common::example("app")
-}
-
 struct AppSpec {
     client_id: &'static str,
     port: u16,
     embedded_receiver: bool,
+}
+
+/// `examples/existing_app.rs` or its `_before` version: an application that adopts oidc-logout
+/// (or has not yet), on tower-sessions-redis-store.
+struct ExistingApp {
+    spec: AppSpec,
+    example: &'static str,
 }
 
 impl AppSpec {
@@ -83,7 +86,11 @@ impl AppSpec {
     }
 
     fn start(&self, issuer: &str, redis_url: &str) -> Proc {
-        let mut command = Command::new(example_app());
+        self.start_example("app", issuer, redis_url)
+    }
+
+    fn start_example(&self, example: &'static str, issuer: &str, redis_url: &str) -> Proc {
+        let mut command = Command::new(common::example(example));
         command
             .env("OIDC_LOGOUT_ISSUER", issuer)
             .env("OIDC_LOGOUT_CLIENT_ID", self.client_id)
@@ -103,7 +110,7 @@ impl AppSpec {
                 if self.embedded_receiver { "on" } else { "off" },
             )
             .env("RUST_LOG", "info");
-        let app = Proc::spawn("example app", command);
+        let app = Proc::spawn(example, command);
         app.wait_for("app listening on");
         app
     }
@@ -721,4 +728,93 @@ async fn until_refused(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+impl ExistingApp {
+    fn start(&self, issuer: &str, redis_url: &str) -> Proc {
+        self.spec.start_example(self.example, issuer, redis_url)
+    }
+}
+
+/// The adoption guide's promise (`docs/adopting.md`): an application on tower-sessions-redis-store
+/// that adds oidc-logout is logged out when the user logs out in another application of the
+/// OP, and its own logout button logs the user out everywhere; the same application before the
+/// change is not.
+#[tokio::test]
+async fn an_existing_app_that_adopts_oidc_logout_is_logged_out_everywhere() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app = AppSpec {
+        client_id: "app-1",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let adopted = ExistingApp {
+        spec: AppSpec {
+            client_id: "existing-app",
+            port: free_port(),
+            embedded_receiver: true,
+        },
+        example: "existing_app",
+    };
+    let before = ExistingApp {
+        spec: AppSpec {
+            client_id: "app-before",
+            port: free_port(),
+            embedded_receiver: true,
+        },
+        example: "existing_app_before",
+    };
+    let backchannel = |spec: &AppSpec| format!("{}/backchannel-logout", spec.base());
+    let clients = json!([
+        app.client_metadata(&backchannel(&app), true),
+        adopted
+            .spec
+            .client_metadata(&backchannel(&adopted.spec), true),
+        before
+            .spec
+            .client_metadata(&backchannel(&before.spec), true),
+    ]);
+    let op = start_op(op_port, &clients);
+    let _running = (
+        app.start(&issuer, &redis.url()),
+        adopted.start(&issuer, &redis.url()),
+        before.start(&issuer, &redis.url()),
+    );
+    let bases = [app.base(), adopted.spec.base(), before.spec.base()];
+
+    // Alice logs out in the other application: the adopted one ends her session, the one
+    // before the change does not.
+    let alice = Browser::new();
+    for base in &bases {
+        alice.login(base, "alice").await;
+        assert_eq!(alice.me(base).await, 200, "{base}");
+    }
+    let back = alice.logout(&app.base()).await;
+    assert_eq!(back.status, 200, "{}: {}", back.url, back.body);
+    op.wait_for("backchannel.success existing-app alice");
+    assert_eq!(alice.me(&app.base()).await, 401);
+    assert_eq!(
+        alice.me(&adopted.spec.base()).await,
+        401,
+        "logged out by the OP"
+    );
+    assert_eq!(
+        alice.me(&before.spec.base()).await,
+        200,
+        "without oidc-logout the OP cannot reach it"
+    );
+
+    // Bob presses the adopted application's logout button: he is logged out at the OP, and so
+    // in the other application.
+    let bob = Browser::new();
+    for base in &bases[..2] {
+        bob.login(base, "bob").await;
+    }
+    let back = bob.logout(&adopted.spec.base()).await;
+    assert_eq!(back.status, 200, "{}: {}", back.url, back.body);
+    op.wait_for("backchannel.success app-1 bob");
+    assert_eq!(bob.me(&adopted.spec.base()).await, 401);
+    assert_eq!(bob.me(&app.base()).await, 401, "logged out everywhere");
 }

@@ -93,8 +93,9 @@ async fn another_instance_learns_a_logout_from_memory() {
         .await
         .expect("end");
     assert_eq!(
-        known_within(&app, &bob, Duration::from_secs(2), |k| k == Some(SessionState::Ended))
-            .await,
+        known_within(&app, &bob, Duration::from_secs(2), |k| k
+            == Some(SessionState::Ended))
+        .await,
         Some(SessionState::Ended)
     );
 }

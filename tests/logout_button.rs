@@ -167,7 +167,7 @@ async fn setup() -> (Op, MemoryIndex, Browser) {
 async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String) {
     let op = Op::start().await;
     let index = MemoryIndex::new(IndexSettings::default());
-    let relying_party = RelyingParty::discover(
+    let relying_party = RelyingParty::discover_with(
         op.issuer(),
         APP,
         Some(SecretString::from("s3cret:with/odd chars")),

@@ -167,6 +167,8 @@ macro_rules! scenarios {
 
             struct Setup<S, B> {
                 op: Op,
+                /// Kept running for the test; the Redis-only scenarios read its counters.
+                #[allow(dead_code)]
                 redis: RedisServer,
                 index: B,
                 store: S,

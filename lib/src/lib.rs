@@ -15,24 +15,27 @@
 //! 4. [`index`] — the session index (Redis or memory) that applications register sessions in;
 //! 5. `response` (private) — the answer, shaped like every endpoint's.
 //!
-//! Around it: [`session_store`] keeps the index as applications log users in (tower-sessions),
-//! [`rp`] is the logout button (RP-initiated logout, refresh, refresh-token revocation),
-//! [`telemetry`] names the metrics and gives requests ids and spans.
+//! Around it: [`session_store`] makes an application's tower-sessions store logout-aware and keeps
+//! the index as users log in, [`rp`] is the relying party's side (login into the store, the
+//! logout button and refresh on openidconnect; refresh-token revocation), [`telemetry`] names the
+//! metrics and gives requests ids and spans.
 //!
 //! ## Features
 //!
 //! | feature | what it adds | default |
 //! |---|---|---|
 //! | `redis` | [`index::RedisIndex`]: one server, Cluster, Sentinel, TLS | yes |
-//! | `session-store` | [`session_store::OidcSessionStore`] for tower-sessions | yes |
-//! | `rp` | [`rp`]: the logout button, refresh, refresh-token revocation | yes |
+//! | `session-store` | [`session_store`]: `LogoutAware` around any tower-sessions 0.15 store, and `OidcSessionStore` | yes |
+//! | `tower-sessions-014` | the same for tower-sessions 0.14 (tower-sessions-redis-store 0.16) | |
+//! | `rp` | [`rp`]: refresh-token revocation of the sessions a logout ends | yes |
+//! | `openidconnect` | `rp::RelyingParty`: login, the logout button and refresh on openidconnect | |
 //! | `admin` | [`inputs::admin`]: the admin API | |
 //! | `shared-signals` | [`inputs::shared_signals`]: CAEP and RISC events (RFC 8935 push) | |
 //! | `fusionauth` | [`inputs::fusionauth`]: FusionAuth webhooks | |
 //! | `denylist` | `denylist`: the access-token denylist layer for APIs | |
 //! | `test-op` | `test_op`: a test OpenID Provider and token forge | |
 //! | `server` | `server` and `config`: settings to a running service (what `oidc-logout serve` runs) | |
-//! | `full` | all of the above | |
+//! | `full` | the service's features: `server`, `denylist`, `test-op` | |
 //!
 //! ## Library use
 //!
@@ -103,5 +106,5 @@ pub use crate::inputs::backchannel::Receiver;
 pub use crate::logout_token::{LogoutToken, Policy, Rejection};
 pub use crate::provider::Provider;
 #[cfg(feature = "session-store")]
-pub use crate::session_store::{Login, OidcSessionStore};
+pub use crate::session_store::{Login, LogoutAware, OidcSessionStore};
 pub use jsonwebtoken::Algorithm;

@@ -145,6 +145,11 @@ pub const FLAGS: &[Flag] = &[
         "How long a logout refuses late registrations of its sessions (default 86400)",
     ),
     Flag::new(
+        "redis_legacy_v1",
+        Kind::Bool,
+        "Also end and read sessions of the version 1 index layout, while applications move (default false)",
+    ),
+    Flag::new(
         "listen",
         Kind::Text,
         "host:port to listen on (default 127.0.0.1:8080)",

@@ -24,6 +24,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long logout markers refuse late registrations, in seconds.
     pub marker_ttl_secs: u64,
+    /// Also end and read sessions of the version 1 layout (`docs/redis-schema.md`, "Moving
+    /// from v1").
+    pub redis_legacy_v1: bool,
 }
 
 impl Default for RedisConfig {
@@ -35,6 +38,7 @@ impl Default for RedisConfig {
             redis_sentinel_master: DEFAULT_SENTINEL_MASTER.to_owned(),
             key_prefix: index.prefix,
             marker_ttl_secs: index.marker_ttl.as_secs(),
+            redis_legacy_v1: index.legacy_v1,
         }
     }
 }
@@ -77,7 +81,8 @@ impl RedisConfig {
         };
         let index = IndexSettings::default()
             .with_prefix(self.key_prefix.clone())
-            .with_marker_ttl(Duration::from_secs(self.marker_ttl_secs));
+            .with_marker_ttl(Duration::from_secs(self.marker_ttl_secs))
+            .with_legacy_v1(self.redis_legacy_v1);
         Ok((target, index))
     }
 }

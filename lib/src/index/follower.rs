@@ -234,6 +234,6 @@ fn apply(view: &Shared, payload: &str) {
     };
     let issuer = decode_component(issuer);
     if let Some(markers) = write(&view.issuers).get_mut(&issuer) {
-        markers.apply(field.to_owned(), marker, unix_now());
+        markers.apply(field, marker, unix_now());
     }
 }

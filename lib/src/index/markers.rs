@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use super::SessionKey;
-use super::keys::encode_component;
+use super::keys::{decode_component, encode_component};
 
 /// One marker: sessions it names authenticated at or before `iat` are ended, until
 /// `expires_at` (seconds since the epoch).
@@ -54,9 +54,50 @@ pub(crate) fn id_field(session_id: &str) -> String {
     format!("id:{}", encode_component(session_id))
 }
 
-/// The markers of one issuer, by field.
+/// What a marker field names, decoded.
+enum Field {
+    Id(String),
+    Sub(String),
+    Sid(String),
+    SidSub(String, String),
+}
+
+impl Field {
+    fn parse(field: &str) -> Option<Self> {
+        let (kind, rest) = field.split_once(':')?;
+        Some(match kind {
+            "id" => Self::Id(decode_component(rest)),
+            "sub" => Self::Sub(decode_component(rest)),
+            "sid" => Self::Sid(decode_component(rest)),
+            "ss" => {
+                let (sid, sub) = rest.split_once(':')?;
+                Self::SidSub(decode_component(sid), decode_component(sub))
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The markers of one issuer, by what they name (decoded once, when they arrive, so that
+/// asking about a session allocates nothing).
 #[derive(Debug, Default)]
-pub(crate) struct Markers(HashMap<String, Marker>);
+pub(crate) struct Markers {
+    ids: HashMap<String, Marker>,
+    subs: HashMap<String, Marker>,
+    sids: HashMap<String, Marker>,
+    sid_subs: HashMap<String, HashMap<String, Marker>>,
+}
+
+fn merge(held: &mut Marker, marker: Marker) {
+    held.iat = held.iat.max(marker.iat);
+    held.expires_at = held.expires_at.max(marker.expires_at);
+}
+
+fn put(map: &mut HashMap<String, Marker>, key: String, marker: Marker) {
+    map.entry(key)
+        .and_modify(|held| merge(held, marker))
+        .or_insert(marker);
+}
 
 impl Markers {
     /// Markers from a full read of the issuer's hash; unreadable and expired ones are skipped.
@@ -65,49 +106,63 @@ impl Markers {
         let mut markers = Self::default();
         for (field, value) in fields {
             if let Some(marker) = Marker::parse(&value) {
-                markers.apply(field, marker, now);
+                markers.apply(&field, marker, now);
             }
         }
         markers
     }
 
-    /// Merge a marker in: the later `iat` and the later expiry win.
-    pub(crate) fn apply(&mut self, field: String, marker: Marker, now: u64) {
+    /// Merge a marker in (field as stored): the later `iat` and the later expiry win. Fields of
+    /// unknown kinds are ignored.
+    pub(crate) fn apply(&mut self, field: &str, marker: Marker, now: u64) {
         if marker.expires_at <= now {
             return;
         }
-        self.0
-            .entry(field)
-            .and_modify(|held| {
-                held.iat = held.iat.max(marker.iat);
-                held.expires_at = held.expires_at.max(marker.expires_at);
-            })
-            .or_insert(marker);
+        match Field::parse(field) {
+            Some(Field::Id(id)) => put(&mut self.ids, id, marker),
+            Some(Field::Sub(sub)) => put(&mut self.subs, sub, marker),
+            Some(Field::Sid(sid)) => put(&mut self.sids, sid, marker),
+            Some(Field::SidSub(sid, sub)) => {
+                put(self.sid_subs.entry(sid).or_default(), sub, marker)
+            }
+            None => {}
+        }
     }
 
     /// Whether a live marker ends `session`.
     pub(crate) fn covers(&self, session: &SessionKey<'_>, now: u64) -> bool {
-        let live_since = |field: String, auth: u64| {
-            self.0
-                .get(&field)
-                .is_some_and(|m| m.expires_at > now && m.iat >= auth)
+        let live = |marker: Option<&Marker>, auth: u64| {
+            marker.is_some_and(|m| m.expires_at > now && m.iat >= auth)
         };
-        live_since(id_field(session.session_id), 0)
-            || live_since(sub_field(session.sub), session.auth_time)
+        let auth = session.auth_time;
+        live(self.ids.get(session.session_id), 0)
+            || live(self.subs.get(session.sub), auth)
             || session.sid.is_some_and(|sid| {
-                live_since(sid_field(sid), session.auth_time)
-                    || live_since(sid_sub_field(sid, session.sub), session.auth_time)
+                live(self.sids.get(sid), auth)
+                    || live(
+                        self.sid_subs.get(sid).and_then(|by| by.get(session.sub)),
+                        auth,
+                    )
             })
     }
 
     /// Forget the markers that expired.
     pub(crate) fn prune(&mut self, now: u64) {
-        self.0.retain(|_, m| m.expires_at > now);
+        for map in [&mut self.ids, &mut self.subs, &mut self.sids] {
+            map.retain(|_, m| m.expires_at > now);
+        }
+        self.sid_subs.retain(|_, by| {
+            by.retain(|_, m| m.expires_at > now);
+            !by.is_empty()
+        });
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.ids.len()
+            + self.subs.len()
+            + self.sids.len()
+            + self.sid_subs.values().map(HashMap::len).sum::<usize>()
     }
 }
 
@@ -129,7 +184,7 @@ mod tests {
     fn a_marker_ends_sessions_authenticated_up_to_its_iat() {
         let mut m = Markers::default();
         m.apply(
-            sub_field("alice"),
+            &sub_field("alice"),
             Marker {
                 iat: 100,
                 expires_at: 1_000,
@@ -149,10 +204,10 @@ mod tests {
             iat: 100,
             expires_at: 1_000,
         };
-        m.apply(sid_sub_field("op-1", "alice"), marker, 0);
+        m.apply(&sid_sub_field("op-1", "alice"), marker, 0);
         assert!(m.covers(&session("alice", Some("op-1"), 90), 0));
         assert!(!m.covers(&session("bob", Some("op-1"), 90), 0));
-        m.apply(sid_field("op-1"), marker, 0);
+        m.apply(&sid_field("op-1"), marker, 0);
         assert!(m.covers(&session("bob", Some("op-1"), 90), 0));
         assert!(!m.covers(&session("bob", Some("op-2"), 90), 0));
         assert!(!m.covers(&session("bob", None, 90), 0));
@@ -162,7 +217,7 @@ mod tests {
     fn an_id_marker_ends_that_session_whatever_its_login() {
         let mut m = Markers::default();
         m.apply(
-            id_field("s1"),
+            &id_field("s1"),
             Marker {
                 iat: 5,
                 expires_at: 1_000,
@@ -184,7 +239,7 @@ mod tests {
         );
         assert_eq!(m.len(), 1);
         m.apply(
-            sub_field("a"),
+            &sub_field("a"),
             Marker {
                 iat: 50,
                 expires_at: 900,

@@ -105,7 +105,7 @@ impl Inner {
         self.markers
             .entry(issuer.to_owned())
             .or_default()
-            .apply(field, marker, unix_now());
+            .apply(&field, marker, unix_now());
     }
 }
 

@@ -9,7 +9,7 @@
 //!   leaves a marker so that such a session registered *later* (a login callback that was in
 //!   flight) is refused. A session authenticated after `T` survives a replay or late delivery.
 //! - An ended session stays ended for as long as it could have lived: the logout's
-//!   [marker](markers) outlives every session it ended, so a save by an in-flight request cannot
+//!   marker outlives every session it ended, so a save by an in-flight request cannot
 //!   bring one back.
 //!
 //! Because the markers alone say whether a session is ended, an application instance can answer

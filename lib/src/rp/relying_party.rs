@@ -1,27 +1,7 @@
 //! The application's OpenID Connect client, made logout-aware: login into the session store,
 //! the logout button, and token refresh, each on openidconnect.
 //!
-//! One discovery ([`RelyingParty::discover`]) gives everything: openidconnect's provider metadata
-//! and client for the application, and the [`Provider`] (keys, with rotation) that the
-//! back-channel receiver verifies logout tokens with. ID tokens are verified by openidconnect
-//! against the provider's current keys, fetched again (once per cooldown) when a token names a
-//! key the cache does not hold.
-//!
-//! - **Login**: [`begin_login`](RelyingParty::begin_login) and
-//!   [`finish_login`](RelyingParty::finish_login) run the authorization code flow with PKCE,
-//!   `state` and `nonce`, and record the [`Login`] (with `sid`, a typed [`SidClaim`]) in the
-//!   session; [`login`](RelyingParty::login) does the last step for an application that runs its
-//!   own flow.
-//! - **Logout button**: [`logout`](RelyingParty::logout) revokes the refresh token (RFC 7009,
-//!   retried in the background when the OP cannot answer now), ends the local session — always,
-//!   even when the OP is down: a user who pressed "log out" is logged out here — and returns the
-//!   OP's end-session URL (RP-Initiated Logout 1.0) with `id_token_hint` and a `state` that
-//!   [`check_logout_state`] verifies when the browser comes back.
-//! - **Refresh**: [`refresh`](RelyingParty::refresh) exchanges the refresh token. A refreshed ID
-//!   token is kept only if it is valid (signature, `iss`, `aud`, expiry) and names the same user
-//!   and authentication as the session's (OpenID Connect Core §12.2: `sub`, `auth_time` where
-//!   present, `nonce` if present); otherwise, or when the OP answers `invalid_grant`, the session
-//!   ends.
+//! (See [`RelyingParty`].)
 
 use std::sync::Arc;
 
@@ -183,8 +163,30 @@ struct PendingLogin {
     pkce_verifier: String,
 }
 
-/// The application's OpenID Connect client with its provider's metadata and keys: see the
-/// [module documentation](self). Cheap to clone.
+/// The application's OpenID Connect client with its provider's metadata and keys. Cheap to
+/// clone.
+///
+/// One discovery ([`RelyingParty::discover`]) gives everything: openidconnect's provider metadata
+/// and client for the application, and the [`Provider`] (keys, with rotation) that the
+/// back-channel receiver verifies logout tokens with. ID tokens are verified by openidconnect
+/// against the provider's current keys, fetched again (once per cooldown) when a token names a
+/// key the cache does not hold.
+///
+/// - **Login**: [`begin_login`](RelyingParty::begin_login) and
+///   [`finish_login`](RelyingParty::finish_login) run the authorization code flow with PKCE,
+///   `state` and `nonce`, and record the [`Login`] (with `sid`, a typed [`SidClaim`]) in the
+///   session; [`login`](RelyingParty::login) does the last step for an application that runs its
+///   own flow.
+/// - **Logout button**: [`logout`](RelyingParty::logout) revokes the refresh token (RFC 7009,
+///   retried in the background when the OP cannot answer now), ends the local session — always,
+///   even when the OP is down: a user who pressed "log out" is logged out here — and returns the
+///   OP's end-session URL (RP-Initiated Logout 1.0) with `id_token_hint` and a `state` that
+///   [`check_logout_state`] verifies when the browser comes back.
+/// - **Refresh**: [`refresh`](RelyingParty::refresh) exchanges the refresh token. A refreshed ID
+///   token is kept only if it is valid (signature, `iss`, `aud`, expiry) and names the same user
+///   and authentication as the session's (OpenID Connect Core §12.2: `sub`, `auth_time` where
+///   present, `nonce` if present); otherwise, or when the OP answers `invalid_grant`, the session
+///   ends.
 #[derive(Clone)]
 pub struct RelyingParty<H = HttpClient> {
     inner: Arc<Inner<H>>,
@@ -215,8 +217,21 @@ fn provider_error(error: impl std::fmt::Display) -> RpError {
 
 impl RelyingParty<HttpClient> {
     /// Discover the OP once and build everything from that: `client_id`, its secret (`None` for a
-    /// public client) and the redirect URI registered at the OP.
+    /// public client) and the redirect URI registered at the OP. The OP must be `https`, or
+    /// `http` on a loopback address (a developer's machine); [`discover_with`](Self::discover_with)
+    /// takes other settings.
     pub async fn discover(
+        issuer: &str,
+        client_id: &str,
+        client_secret: Option<SecretString>,
+        redirect_uri: &str,
+    ) -> Result<Self, RpError> {
+        let settings = ProviderSettings::default();
+        Self::discover_with(issuer, client_id, client_secret, redirect_uri, settings).await
+    }
+
+    /// [`discover`](Self::discover) with these provider settings (key cache, plain `http`).
+    pub async fn discover_with(
         issuer: &str,
         client_id: &str,
         client_secret: Option<SecretString>,
@@ -369,13 +384,31 @@ where
         .set_allowed_algs(ASYMMETRIC.iter().cloned()))
     }
 
-    /// The [`Login`] of a verified token response: its ID token checked with `nonce` (the one
-    /// the login started with), its tokens kept for refresh and logout.
-    pub async fn login(&self, tokens: &TokenResponse, nonce: &Nonce) -> Result<Login, RpError> {
-        let id_token = tokens
+    /// The [`Login`] of a token response from the OP's token endpoint: its ID token verified
+    /// (signature with the provider's current keys, `iss`, `aud`, expiry, and `nonce`: the one
+    /// the login started with), its `sid` read as a typed claim, its tokens kept for refresh and
+    /// logout. Any openidconnect token response will do, whatever additional claims type the
+    /// application's own client uses.
+    pub async fn login<T, AC, GC, JE, JS>(
+        &self,
+        tokens: &T,
+        nonce: &Nonce,
+    ) -> Result<Login, RpError>
+    where
+        T: openidconnect::TokenResponse<AC, GC, JE, JS>,
+        AC: AdditionalClaims,
+        GC: openidconnect::GenderClaim,
+        JE: openidconnect::JweContentEncryptionAlgorithm<KeyType = JS::KeyType>,
+        JS: openidconnect::JwsSigningAlgorithm,
+    {
+        let raw = tokens
             .id_token()
-            .ok_or_else(|| RpError::Login("the OP sent no ID token".into()))?;
-        let verifier = self.verifier(id_token).await?;
+            .ok_or_else(|| RpError::Login("the OP sent no ID token".into()))?
+            .to_string();
+        let id_token: IdToken = raw
+            .parse()
+            .map_err(|e| RpError::Login(format!("the ID token cannot be read: {e}")))?;
+        let verifier = self.verifier(&id_token).await?;
         let claims = id_token
             .claims(&verifier, nonce)
             .map_err(|e| RpError::Login(format!("the ID token is invalid: {e}")))?;
@@ -387,7 +420,7 @@ where
             sid: claims.additional_claims().sid.clone(),
             auth_time: u64::try_from(auth_time.timestamp()).unwrap_or(0),
             logged_in_at: unix_now(),
-            id_token: Some(TokenSecret::new(id_token.to_string())),
+            id_token: Some(TokenSecret::new(raw)),
             refresh_token: tokens
                 .refresh_token()
                 .map(|t| TokenSecret::new(t.secret().clone())),
@@ -549,8 +582,10 @@ where
         Ok(request.http_get_url().to_string())
     }
 
-    /// Exchange the session's refresh token; see the [module documentation](self) for what is
-    /// checked and when the session ends.
+    /// Exchange the session's refresh token. A refreshed ID token is kept only if it is valid
+    /// (signature, `iss`, `aud`, expiry) and names the same user and authentication as the
+    /// session's (OpenID Connect Core §12.2: `sub`, `auth_time` where present, `nonce` if
+    /// present); otherwise, or when the OP answers `invalid_grant`, the session ends.
     pub async fn refresh(&self, session: &impl SessionAccess) -> Result<Refreshed, RpError> {
         let Some(mut login) = Login::from_session(session).await? else {
             return Ok(Refreshed::NothingToRefresh);

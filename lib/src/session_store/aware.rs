@@ -1,23 +1,6 @@
-//! The rules that make any tower-sessions store logout-aware, in one place.
-//!
-//! [`LogoutAware`] sits between tower-sessions and the application's store. For a session whose
-//! data holds a [`Login`](super::Login) it
-//!
-//! - **on load** refuses the session when its lifetime is over under its issuer's policy, or a
-//!   logout ended it: asked of the instance's in-memory view of logouts when that is current,
-//!   of the index (one round trip) otherwise — and when the index cannot answer, the load fails
-//!   (closed) rather than serve a session that may have been ended;
-//! - **on save** caps the record's expiry by the policy, refuses to write back a session the view
-//!   knows was ended, and registers the session in the index only when it is new to it (a login,
-//!   an id rotation, a changed login) or would outlive its index entry; a registration a logout
-//!   already covers (a callback in flight during the logout) is not written at all;
-//! - **on delete** ends the session in the index (a marker for its id keeps it ended everywhere,
-//!   so a request in flight cannot bring it back), then deletes it from the store.
-//!
-//! What the index knows is recorded in the session itself, under [`INDEXED_KEY`]: for which id,
-//! which login and until when the session is registered. That is what lets a save skip the index.
-//! Each rule is written once, over plain values; the trait implementations for each supported
-//! tower-sessions version only translate.
+//! The rules that make any tower-sessions store logout-aware, in one place: [`LogoutAware`]
+//! decides on load, save and delete over plain values, and the trait implementations for each
+//! supported tower-sessions version only translate.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -46,11 +29,13 @@ fn slack(ttl: Duration) -> Duration {
 
 /// What the index knows of a session, as recorded in it.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Indexed {
+struct Indexed<'a> {
     /// The session id the entry is for (an id rotation makes it stale).
-    id: String,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
     /// A fingerprint of the login registered (a changed login makes it stale).
-    login: String,
+    #[serde(borrow)]
+    login: Cow<'a, str>,
     /// Until when the index keeps the entry, seconds since the epoch.
     until: u64,
 }
@@ -75,10 +60,28 @@ fn fingerprint(login: &LoginFacts<'_>) -> String {
     format!("{hash:016x}")
 }
 
-/// A tower-sessions store wrapper that ends sessions when a logout says so: see the
-/// [module documentation](self). `S` is the application's store, `I` the index
-/// ([`RedisIndex`](crate::index::RedisIndex) shared with the receiver, or
-/// [`MemoryIndex`](crate::index::MemoryIndex) for one process).
+/// A tower-sessions store wrapper that ends sessions when a logout says so. `S` is the
+/// application's store, `I` the index ([`RedisIndex`](crate::index::RedisIndex) shared with the
+/// receiver, or [`MemoryIndex`](crate::index::MemoryIndex) for one process).
+///
+/// [`LogoutAware`] sits between tower-sessions and the application's store. For a session whose
+/// data holds a [`Login`](super::Login) it
+///
+/// - **on load** refuses the session when its lifetime is over under its issuer's policy, or a
+///   logout ended it: asked of the instance's in-memory view of logouts when that is current,
+///   of the index (one round trip) otherwise — and when the index cannot answer, the load fails
+///   (closed) rather than serve a session that may have been ended;
+/// - **on save** caps the record's expiry by the policy, refuses to write back a session the view
+///   knows was ended, and registers the session in the index only when it is new to it (a login,
+///   an id rotation, a changed login) or would outlive its index entry; a registration a logout
+///   already covers (a callback in flight during the logout) is not written at all;
+/// - **on delete** ends the session in the index (a marker for its id keeps it ended everywhere,
+///   so a request in flight cannot bring it back), then deletes it from the store.
+///
+/// What the index knows is recorded in the session itself, under [`INDEXED_KEY`]: for which id,
+/// which login and until when the session is registered. That is what lets a save skip the index.
+/// Each rule is written once, over plain values; the trait implementations for each supported
+/// tower-sessions version only translate.
 #[derive(Clone, Debug)]
 pub struct LogoutAware<S, I> {
     inner: S,
@@ -185,7 +188,7 @@ fn login_in(data: &HashMap<String, Value>) -> Result<Option<LoginFacts<'_>>, Rul
         .map_err(|e| RuleError::Decode(format!("{LOGIN_KEY}: {e}")))
 }
 
-fn indexed_in(data: &HashMap<String, Value>) -> Option<Indexed> {
+fn indexed_in(data: &HashMap<String, Value>) -> Option<Indexed<'_>> {
     data.get(INDEXED_KEY)
         .and_then(|value| Indexed::deserialize(value).ok())
 }
@@ -305,8 +308,8 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
         // The backend counts from its own clock reading, after this one, and rounds up: the
         // entry lives at least until this.
         let indexed = Indexed {
-            id: id.to_owned(),
-            login: print,
+            id: Cow::Borrowed(id),
+            login: Cow::Owned(print),
             until: registered_at.saturating_add(index_ttl.as_secs()),
         };
         Ok(Write::Patched {

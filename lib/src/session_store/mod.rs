@@ -9,7 +9,7 @@
 //! this crate's own record store ([`Records`]), for applications that start from nothing.
 //!
 //! What it costs: loading a logged-in session asks the index nothing while the instance's
-//! in-memory view of logouts is current (see [`SessionIndex::known_state`]), and one Redis round
+//! in-memory view of logouts is current (see [`SessionIndex::known_state`](crate::index::SessionIndex::known_state)), and one Redis round
 //! trip otherwise; saving a session whose login did not change runs no index script. The
 //! session is registered at login and id rotation, and its index entry is extended only when the
 //! session would outlive it (about every quarter of its lifetime, at most hourly).
