@@ -60,6 +60,25 @@ async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>)
 
 use common::deny_markers as markers;
 
+/// The issuer's logout markers (the index's, not the denylist's).
+async fn logout_markers(
+    redis: &RedisServer,
+    issuer: &str,
+) -> std::collections::HashMap<String, String> {
+    let deny = oidc_logout::index::IssuerKeys::new("oidc-logout:", issuer).deny();
+    let key = format!("{}x", deny.trim_end_matches("deny"));
+    let mut conn = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("HGETALL")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_lists_ends_and_revokes() {
     let redis = RedisServer::start();
@@ -199,6 +218,22 @@ async fn the_admin_api_lists_ends_and_revokes() {
     .await;
     assert_eq!((status, &body["ended"]), (200, &json!(true)), "{body}");
     assert_eq!(state(web_1.clone()).await, SessionState::Ended);
+    // An id whose user cannot be found: the caller must name the sub; nothing is written.
+    let (status, body) = call(
+        "POST",
+        &format!("{admin}/sessions/end"),
+        Some(TOKEN),
+        Some(json!({"issuer": issuer, "session_id": "not-in-this-store"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("sub"), "{body}");
+    assert!(
+        !logout_markers(&redis, &issuer)
+            .await
+            .contains_key("id:not-in-this-store"),
+        "a refusal marks nothing"
+    );
 
     let (status, body) = call(
         "POST",

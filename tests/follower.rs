@@ -167,3 +167,45 @@ async fn a_view_without_redis_stops_answering() {
         "and asking Redis fails: the store fails closed"
     );
 }
+
+/// With no logouts at all, the view stays current past its bound: its heartbeats, published
+/// where the issuer's markers are, come back and move its freshness on.
+#[tokio::test]
+async fn an_idle_view_stays_current_through_its_heartbeats() {
+    let redis = RedisServer::start();
+    let staleness = Duration::from_millis(300);
+    let app = instance(&redis, staleness).await;
+    let alice = record("s-alice", "alice", "op-1");
+    app.register(&alice).await.expect("register");
+    assert_eq!(
+        known_within(&app, &alice, Duration::from_secs(3), |k| k.is_some()).await,
+        Some(SessionState::Active)
+    );
+    for _ in 0..5 {
+        tokio::time::sleep(staleness).await;
+        assert_eq!(app.known_state(&alice.key()), Some(SessionState::Active));
+    }
+}
+
+/// The instance that applies a logout sees it in its own view at once, before the message
+/// comes back from Redis.
+#[tokio::test]
+async fn an_instance_reads_its_own_logouts_at_once() {
+    let redis = RedisServer::start();
+    let app = instance(&redis, Duration::from_secs(1)).await;
+    let alice = record("s-alice", "alice", "op-1");
+    let bob = record("s-bob", "bob", "op-2");
+    for r in [&alice, &bob] {
+        app.register(r).await.expect("register");
+    }
+    assert_eq!(
+        known_within(&app, &alice, Duration::from_secs(3), |k| k.is_some()).await,
+        Some(SessionState::Active)
+    );
+    end_sid(&app, "op-1").await;
+    assert_eq!(app.known_state(&alice.key()), Some(SessionState::Ended));
+    app.end_session(ISS, "s-bob", Some("bob"))
+        .await
+        .expect("end");
+    assert_eq!(app.known_state(&bob.key()), Some(SessionState::Ended));
+}

@@ -461,7 +461,7 @@ fn refreshed_claims(op: &Op, auth_time: u64) -> Value {
 }
 
 #[tokio::test]
-async fn a_valid_refreshed_id_token_replaces_the_sessions() {
+async fn a_valid_refreshed_id_token_keeps_the_session_and_its_original_token() {
     // The original nonce is allowed (some OPs repeat it)...
     let (op, mut browser) = refreshing(|op, auth| {
         let mut claims = refreshed_claims(op, auth);
@@ -472,16 +472,25 @@ async fn a_valid_refreshed_id_token_replaces_the_sessions() {
     let (_, before) = browser.get("/id-token").await;
     assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
     let (_, after) = browser.get("/id-token").await;
-    assert_ne!(
+    assert_eq!(
         before, after,
-        "the new ID token is kept (for id_token_hint)"
+        "the original ID token stays: later refreshes are compared with it"
     );
     assert_eq!(browser.get("/me").await.0, 200);
     // ...and so is none, as the spec prefers.
-    let claims = refreshed_claims(&op, session_auth_time(&mut browser).await);
+    let auth_time = session_auth_time(&mut browser).await;
+    let claims = refreshed_claims(&op, auth_time);
     op.op
         .set_refresh_id_token(Some(sign_id_token(&op, &claims)));
     assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+    // Later refreshes are still compared with the original: another authentication ends it.
+    let claims = refreshed_claims(&op, auth_time + 1);
+    op.op
+        .set_refresh_id_token(Some(sign_id_token(&op, &claims)));
+    let (status, body) = browser.get("/refresh").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("rejected: "), "{body}");
+    assert_eq!(browser.get("/me").await.0, 401, "the session ended");
 }
 
 /// Each way a refreshed ID token can be wrong ends the session (OpenID Connect Core §12.2).

@@ -454,3 +454,70 @@ scenarios!(
         LogoutAware::wrap(::tower_sessions_redis_store::RedisStore::new(pool), index)
     }
 );
+
+/// `update_in` carries new tokens of the same login; a different login must go through
+/// `save_to`, which rotates the session id (against fixation) and registers it afresh.
+#[tokio::test]
+async fn update_in_refuses_another_login() {
+    use oidc_logout::session_store::{Login, TokenSecret};
+    let session = tower_sessions::Session::new(
+        None,
+        std::sync::Arc::new(tower_sessions::MemoryStore::default()),
+        None,
+    );
+    let login = Login {
+        issuer: "https://op.example".into(),
+        sub: "alice".into(),
+        client_id: None,
+        sid: Some("op-1".into()),
+        auth_time: now() - 60,
+        logged_in_at: now() - 60,
+        id_token: None,
+        refresh_token: Some(TokenSecret::new("r1")),
+        access_token: None,
+    };
+    assert!(
+        login.update_in(&session).await.is_err(),
+        "no login to update yet"
+    );
+    login.save_to(&session).await.expect("a new login");
+    let mut refreshed = login.clone();
+    refreshed.refresh_token = Some(TokenSecret::new("r2"));
+    refreshed
+        .update_in(&session)
+        .await
+        .expect("same login, new tokens");
+    let kept = Login::from_session(&session)
+        .await
+        .expect("read")
+        .expect("login");
+    assert_eq!(
+        kept.refresh_token.map(|t| t.expose().to_owned()).as_deref(),
+        Some("r2")
+    );
+    for other in [
+        Login {
+            sub: "mallory".into(),
+            ..login.clone()
+        },
+        Login {
+            sid: Some("op-2".into()),
+            ..login.clone()
+        },
+        Login {
+            auth_time: login.auth_time + 1,
+            ..login.clone()
+        },
+        Login {
+            issuer: "https://other.example".into(),
+            ..login.clone()
+        },
+    ] {
+        assert!(other.update_in(&session).await.is_err(), "{other:?}");
+    }
+    let kept = Login::from_session(&session)
+        .await
+        .expect("read")
+        .expect("login");
+    assert_eq!(kept.sub, "alice", "a refused update changes nothing");
+}

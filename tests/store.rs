@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{RedisServer, now};
 use oidc_logout::index::{
     IndexSettings, Logout, LogoutOutcome, RecordStore, RedisIndex, Registration, SessionIndex,
-    SessionRecord, SessionState, Target,
+    SessionRecord, SessionState, StoreError, Target,
 };
 
 const ISS: &str = "https://op.example/realms/a b";
@@ -335,7 +335,44 @@ async fn users_sharing_a_bucket_stay_apart<S: SessionIndex>(s: S) {
     }
 }
 
+/// A record that names no one is refused and writes nothing: an empty key would gather
+/// unrelated sessions under it.
+async fn records_naming_no_one_are_refused<S: SessionIndex>(s: S) {
+    let t = now();
+    let mut empty_sub = record("s-1", "", Some("op-1"), t - 1);
+    let mut empty_sid = record("s-2", "alice", Some(""), t - 1);
+    let empty_id = record("", "alice", Some("op-1"), t - 1);
+    for r in [&empty_sub, &empty_sid, &empty_id] {
+        assert!(
+            matches!(s.register(r).await, Err(StoreError::Invalid(_))),
+            "{r:?}"
+        );
+    }
+    assert!(s.sessions(ISS, "alice").await.expect("list").is_empty());
+    // The same sessions with their names are indexed as usual.
+    empty_sub.sub = "bob".into();
+    empty_sid.sid = None;
+    registered(&s, &empty_sub).await;
+    registered(&s, &empty_sid).await;
+}
+
+/// Registering a session again with a shorter lifetime never shortens its index entry: a
+/// record written with the longer one may still be in the application's store.
+async fn re_registration_never_shortens_an_entry<S: SessionIndex>(s: S) {
+    let t = now();
+    let mut r = record("s-1", "alice", Some("op-1"), t - 1);
+    r.ttl = Duration::from_secs(3600);
+    registered(&s, &r).await;
+    r.ttl = Duration::from_secs(60);
+    registered(&s, &r).await;
+    let listed = s.sessions(ISS, "alice").await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].indexed_until >= t + 3600, "{listed:?}");
+}
+
 both_backends!(
+    records_naming_no_one_are_refused,
+    re_registration_never_shortens_an_entry,
     a_users_live_sessions_are_listed,
     records_are_read_back_in_one_batch_in_order,
     ended_session_cannot_be_saved_back,
@@ -522,6 +559,28 @@ async fn a_migrating_index_reads_and_ends_v1_sessions() {
         1
     );
     assert_eq!(state(&migrating, &old1).await, SessionState::Ended);
+    // A token applied once is refused as a replay before the v1 step runs again.
+    let l = logout(sid("op-9"), t, Some("jti-1"));
+    assert!(matches!(
+        migrating.logout(&l).await,
+        Ok(LogoutOutcome::Applied { .. })
+    ));
+    let v1_marker = "oidc-logout:v1:{https%3A%2F%2Fop.example%2Frealms%2Fa%20b}:xsid:op-9";
+    assert!(
+        !hash(&mut conn, v1_marker).await.is_empty(),
+        "the first delivery marked v1 too"
+    );
+    // Take the v1 marker away: a replay that ran the v1 step again would write it back.
+    let _: () = ::redis::cmd("DEL")
+        .arg(v1_marker)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    assert_eq!(
+        migrating.logout(&l).await.expect("replay"),
+        LogoutOutcome::Replayed
+    );
+    assert!(hash(&mut conn, v1_marker).await.is_empty());
     let v1_hash = hash(
         &mut conn,
         "oidc-logout:v1:{https%3A%2F%2Fop.example%2Frealms%2Fa%20b}:s:old-1",

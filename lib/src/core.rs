@@ -64,6 +64,10 @@ pub enum CoreError {
     /// come from a request that is not authenticated yet.)
     #[error("unknown issuer: it is not configured here")]
     UnknownIssuer,
+    /// A session to end by id alone whose user cannot be found (its record is not in this
+    /// crate's store, e.g. behind a wrapped store): name its `sub` too. Nothing was changed.
+    #[error("the session's user is not known here: give its sub as well")]
+    UserUnknown,
     /// The index could not be read or written: nothing may be assumed done.
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -380,9 +384,11 @@ impl<S: SessionIndex + RecordStore> Core<S> {
             .collect())
     }
 
-    /// End one session by its id. Returns whether a live session was ended. The user (`sub`)
-    /// finds its index entry; without it, the login its record holds in this crate's store
-    /// does. The session is ended either way (a marker for its id refuses it everywhere).
+    /// End one session by its id. Returns whether a live session was ended (a marker for its id
+    /// refuses it everywhere from now on, even when it was not known). The user (`sub`) finds
+    /// its index entry; without it, the login its record holds in this crate's store does, and
+    /// when there is no such record the call fails with [`CoreError::UserUnknown`] and changes
+    /// nothing.
     pub async fn end_session(
         &self,
         issuer: &str,
@@ -400,7 +406,9 @@ impl<S: SessionIndex + RecordStore> Core<S> {
                 .as_deref()
                 .and_then(login_of)
                 .filter(|login| login.issuer == issuer)
-                .map(|login| login.sub),
+                .map(|login| login.sub)
+                .ok_or(CoreError::UserUnknown)
+                .map(Some)?,
         };
         let (core, issuer, id) = (self.clone(), issuer.to_owned(), session_id.to_owned());
         self.to_completion(async move {

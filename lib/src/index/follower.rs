@@ -8,24 +8,28 @@
 //! is checked; until its markers are read, the view cannot answer for it.
 //!
 //! **How stale can an answer be?** Every 200 ms (or a quarter of the bound, if smaller) the task
-//! sends `PING` on the subscribed connection. Redis answers in order, so when the `PONG` comes
-//! back every marker published before the `PING` reached Redis has already arrived, and the task
-//! applies those before it moves the view's *fresh as of* time to when it sent the `PING`. The
-//! view answers only while that time is within `max_staleness` (default 1 s) of now; otherwise
-//! — the connection broke, Redis stalled, the task fell behind — the caller asks Redis. So an
+//! publishes a heartbeat for each followed issuer on the markers' channel, through a script that
+//! runs where that issuer's keys live, carrying the time it was sent. Every marker of the issuer
+//! is published from that same place and messages from one place arrive in order (on one server,
+//! and across a Cluster's bus alike), so when the heartbeat comes back every marker published
+//! before it left has arrived and been applied: the issuer's view is *fresh as of* the time it
+//! carries. Reading an issuer's marker hash makes it fresh as of when the read was sent. The view
+//! answers for an issuer only while that time is within `max_staleness` (default 1 s) of now;
+//! otherwise — the connection broke, Redis stalled, the task fell behind — the caller asks
+//! Redis. When no heartbeat comes back for five times the bound, the task reconnects. So an
 //! answer from memory reflects every logout Redis acknowledged more than `max_staleness` ago,
 //! and in practice every logout acknowledged before the message crossed the network (about a
-//! millisecond on one host).
+//! millisecond on one host). (A `PING` on the subscription would prove nothing on a Cluster,
+//! where the subscribed node hears of another node's messages later.)
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 
 use super::connection::{RedisConnection, RedisTarget};
-use super::keys::{IssuerKeys, decode_component, ended_channel};
+use super::keys::{IssuerKeys, decode_component, encode_component, ended_channel};
 use super::markers::{Marker, Markers};
 use super::{OrUnavailable as _, SessionKey, SessionState, StoreError};
 use crate::sys::{unix_now, unix_now_ms};
@@ -38,16 +42,27 @@ pub(super) struct Follower {
 
 #[derive(Debug)]
 struct Shared {
-    /// The markers of each issuer whose hash was read since the subscription started.
-    issuers: RwLock<HashMap<String, Markers>>,
+    /// The issuers whose hash was read since the subscription started.
+    issuers: RwLock<HashMap<String, Followed>>,
     /// Issuers asked about and not yet read.
     wanted: Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
-    /// Milliseconds since the epoch as of which every published marker has been applied; 0
-    /// while out of sync.
-    fresh_as_of_ms: AtomicU64,
+    /// What this follower's heartbeats carry, so that other instances' are told apart.
+    nonce: String,
     max_staleness_ms: u64,
 }
+
+/// One followed issuer.
+#[derive(Debug)]
+struct Followed {
+    markers: Markers,
+    /// Milliseconds since the epoch as of which every marker of the issuer published so far
+    /// has been applied.
+    fresh_as_of_ms: u64,
+}
+
+/// Publish a heartbeat where KEYS[1] lives (on a Cluster). ARGV: channel, message.
+const HEARTBEAT: &str = "redis.call('PUBLISH', ARGV[1], ARGV[2]) return 1";
 
 impl Follower {
     /// Start following in the background on `runtime`.
@@ -61,7 +76,7 @@ impl Follower {
             issuers: RwLock::default(),
             wanted: Mutex::default(),
             wake: tokio::sync::Notify::new(),
-            fresh_as_of_ms: AtomicU64::new(0),
+            nonce: nonce(),
             max_staleness_ms: u64::try_from(max_staleness.as_millis()).unwrap_or(u64::MAX),
         });
         runtime.spawn(run(Arc::downgrade(&shared), target, prefix, max_staleness));
@@ -71,14 +86,14 @@ impl Follower {
     /// `Ended` or `Active` for a registered session, from memory; `None` when the view is not
     /// current or does not follow the session's issuer yet (it will from now on).
     pub(super) fn known_state(&self, session: &SessionKey<'_>) -> Option<SessionState> {
-        let fresh = self.shared.fresh_as_of_ms.load(Ordering::Acquire);
-        if fresh == 0 || unix_now_ms().saturating_sub(fresh) > self.shared.max_staleness_ms {
-            return None;
-        }
         {
             let issuers = read(&self.shared.issuers);
-            if let Some(markers) = issuers.get(session.issuer) {
-                return Some(if markers.covers(session, unix_now()) {
+            if let Some(followed) = issuers.get(session.issuer) {
+                let age = unix_now_ms().saturating_sub(followed.fresh_as_of_ms);
+                if age > self.shared.max_staleness_ms {
+                    return None;
+                }
+                return Some(if followed.markers.covers(session, unix_now()) {
                     SessionState::Ended
                 } else {
                     SessionState::Active
@@ -90,6 +105,22 @@ impl Follower {
             self.shared.wake.notify_one();
         }
         None
+    }
+}
+
+/// A random tag for this follower's heartbeats.
+fn nonce() -> String {
+    // Without randomness, the time tells instances apart well enough.
+    crate::sys::random_id(9).unwrap_or_else(|_| unix_now_ms().to_string())
+}
+
+impl Follower {
+    /// A marker this instance has just written: apply it now, ahead of its message, so that
+    /// the instance reads its own logouts at once. (The message brings the stored expiry.)
+    pub(super) fn wrote(&self, issuer: &str, field: &str, marker: Marker) {
+        if let Some(followed) = write(&self.shared.issuers).get_mut(issuer) {
+            followed.markers.apply(field, marker, unix_now());
+        }
     }
 }
 
@@ -115,15 +146,16 @@ async fn run(
     prefix: String,
     max_staleness: Duration,
 ) {
-    let ping_every =
+    let beat_every =
         (max_staleness / 4).clamp(Duration::from_millis(10), Duration::from_millis(200));
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(view) = shared.upgrade() else { return };
-        match follow(&view, &target, &prefix, ping_every, max_staleness).await {
+        match follow(&view, &target, &prefix, beat_every, max_staleness).await {
             Ok(()) => return,
             Err(error) => {
-                view.fresh_as_of_ms.store(0, Ordering::Release);
+                // Nothing read on the lost subscription can be trusted any more.
+                write(&view.issuers).clear();
                 tracing::warn!(%error, "lost the logout markers' channel; sessions are checked in Redis until it is back");
             }
         }
@@ -133,29 +165,30 @@ async fn run(
     }
 }
 
-/// One subscription's life: subscribe, read every followed issuer, then apply messages and keep
-/// the freshness time moving. Returns `Ok` when the view is no longer used.
+/// One subscription's life: subscribe, read every followed issuer, then apply messages and send
+/// heartbeats. Returns `Ok` when the view is no longer used.
 async fn follow(
     view: &Arc<Shared>,
     target: &RedisTarget,
     prefix: &str,
-    ping_every: Duration,
+    beat_every: Duration,
     max_staleness: Duration,
 ) -> Result<(), StoreError> {
+    let channel = ended_channel(prefix);
     let mut pubsub = target.pubsub().await?;
-    pubsub
-        .subscribe(ended_channel(prefix))
-        .await
-        .or_unavailable()?;
-    let (mut sink, mut messages) = pubsub.split();
+    pubsub.subscribe(&channel).await.or_unavailable()?;
+    let mut messages = pubsub.into_on_message();
     let mut conn = target.connect().await?;
     // Everything read before this subscription may have missed messages: read it again.
     let followed: Vec<String> = read(&view.issuers).keys().cloned().collect();
     lock(&view.wanted).extend(followed);
     write(&view.issuers).clear();
     load_wanted(view, &mut conn, prefix).await?;
-    let mut ping = tokio::time::interval(ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = redis::Script::new(HEARTBEAT);
+    let give_up_ms = u64::try_from((max_staleness * 5).max(Duration::from_secs(1)).as_millis())
+        .unwrap_or(u64::MAX);
+    let mut beat = tokio::time::interval(beat_every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prune = tokio::time::interval(Duration::from_secs(30));
     loop {
         if Arc::strong_count(view) == 1 {
@@ -171,31 +204,68 @@ async fn follow(
                 apply(view, &payload);
             }
             () = view.wake.notified() => load_wanted(view, &mut conn, prefix).await?,
-            _ = ping.tick() => {
-                let sent = unix_now_ms();
-                let pong: Result<Result<redis::Value, _>, _> =
-                    tokio::time::timeout(max_staleness.max(Duration::from_millis(100)), sink.ping()).await;
-                match pong {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return Err(StoreError::Unavailable(error.to_string())),
-                    Err(_) => return Err(StoreError::Unavailable("no answer to PING".into())),
+            _ = beat.tick() => {
+                let now = unix_now_ms();
+                let issuers: Vec<(String, u64)> = read(&view.issuers)
+                    .iter()
+                    .map(|(issuer, f)| (issuer.clone(), f.fresh_as_of_ms))
+                    .collect();
+                for (issuer, fresh) in issuers {
+                    if now.saturating_sub(fresh) > give_up_ms {
+                        return Err(StoreError::Unavailable("no heartbeat came back".into()));
+                    }
+                    let message = format!(
+                        "{} hb:{} {now} 0",
+                        encode_component(&issuer),
+                        view.nonce
+                    );
+                    let sent = tokio::time::timeout(
+                        max_staleness.max(Duration::from_millis(100)),
+                        send_heartbeat(&mut conn, &heartbeat, prefix, &issuer, &channel, message),
+                    )
+                    .await;
+                    match sent {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return Err(StoreError::Unavailable(error.to_string())),
+                        Err(_) => return Err(StoreError::Unavailable("no answer to a heartbeat".into())),
+                    }
                 }
-                // Markers published before the PING arrived before the PONG: apply them, then
-                // the view is current as of when the PING left.
-                while let Some(Some(message)) = messages.next().now_or_never() {
-                    let payload: String = message.get_payload().unwrap_or_default();
-                    apply(view, &payload);
-                }
-                view.fresh_as_of_ms.store(sent.max(1), Ordering::Release);
             }
             _ = prune.tick() => {
                 let now = unix_now();
-                for markers in write(&view.issuers).values_mut() {
-                    markers.prune(now);
+                for followed in write(&view.issuers).values_mut() {
+                    followed.markers.prune(now);
                 }
             }
         }
     }
+}
+
+/// Publish one heartbeat from where the issuer's markers are published: on a Cluster, through a
+/// script on the issuer's slot; elsewhere there is one place, and a plain `PUBLISH` will do.
+async fn send_heartbeat(
+    conn: &mut RedisConnection,
+    script: &redis::Script,
+    prefix: &str,
+    issuer: &str,
+    channel: &str,
+    message: String,
+) -> redis::RedisResult<()> {
+    if conn.is_cluster() {
+        let _: i64 = script
+            .key(IssuerKeys::new(prefix, issuer).markers())
+            .arg(channel)
+            .arg(message)
+            .invoke_async(conn)
+            .await?;
+    } else {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(message)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Read the marker hash of every issuer asked about since the last read.
@@ -206,6 +276,8 @@ async fn load_wanted(
 ) -> Result<(), StoreError> {
     let wanted: Vec<String> = lock(&view.wanted).drain().collect();
     for issuer in wanted {
+        // Every marker published before the read is in it.
+        let sent = unix_now_ms();
         let fields: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(IssuerKeys::new(prefix, &issuer).markers())
             .query_async(conn)
@@ -215,12 +287,19 @@ async fn load_wanted(
                 lock(&view.wanted).insert(issuer.clone());
             })?;
         let markers = Markers::from_fields(fields, unix_now());
-        write(&view.issuers).insert(issuer, markers);
+        write(&view.issuers).insert(
+            issuer,
+            Followed {
+                markers,
+                fresh_as_of_ms: sent,
+            },
+        );
     }
     Ok(())
 }
 
-/// A published marker: `<encoded issuer> <field> <iat> <expires_at>`.
+/// A published marker: `<encoded issuer> <field> <iat> <expires_at>`; or a heartbeat,
+/// `<encoded issuer> hb:<nonce> <sent ms> 0`.
 fn apply(view: &Shared, payload: &str) {
     let mut parts = payload.splitn(3, ' ');
     let (Some(issuer), Some(field), Some(value)) = (parts.next(), parts.next(), parts.next())
@@ -233,7 +312,15 @@ fn apply(view: &Shared, payload: &str) {
         return;
     };
     let issuer = decode_component(issuer);
-    if let Some(markers) = write(&view.issuers).get_mut(&issuer) {
-        markers.apply(field, marker, unix_now());
+    let mut issuers = write(&view.issuers);
+    let Some(followed) = issuers.get_mut(&issuer) else {
+        return;
+    };
+    match field.strip_prefix("hb:") {
+        Some(nonce) if nonce == view.nonce => {
+            followed.fresh_as_of_ms = followed.fresh_as_of_ms.max(marker.iat);
+        }
+        Some(_) => {}
+        None => followed.markers.apply(field, marker, unix_now()),
     }
 }

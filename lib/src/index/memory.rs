@@ -133,14 +133,22 @@ impl MemoryIndex {
 
 impl SessionIndex for MemoryIndex {
     async fn register(&self, s: &SessionRecord) -> Result<Registration, StoreError> {
+        super::check_record(s)?;
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
         if inner.covered(&s.key()) {
             return Ok(Registration::LoggedOut);
         }
+        // Never shorten an entry: a record written with the longer lifetime may be in the store.
+        let previous = inner
+            .sessions
+            .get(&key(&s.issuer, &s.session_id))
+            .map_or(0, |old| old.until);
         inner.remove(&s.issuer, &s.session_id);
-        let until = unix_now().saturating_add(super::ceil_secs(s.ttl));
+        let until = unix_now()
+            .saturating_add(super::ceil_secs(s.ttl))
+            .max(previous);
         inner.sessions.insert(
             key(&s.issuer, &s.session_id),
             Session {
@@ -246,7 +254,8 @@ impl SessionIndex for MemoryIndex {
         };
         let expires_at = found
             .as_ref()
-            .map_or(secs + self.marker_secs(), |s| s.until + 60);
+            .map_or(0, |s| s.until + 60)
+            .max(secs + self.marker_secs());
         inner.mark(
             issuer,
             markers::id_field(session_id),

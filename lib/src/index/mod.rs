@@ -222,6 +222,28 @@ pub enum StoreError {
     /// The backend answered something this version does not understand (a layout mismatch).
     #[error("session store answered unexpectedly: {0}")]
     Unexpected(String),
+    /// The session record cannot be indexed (an empty issuer, user or session id, or an
+    /// empty `sid`, which names no OP session): nothing was written.
+    #[error("session record refused: {0}")]
+    Invalid(&'static str),
+}
+
+/// Refuse a record that names no one: an empty key would gather unrelated sessions under it.
+/// An OP that sends `"sid": ""` sends no OP session; the caller maps it to `None` first.
+pub(crate) fn check_record(s: &SessionRecord) -> Result<(), StoreError> {
+    if s.issuer.is_empty() {
+        return Err(StoreError::Invalid("empty issuer"));
+    }
+    if s.sub.is_empty() {
+        return Err(StoreError::Invalid("empty sub"));
+    }
+    if s.session_id.is_empty() {
+        return Err(StoreError::Invalid("empty session id"));
+    }
+    if s.sid.as_deref() == Some("") {
+        return Err(StoreError::Invalid("empty sid"));
+    }
+    Ok(())
 }
 
 /// Turns Redis errors into [`StoreError`]s inside the crate, keeping only their message: no type

@@ -22,6 +22,7 @@ use super::follower::Follower;
 use super::keys::{
     IssuerKeys, V1Keys, decode_component, encode_component, ended_channel, record_key,
 };
+use super::markers::{self, Marker};
 use super::{
     IndexSettings, Logout, LogoutOutcome, OrUnavailable as _, RecordStore, Registration,
     SessionIndex, SessionInfo, SessionKey, SessionRecord, SessionState, StoreError, Target,
@@ -39,6 +40,8 @@ local function extend(key, ms)
   if t == -1 then redis.call('PEXPIRE', key, ms) end
 end
 local function bucket(e) return string.sub(redis.sha1hex(e), 1, 4) end
+-- Redis's clock, so that every instance prunes and expires by the same time.
+local function clock() return tonumber(redis.call('TIME')[1]) end
 -- An entry's value: '<auth> <until>' or '<auth> <until> <enc sid>'.
 local function entry(v)
   local a, u, s = string.match(v, '^(%d+) (%d+) ?(%S*)$')
@@ -52,6 +55,28 @@ local function sid_remove(base, esid, esub)
   local rest = {}
   for w in string.gmatch(cur, '%S+') do if w ~= esub then table.insert(rest, w) end end
   if #rest == 0 then redis.call('HDEL', k, esid) else redis.call('HSET', k, esid, table.concat(rest, ' ')) end
+end
+-- Whether the user (encoded) has a live entry in OP session esid.
+local function uses_sid(base, esub, esid, now)
+  local pre = esub .. ' '
+  local all = redis.call('HGETALL', base .. 'u:' .. bucket(esub))
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, #pre) == pre then
+      local _, u, s = entry(all[i + 1])
+      if s == esid and u > now then return true end
+    end
+  end
+  return false
+end
+-- Check a few OP sessions of an i: bucket, and forget the users that no longer have a live
+-- entry in them (their sessions expired without a logout).
+local function prune_sids(k, base, now)
+  local sample = redis.call('HRANDFIELD', k, 2, 'WITHVALUES')
+  for i = 1, #sample, 2 do
+    for w in string.gmatch(sample[i + 1], '%S+') do
+      if not uses_sid(base, w, sample[i], now) then sid_remove(base, sample[i], w) end
+    end
+  end
 end
 -- Drop the expired entries of a user bucket, and the OP sessions no live entry uses any more.
 -- Returns the bucket's fields and values as read (after the drop, expired ones are gone).
@@ -115,30 +140,35 @@ local function mark(x, xx, field, iat, exp, now, channel, eiss)
 end
 "#;
 
-/// KEYS: markers, user bucket. ARGV: base, enc sub, enc sid ('' for none), auth, until, enc id,
-/// now, v1 session key ('' unless migrating).
-/// Returns 1 when registered, 0 when a logout already covers the session.
+/// KEYS: markers, user bucket. ARGV: base, enc sub, enc sid ('' for none), auth, lifetime (s),
+/// enc id, v1 session key ('' unless migrating).
+/// Returns the entry's `until` when registered, 0 when a logout already covers the session.
 const LUA_REGISTER: &str = r#"
-local base, esub, esid, auth, untl, eid, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local base, esub, esid, auth, ttl, eid = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local now = clock()
 if covered(KEYS[1], eid, esub, esid, auth, now) then return 0 end
-if ARGV[8] ~= '' and redis.call('HGET', ARGV[8], 'ended') then return 0 end
+if ARGV[7] ~= '' and redis.call('HGET', ARGV[7], 'ended') then return 0 end
 local ub, field = KEYS[2], esub .. ' ' .. eid
 local kept = prune(base, ub, now)
+local untl, old = now + ttl, nil
+if kept[field] then
+  local _, t, s = entry(kept[field])
+  -- Never shorten an entry: a record written with the longer lifetime may be in the store.
+  if t > untl then untl = t end
+  old = s
+end
 local value = auth .. ' ' .. untl
 if esid ~= '' then value = value .. ' ' .. esid end
 redis.call('HSET', ub, field, value)
 extend(ub, (untl - now) * 1000)
-if kept[field] then
-  local _, _, old = entry(kept[field])
+if old and old ~= '' and old ~= esid then
   kept[field] = value
-  if old ~= '' and old ~= esid then
-    local used = false
-    for f, v in pairs(kept) do
-      local _, _, s = entry(v)
-      if s == old and string.match(f, '^(%S+) ') == esub then used = true end
-    end
-    if not used then sid_remove(base, old, esub) end
+  local used = false
+  for f, v in pairs(kept) do
+    local _, _, s = entry(v)
+    if s == old and string.match(f, '^(%S+) ') == esub then used = true end
   end
+  if not used then sid_remove(base, old, esub) end
 end
 if esid ~= '' then
   local k = base .. 'i:' .. bucket(esid)
@@ -153,20 +183,21 @@ if esid ~= '' then
     redis.call('HSET', k, esid, cur .. ' ' .. esub)
   end
   extend(k, (untl - now) * 1000)
+  prune_sids(k, base, now)
 end
-return 1
+return untl
 "#;
 
 /// KEYS: jti, markers, marker expiry, deny hash, deny expiry. ARGV: mode (sid, sidsub, sub),
-/// iat, enc sub, enc sid, jti ttl (ms), marker ttl (s), base, now, has jti, deny field ('' for
-/// no denylist marker), deny lifetime (s), deny channel, enc issuer, deny issued until (s),
-/// ended channel.
+/// iat, enc sub, enc sid, jti ttl (ms), marker ttl (s), base, has jti, deny field ('' for no
+/// denylist marker), deny lifetime (s), deny channel, enc issuer, deny issued until (s), ended
+/// channel. Time is Redis's (`TIME`), the same for every instance.
 /// Returns `{'ok', <encoded ids of the sessions ended>...}`, or `{'replay'}` when the jti was
 /// seen before.
 const LUA_LOGOUT: &str = r#"
-if ARGV[9] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
+if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 local mode, iat, esub, esid = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local mttl, base, now = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local mttl, base, now = tonumber(ARGV[6]), ARGV[7], clock()
 local ended, latest = {'ok'}, 0
 -- End the entries of one user authenticated up to iat (only those of one OP session when
 -- only_sid is given), and drop the OP sessions none of its entries uses any more.
@@ -195,6 +226,8 @@ local function end_user(u, only_sid)
   for s in pairs(touched) do
     if s ~= '' and not kept[s] then sid_remove(base, s, u) end
   end
+  -- A user listed in the OP session without a live entry in it (expired): forget it.
+  if only_sid and not touched[only_sid] and not kept[only_sid] then sid_remove(base, only_sid, u) end
 end
 local field
 if mode == 'sub' then
@@ -211,19 +244,19 @@ else
 end
 -- The marker outlives every session it ended (a record saved by a request in flight lives no
 -- longer than its entry would have), and refuses late registrations for marker_ttl at least.
-mark(KEYS[2], KEYS[3], field, iat, math.max(now + mttl, latest + 60), now, ARGV[15], ARGV[13])
-if ARGV[9] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[5]) end
-if ARGV[10] ~= '' then
+mark(KEYS[2], KEYS[3], field, iat, math.max(now + mttl, latest + 60), now, ARGV[14], ARGV[12])
+if ARGV[8] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[5]) end
+if ARGV[9] ~= '' then
   -- The access-token denylist marker: tokens of this sid (sub) issued up to the deny time are
   -- refused until it plus the lifetime. Prune a few expired markers on the way.
-  local dfield = ARGV[10]
+  local dfield = ARGV[9]
   local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 64)
   if #old > 0 then
     redis.call('HDEL', KEYS[4], unpack(old))
     redis.call('ZREM', KEYS[5], unpack(old))
   end
-  local revoked = tonumber(ARGV[14])
-  local expires = revoked + tonumber(ARGV[11])
+  local revoked = tonumber(ARGV[13])
+  local expires = revoked + tonumber(ARGV[10])
   local held = redis.call('HGET', KEYS[4], dfield)
   if held then
     local r, e = string.match(held, '^(%d+) (%d+)$')
@@ -238,17 +271,17 @@ if ARGV[10] ~= '' then
     redis.call('ZADD', KEYS[5], expires, dfield)
     extend(KEYS[4], (expires - now) * 1000)
     extend(KEYS[5], (expires - now) * 1000)
-    redis.call('PUBLISH', ARGV[12], ARGV[13] .. ' ' .. dfield .. ' ' .. value)
+    redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. dfield .. ' ' .. value)
   end
 end
 return ended
 "#;
 
-/// KEYS: markers, marker expiry. ARGV: base, enc id, enc sub ('' when unknown), now, marker ttl
-/// (s), ended channel, enc issuer.
+/// KEYS: markers, marker expiry. ARGV: base, enc id, enc sub ('' when unknown), marker ttl (s),
+/// ended channel, enc issuer.
 /// Returns 1 when a live session was ended.
 const LUA_END_SESSION: &str = r#"
-local base, eid, esub, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base, eid, esub, now = ARGV[1], ARGV[2], ARGV[3], clock()
 local found, latest = 0, 0
 if esub ~= '' then
   local ub = base .. 'u:' .. bucket(esub)
@@ -270,34 +303,33 @@ if esub ~= '' then
     end
   end
 end
-local exp = now + tonumber(ARGV[5])
-if found == 1 then exp = latest + 60 end
-mark(KEYS[1], KEYS[2], 'id:' .. eid, now, exp, now, ARGV[6], ARGV[7])
+local exp = math.max(now + tonumber(ARGV[4]), latest + 60)
+mark(KEYS[1], KEYS[2], 'id:' .. eid, now, exp, now, ARGV[5], ARGV[6])
 return found
 "#;
 
-/// KEYS: markers, user bucket. ARGV: enc sub, enc sid, auth, enc id, now, v1 session key (''
+/// KEYS: markers, user bucket. ARGV: enc sub, enc sid, auth, enc id, v1 session key (''
 /// unless migrating). Read-only. Returns 'active', 'ended' or 'unknown'.
 const LUA_STATE: &str = r#"
-local esub, esid, auth, eid, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local esub, esid, auth, eid, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], clock()
 if covered(KEYS[1], eid, esub, esid, auth, now) then return 'ended' end
 local v = redis.call('HGET', KEYS[2], esub .. ' ' .. eid)
 if v then
   local _, t = entry(v)
   if t > now then return 'active' end
 end
-if ARGV[6] ~= '' then
-  local h = redis.call('HMGET', ARGV[6], 'sub', 'ended')
+if ARGV[5] ~= '' then
+  local h = redis.call('HMGET', ARGV[5], 'sub', 'ended')
   if h[2] then return 'ended' end
   if h[1] then return 'active' end
 end
 return 'unknown'
 "#;
 
-/// KEYS: markers, user bucket. ARGV: enc sub, now. Read-only.
+/// KEYS: markers, user bucket. ARGV: enc sub. Read-only.
 /// Returns, per live session of the user: encoded id, encoded sid ('' when none), auth, until.
 const LUA_SESSIONS: &str = r#"
-local pre, now = ARGV[1] .. ' ', tonumber(ARGV[2])
+local pre, now = ARGV[1] .. ' ', clock()
 local all = redis.call('HGETALL', KEYS[2])
 local out = {}
 for i = 1, #all, 2 do
@@ -393,6 +425,16 @@ impl RedisIndex {
         }
     }
 
+    /// A marker this instance has just written, for its own view of logouts (if it follows
+    /// them): a request that follows a logout here sees it at once.
+    fn wrote(&self, issuer: &str, field: &str, iat: u64) {
+        if let Some(follower) = self.shared.follower.get() {
+            let expires_at =
+                crate::sys::unix_now().saturating_add(self.settings.marker_ttl.as_secs().max(1));
+            follower.wrote(issuer, field, Marker { iat, expires_at });
+        }
+    }
+
     /// The follower of logout markers, started on first use (inside a Tokio runtime).
     fn follower(&self) -> Option<&Follower> {
         if let Some(follower) = self.shared.follower.get() {
@@ -434,10 +476,9 @@ pub(super) fn millis(d: Duration) -> u64 {
 
 impl SessionIndex for RedisIndex {
     async fn register(&self, s: &SessionRecord) -> Result<Registration, StoreError> {
+        super::check_record(s)?;
         let k = self.keys(&s.issuer);
         let esub = encode_component(&s.sub);
-        let now = crate::sys::unix_now();
-        let until = now.saturating_add(super::ceil_secs(s.ttl));
         let mut inv = self.shared.register.prepare_invoke();
         inv.key(k.markers())
             .key(k.user_bucket(&esub))
@@ -445,28 +486,40 @@ impl SessionIndex for RedisIndex {
             .arg(&esub)
             .arg(s.sid.as_deref().map(encode_component).unwrap_or_default())
             .arg(s.auth_time)
-            .arg(until)
+            .arg(super::ceil_secs(s.ttl))
             .arg(encode_component(&s.session_id))
-            .arg(now)
             .arg(self.v1_session(&s.issuer, &s.session_id));
         let registered: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
-        Ok(match registered {
-            1 => Registration::Registered,
-            _ => Registration::LoggedOut,
+        Ok(if registered > 0 {
+            Registration::Registered
+        } else {
+            Registration::LoggedOut
         })
     }
 
     async fn logout(&self, l: &Logout<'_>) -> Result<LogoutOutcome, StoreError> {
         // While migrating, end the sessions of the old layout first: it keeps no jti, so if
         // this step succeeds and the next fails, the OP's retry runs both again.
+        let k = self.keys(l.issuer);
         let mut ended_v1 = Vec::new();
         if let Some(v1) = &self.shared.v1 {
+            // A replay must not run the old layout's step again (its denylist marker would
+            // be written anew).
+            if let Some((jti, _)) = l.jti {
+                let seen: bool = redis::cmd("EXISTS")
+                    .arg(k.jti(jti))
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .or_unavailable()?;
+                if seen {
+                    return Ok(LogoutOutcome::Replayed);
+                }
+            }
             ended_v1 = v1.logout(&mut self.conn.clone(), &self.settings, l).await?;
         }
-        let k = self.keys(l.issuer);
         let (mode, sub, sid) = match l.target {
             Target::Sid { sid, sub: None } => ("sid", "", sid),
             Target::Sid {
@@ -499,7 +552,6 @@ impl SessionIndex for RedisIndex {
             .arg(jti_ttl)
             .arg(self.settings.marker_ttl.as_secs().max(1))
             .arg(k.base())
-            .arg(crate::sys::unix_now())
             .arg(has_jti)
             .arg(deny_field(l))
             .arg(deny_secs)
@@ -513,6 +565,15 @@ impl SessionIndex for RedisIndex {
             .or_unavailable()?;
         match reply.split_first() {
             Some((status, members)) if status == "ok" => {
+                let field = match l.target {
+                    Target::Sid { sid, sub: None } => markers::sid_field(sid),
+                    Target::Sid {
+                        sid,
+                        sub: Some(sub),
+                    } => markers::sid_sub_field(sid, sub),
+                    Target::Sub { sub } => markers::sub_field(sub),
+                };
+                self.wrote(l.issuer, &field, l.issued_at);
                 let mut ended: Vec<String> = members.iter().map(|m| decode_component(m)).collect();
                 for id in ended_v1 {
                     if !ended.contains(&id) {
@@ -547,7 +608,6 @@ impl SessionIndex for RedisIndex {
             .arg(k.base())
             .arg(encode_component(session_id))
             .arg(sub.map(encode_component).unwrap_or_default())
-            .arg(crate::sys::unix_now())
             .arg(self.settings.marker_ttl.as_secs().max(1))
             .arg(ended_channel(&self.settings.prefix))
             .arg(encode_component(issuer));
@@ -555,6 +615,11 @@ impl SessionIndex for RedisIndex {
             .invoke_async(&mut self.conn.clone())
             .await
             .or_unavailable()?;
+        self.wrote(
+            issuer,
+            &markers::id_field(session_id),
+            crate::sys::unix_now(),
+        );
         Ok(ended == 1 || ended_v1)
     }
 
@@ -568,7 +633,6 @@ impl SessionIndex for RedisIndex {
             .arg(s.sid.map(encode_component).unwrap_or_default())
             .arg(s.auth_time)
             .arg(encode_component(s.session_id))
-            .arg(crate::sys::unix_now())
             .arg(self.v1_session(s.issuer, s.session_id));
         let state: String = inv
             .invoke_async(&mut self.conn.clone())
@@ -630,10 +694,7 @@ impl SessionIndex for RedisIndex {
         let k = self.keys(issuer);
         let esub = encode_component(sub);
         let mut inv = self.shared.sessions.prepare_invoke();
-        inv.key(k.markers())
-            .key(k.user_bucket(&esub))
-            .arg(&esub)
-            .arg(crate::sys::unix_now());
+        inv.key(k.markers()).key(k.user_bucket(&esub)).arg(&esub);
         let rows: Vec<(String, String, u64, u64)> = inv
             .invoke_async(&mut self.conn.clone())
             .await

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::core::{Core, CoreError};
-use crate::index::{RecordStore, SessionIndex};
+use crate::index::{RecordStore, SessionIndex, StoreError};
 use crate::response::{self, Protocol};
 use crate::sys::secrets_equal;
 
@@ -142,7 +142,11 @@ trait Validate {
 
 fn failed(error: &CoreError) -> Response {
     match error {
-        CoreError::UnknownIssuer => response::invalid_request(Protocol::OAuth, &error.to_string()),
+        CoreError::UnknownIssuer
+        | CoreError::UserUnknown
+        | CoreError::Unavailable(StoreError::Invalid(_)) => {
+            response::invalid_request(Protocol::OAuth, &error.to_string())
+        }
         CoreError::Unavailable(store) => {
             tracing::error!(error = %store, "admin action failed: session store unavailable");
             response::unavailable(

@@ -173,6 +173,10 @@ impl<S: SessionIndex> Receiver<S> {
             Ok((_, LogoutOutcome::Replayed)) => Err(Rejection::Replayed.into()),
             Err(CoreError::UnknownIssuer) => Err(Rejection::UnknownIssuer.into()),
             Err(CoreError::Unavailable(error)) => Err(error.into()),
+            // A logout names its sessions by sid or sub, never by an id alone.
+            Err(error @ CoreError::UserUnknown) => {
+                Err(StoreError::Unexpected(error.to_string()).into())
+            }
         }
     }
 

@@ -161,6 +161,10 @@ struct PendingLogin {
     state: String,
     nonce: String,
     pkce_verifier: String,
+    /// When the login began (seconds since the epoch): the latest the user can have been
+    /// authenticated for it, when the OP does not say.
+    #[serde(default)]
+    begun_at: u64,
 }
 
 /// The application's OpenID Connect client with its provider's metadata and keys. Cheap to
@@ -389,10 +393,36 @@ where
     /// the login started with), its `sid` read as a typed claim, its tokens kept for refresh and
     /// logout. Any openidconnect token response will do, whatever additional claims type the
     /// application's own client uses.
+    ///
+    /// The login's `auth_time` is the ID token's, or when the OP sends none its `iat`: a logout
+    /// the OP issued between the authentication and the token would then miss this session. An
+    /// application that knows when its login began should pass that to
+    /// [`login_begun_at`](Self::login_begun_at) instead, as [`finish_login`](Self::finish_login)
+    /// does.
     pub async fn login<T, AC, GC, JE, JS>(
         &self,
         tokens: &T,
         nonce: &Nonce,
+    ) -> Result<Login, RpError>
+    where
+        T: openidconnect::TokenResponse<AC, GC, JE, JS>,
+        AC: AdditionalClaims,
+        GC: openidconnect::GenderClaim,
+        JE: openidconnect::JweContentEncryptionAlgorithm<KeyType = JS::KeyType>,
+        JS: openidconnect::JwsSigningAlgorithm,
+    {
+        self.login_begun_at(tokens, nonce, u64::MAX).await
+    }
+
+    /// [`login`](Self::login) for a login that began at `begun_at` (seconds since the epoch,
+    /// when the application sent the browser to the OP). When the OP sends no `auth_time`, the
+    /// session counts as authenticated at the earlier of `begun_at` and the token's `iat`, so
+    /// that every logout of the user the OP issued after the login began covers it.
+    pub async fn login_begun_at<T, AC, GC, JE, JS>(
+        &self,
+        tokens: &T,
+        nonce: &Nonce,
+        begun_at: u64,
     ) -> Result<Login, RpError>
     where
         T: openidconnect::TokenResponse<AC, GC, JE, JS>,
@@ -412,13 +442,29 @@ where
         let claims = id_token
             .claims(&verifier, nonce)
             .map_err(|e| RpError::Login(format!("the ID token is invalid: {e}")))?;
-        let auth_time = claims.auth_time().unwrap_or_else(|| claims.issue_time());
+        let auth_time = match claims.auth_time() {
+            Some(auth_time) => u64::try_from(auth_time.timestamp()).unwrap_or(0),
+            None => u64::try_from(claims.issue_time().timestamp())
+                .unwrap_or(0)
+                .min(begun_at),
+        };
+        let sub = claims.subject().to_string();
+        if sub.is_empty() {
+            return Err(RpError::Login(
+                "the ID token names no user (empty sub)".into(),
+            ));
+        }
         Ok(Login {
             issuer: claims.issuer().to_string(),
-            sub: claims.subject().to_string(),
+            sub,
             client_id: Some(self.client_id().to_owned()),
-            sid: claims.additional_claims().sid.clone(),
-            auth_time: u64::try_from(auth_time.timestamp()).unwrap_or(0),
+            // `"sid": ""` names no OP session.
+            sid: claims
+                .additional_claims()
+                .sid
+                .clone()
+                .filter(|sid| !sid.is_empty()),
+            auth_time,
             logged_in_at: unix_now(),
             id_token: Some(TokenSecret::new(raw)),
             refresh_token: tokens
@@ -452,6 +498,7 @@ where
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
+            begun_at: unix_now(),
         };
         let value = serde_json::to_value(pending).map_err(|e| RpError::Login(e.to_string()))?;
         session.insert_value(LOGIN_PENDING_KEY, value).await?;
@@ -497,7 +544,9 @@ where
             .request_async(&self.inner.http)
             .await
             .map_err(|e| RpError::Login(format!("the code was refused: {}", describe(&e))))?;
-        let login = self.login(&tokens, &Nonce::new(pending.nonce)).await?;
+        let login = self
+            .login_begun_at(&tokens, &Nonce::new(pending.nonce), pending.begun_at)
+            .await?;
         login.save_to(session).await?;
         Ok(login)
     }
@@ -582,10 +631,12 @@ where
         Ok(request.http_get_url().to_string())
     }
 
-    /// Exchange the session's refresh token. A refreshed ID token is kept only if it is valid
-    /// (signature, `iss`, `aud`, expiry) and names the same user and authentication as the
-    /// session's (OpenID Connect Core §12.2: `sub`, `auth_time` where present, `nonce` if
-    /// present); otherwise, or when the OP answers `invalid_grant`, the session ends.
+    /// Exchange the session's refresh token. A refreshed ID token must be valid (signature,
+    /// `iss`, `aud`, expiry) and name the same user and authentication as the login's original
+    /// one (OpenID Connect Core §12.2: `sub`, `auth_time` where present, `nonce` if present);
+    /// otherwise, or when the OP answers `invalid_grant`, the session ends. The session keeps
+    /// the original ID token: every later refresh is compared with it, and it is the
+    /// `id_token_hint` at logout (RP-Initiated Logout accepts an expired one).
     pub async fn refresh(&self, session: &impl SessionAccess) -> Result<Refreshed, RpError> {
         let Some(mut login) = Login::from_session(session).await? else {
             return Ok(Refreshed::NothingToRefresh);
@@ -614,7 +665,6 @@ where
                 session.flush().await?;
                 return Ok(Refreshed::Rejected(why));
             }
-            login.id_token = Some(TokenSecret::new(id_token.to_string()));
         }
         login.access_token = Some(TokenSecret::new(tokens.access_token().secret().clone()));
         if let Some(t) = tokens.refresh_token() {
@@ -634,8 +684,6 @@ where
             .unwrap_or_default();
         let verifier = self.verifier(id_token).await.map_err(|e| e.to_string())?;
         // A refreshed ID token SHOULD NOT carry a nonce; if it does, it is the original one.
-        // (Once a refresh replaced the original with a token without one, there is nothing left
-        // to compare with.)
         let nonce_check = |nonce: Option<&Nonce>| match (nonce, original.get("nonce")) {
             (Some(got), Some(Value::String(was))) if got.secret() != was => {
                 Err("its nonce is not the original one".to_owned())

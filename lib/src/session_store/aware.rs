@@ -280,7 +280,8 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             if self.index.known_state(&session) == Some(SessionState::Ended) {
                 return Ok(Write::Ended);
             }
-            if unix(expiry) <= indexed.until {
+            // Two seconds of margin: the backend's clock reading rounds down to the second.
+            if unix(expiry).saturating_add(2) <= indexed.until {
                 return Ok(Write::Patched {
                     expiry,
                     indexed: None,
@@ -305,8 +306,9 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
         if self.index.register(&record).await? == Registration::LoggedOut {
             return Ok(Write::Ended);
         }
-        // The backend counts from its own clock reading, after this one, and rounds up: the
-        // entry lives at least until this.
+        // The backend counts the lifetime from its own clock reading, after this one, in whole
+        // seconds: the entry lives until about this (up to a second less, hence the margin
+        // above), whatever the offset between the two clocks.
         let indexed = Indexed {
             id: Cow::Borrowed(id),
             login: Cow::Owned(print),

@@ -121,12 +121,28 @@ impl Login {
     /// store registers it in the index when the session is saved at the end of the request.
     pub async fn save_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
         session.cycle_id().await?;
-        self.update_in(session).await
+        self.write_to(session).await
     }
 
-    /// Replace the login recorded in `session` (new tokens after a refresh), without rotating
-    /// its id.
+    /// Replace the login recorded in `session` with new tokens of the same login (after a
+    /// refresh), without rotating its id. Refused when the session holds no login, or one of
+    /// another issuer, user, OP session or authentication: that is a new login, which
+    /// [`save_to`](Self::save_to) records (rotating the id against session fixation, and
+    /// registering it in the index afresh).
     pub async fn update_in(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
+        let same = Self::from_session(session).await?.is_some_and(|old| {
+            (&old.issuer, &old.sub, &old.sid, old.auth_time)
+                == (&self.issuer, &self.sub, &self.sid, self.auth_time)
+        });
+        if !same {
+            return Err(SessionError(
+                "update_in keeps the same login; record a new login with save_to".into(),
+            ));
+        }
+        self.write_to(session).await
+    }
+
+    async fn write_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
         let value = serde_json::to_value(self).map_err(|e| SessionError(e.to_string()))?;
         session.insert_value(LOGIN_KEY, value).await
     }
