@@ -659,12 +659,12 @@ where
             }
             Err(other) => return Ok(Refreshed::Failed(describe(&other))),
         };
-        if let Some(id_token) = tokens.id_token() {
-            if let Err(why) = self.same_authentication(id_token, &login).await {
-                tracing::warn!(%why, "a refreshed ID token was rejected; ending the session");
-                session.flush().await?;
-                return Ok(Refreshed::Rejected(why));
-            }
+        if let Some(id_token) = tokens.id_token()
+            && let Err(why) = self.same_authentication(id_token, &login).await
+        {
+            tracing::warn!(%why, "a refreshed ID token was rejected; ending the session");
+            session.flush().await?;
+            return Ok(Refreshed::Rejected(why));
         }
         login.access_token = Some(TokenSecret::new(tokens.access_token().secret().clone()));
         if let Some(t) = tokens.refresh_token() {
