@@ -42,6 +42,7 @@ fn session_data(issuer: &str, sub: &str, sid: &str) -> HashMap<String, serde_jso
         sid: Some(sid.into()),
         auth_time: now() - 60,
         logged_in_at: now() - 60,
+        policy: None,
         id_token: None,
         refresh_token: None,
         access_token: None,

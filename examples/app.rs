@@ -18,7 +18,9 @@
 //! `APP_LISTEN` (default `127.0.0.1:3000`) and `APP_BASE_URL` (default `http://127.0.0.1:3000`)
 //! set where it runs; `APP_SESSION_COOKIE` (default `app_session`) names its cookie. With the
 //! receiver running as a separate `oidc-logout serve` on the same Redis, set `APP_RECEIVER=off`
-//! and register that one as the back-channel logout URI instead.
+//! and register that one as the back-channel logout URI instead. `APP_SESSION_POLICIES` names a
+//! TOML file of session policies and the rules that choose them per login
+//! (`oidc_logout::session_store::PoliciesConfig`; docs/deprovisioning.md).
 
 use anyhow::{Context as _, Result};
 use axum::extract::{Query, State};
@@ -31,6 +33,7 @@ use oidc_logout::index::{
 };
 use oidc_logout::provider::ProviderSettings;
 use oidc_logout::rp::{Callback, RelyingParty, check_logout_state};
+use oidc_logout::session_store::{Policies, PoliciesConfig};
 use oidc_logout::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -112,6 +115,7 @@ fn routes<B>(rp: RelyingParty, index: B, cookie: String, secure: bool) -> Router
 where
     B: SessionIndex + RecordStore + std::fmt::Debug,
 {
+    let store = OidcSessionStore::new(index.clone()).with_policies(rp.policies().clone());
     let mut router = Router::new()
         .route("/", get(home))
         .route("/login", get(login))
@@ -120,8 +124,9 @@ where
         .route("/logout", post(logout))
         .route("/logged-out", get(logged_out))
         .with_state(rp.clone())
+        .layer(rp.revalidation(index.clone()).layer())
         .layer(
-            SessionManagerLayer::new(OidcSessionStore::new(index.clone()))
+            SessionManagerLayer::new(store)
                 .with_secure(secure)
                 .with_name(cookie),
         );
@@ -129,6 +134,16 @@ where
         router = router.merge(rp.receiver(index).into_router());
     }
     router
+}
+
+/// Session policies from the TOML file `APP_SESSION_POLICIES` names; none without it.
+fn policies() -> Result<Policies> {
+    let Some(path) = env("APP_SESSION_POLICIES") else {
+        return Ok(Policies::default());
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let config: PoliciesConfig = toml::from_str(&text).with_context(|| path.clone())?;
+    Policies::from_config(config).with_context(|| path)
 }
 
 #[tokio::main]
@@ -154,7 +169,8 @@ async fn main() -> Result<()> {
     )
     .await
     .with_context(|| format!("cannot load issuer {issuer}"))?
-    .with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?;
+    .with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?
+    .with_policies(policies()?);
     let secure = base_url.starts_with("https://");
     let router = match env("OIDC_LOGOUT_REDIS_URL") {
         Some(urls) => {

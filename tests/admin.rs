@@ -28,6 +28,7 @@ async fn login(
         sid: Some(format!("op-{sub}-{client}")),
         auth_time: now() - 60,
         logged_in_at: now() - 60,
+        policy: None,
         id_token: None,
         refresh_token: refresh_token.map(TokenSecret::new),
         access_token: None,

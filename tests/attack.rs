@@ -351,6 +351,7 @@ async fn a_logout_whose_sender_hangs_up_is_finished_with_its_refresh_tokens() {
             sid: Some(format!("hang-{i}")),
             auth_time: now() - 5,
             logged_in_at: now(),
+            policy: None,
             id_token: None,
             refresh_token: Some(TokenSecret::new(format!("refresh-{i}"))),
             access_token: None,

@@ -206,6 +206,7 @@ async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
         sid: Some("op-sid-9".into()),
         auth_time: now() - 5,
         logged_in_at: now(),
+        policy: None,
         id_token: None,
         refresh_token: Some(TokenSecret::new("alice-refresh-token")),
         access_token: None,

@@ -90,7 +90,18 @@ impl AppSpec {
     }
 
     fn start_example(&self, example: &'static str, issuer: &str, redis_url: &str) -> Proc {
+        self.start_example_with(example, issuer, redis_url, &[])
+    }
+
+    fn start_example_with(
+        &self,
+        example: &'static str,
+        issuer: &str,
+        redis_url: &str,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let mut command = Command::new(common::example(example));
+        command.envs(env.iter().copied());
         command
             .env("OIDC_LOGOUT_ISSUER", issuer)
             .env("OIDC_LOGOUT_CLIENT_ID", self.client_id)
@@ -817,4 +828,92 @@ async fn an_existing_app_that_adopts_oidc_logout_is_logged_out_everywhere() {
     op.wait_for("backchannel.success app-1 bob");
     assert_eq!(bob.me(&adopted.spec.base()).await, 401);
     assert_eq!(bob.me(&app.base()).await, 401, "logged out everywhere");
+}
+
+/// A user disabled at the OP with no push at all (no back-channel logout, webhook or event):
+/// under their customer's policy (chosen by the ID token's `tid`), `revalidate_after = 2`, the
+/// first request after 2 s finds the OP refusing their refresh token and is refused. A user of
+/// another customer, under the default policy, is untouched and makes no OP call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_disabled_at_the_op_without_a_push_loses_access_after_revalidate_after() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app = AppSpec {
+        client_id: "app-1",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([app.client_metadata(&format!("{}/backchannel-logout", app.base()), true)]);
+    let op = start_op(op_port, &clients);
+    let dir = std::env::temp_dir().join(format!("policies-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("policies.toml");
+    std::fs::write(
+        &file,
+        "[policies.acme]\nrevalidate_after_secs = 2\n\n\
+         [[rules]]\npolicy = \"acme\"\nclaims = { tid = \"acme\" }\n",
+    )
+    .expect("policies file");
+    let path = file.to_string_lossy().into_owned();
+    let _app = app.start_example_with(
+        "app",
+        &issuer,
+        &redis.url(),
+        &[("APP_SESSION_POLICIES", path.as_str())],
+    );
+
+    let alice = Browser::new();
+    alice.login(&app.base(), "alice.acme").await;
+    let bob = Browser::new();
+    bob.login(&app.base(), "bob.globex").await;
+    assert_eq!(alice.me(&app.base()).await, 200);
+    assert_eq!(bob.me(&app.base()).await, 200);
+
+    // Both are disabled at the OP; nothing is pushed to the application.
+    for sub in ["alice.acme", "bob.globex"] {
+        let answer = reqwest::Client::new()
+            .post(format!("{issuer}/_test/disable?sub={sub}"))
+            .send()
+            .await
+            .expect("OP answers");
+        assert!(answer.status().is_success());
+    }
+    op.drain();
+    assert_eq!(
+        alice.me(&app.base()).await,
+        200,
+        "within revalidate_after the session is served without asking the OP"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        alice.me(&app.base()).await,
+        401,
+        "the first request after revalidate_after finds the user disabled"
+    );
+    assert_eq!(
+        alice.me(&app.base()).await,
+        401,
+        "and the session stays ended"
+    );
+    assert_eq!(
+        bob.me(&app.base()).await,
+        200,
+        "the default policy does not revalidate"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls: Vec<String> = op
+        .drain()
+        .into_iter()
+        .filter(|l| l.contains("op-call"))
+        .collect();
+    assert!(
+        calls.iter().any(|l| l.contains("refresh alice.acme")),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|l| l.contains("bob.globex")),
+        "another customer's session made no OP call: {calls:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

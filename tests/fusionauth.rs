@@ -78,6 +78,7 @@ impl Setup {
             sid: None,
             auth_time,
             logged_in_at: auth_time,
+            policy: None,
             id_token: None,
             refresh_token: None,
             access_token: None,

@@ -85,6 +85,7 @@ fn app(
                         sid: Some("op-sid".into()),
                         auth_time,
                         logged_in_at: now(),
+                        policy: None,
                         id_token: Some(TokenSecret::new(id_token)),
                         refresh_token: Some(TokenSecret::new(
                             q.get("refresh")

@@ -77,6 +77,7 @@ impl Setup {
             sid: Some(sid.to_owned()),
             auth_time: now() - 5,
             logged_in_at: now() - 5,
+            policy: None,
             id_token: None,
             refresh_token: None,
             access_token: None,

@@ -1,8 +1,12 @@
 // node-oidc-provider as the real OpenID Provider of oidc-logout's end-to-end tests.
 //
 // Configured by environment: OP_PORT, OP_ISSUER (http://127.0.0.1:<port>), OP_CLIENTS (a JSON
-// array of client metadata), OP_TAMPER_CLIENT (optional, below). Dev interactions (any login, any password) stand in for a login
-// page. Prints `ready <issuer>` when listening and one line per back-channel logout delivery.
+// array of client metadata), OP_TAMPER_CLIENT (optional, below). Dev interactions (any login, any
+// password) stand in for a login page. Prints `ready <issuer>` when listening, one line per
+// back-channel logout delivery, and one per refresh or userinfo request (`op-call <what>
+// <account> <status>`). A user `name.tenant` carries the claim `tid: tenant`.
+// `POST /_test/disable?sub=…` disables a user the way an administrator would, with no push:
+// their refresh tokens and access tokens stop working (their account is no longer found).
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.OP_PORT);
@@ -10,6 +14,7 @@ const issuer = process.env.OP_ISSUER;
 const clients = JSON.parse(process.env.OP_CLIENTS ?? '[]');
 
 const loopback = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const disabled = new Set();
 
 const provider = new Provider(issuer, {
   clients,
@@ -29,15 +34,37 @@ const provider = new Provider(issuer, {
   },
   // A refresh token for every client allowed the refresh_token grant.
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-  findAccount: async (_ctx, sub) => ({
+  findAccount: async (_ctx, sub) => (disabled.has(sub) ? undefined : {
     accountId: sub,
-    claims: async () => ({ sub, email: `${sub}@example.com` }),
+    claims: async () => ({
+      sub,
+      email: `${sub}@example.com`,
+      ...(sub.includes('.') ? { tid: sub.split('.').pop() } : {}),
+    }),
   }),
-  claims: { openid: ['sub'], email: ['email'] },
+  claims: { openid: ['sub', 'tid'], email: ['email'] },
+  // Scope claims (tid) in the ID token too, for the applications' policy rules.
+  conformIdTokenClaims: false,
   pkce: { required: () => true },
   ttl: { Session: 3600, Interaction: 600, Grant: 3600, AccessToken: 600, IdToken: 600, RefreshToken: 3600, AuthorizationCode: 60 },
 });
 provider.proxy = false;
+
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/_test/disable' && ctx.method === 'POST') {
+    disabled.add(String(ctx.query.sub));
+    ctx.body = 'disabled';
+    return;
+  }
+  await next();
+  if (ctx.path === '/token' && ctx.oidc?.params?.grant_type === 'refresh_token') {
+    const account = ctx.oidc.entities?.RefreshToken?.accountId ?? '-';
+    console.log(`op-call refresh ${account} ${ctx.status}`);
+  } else if (ctx.path === '/me') {
+    const account = ctx.oidc?.entities?.AccessToken?.accountId ?? '-';
+    console.log(`op-call userinfo ${account} ${ctx.status}`);
+  }
+});
 
 // OP_TAMPER_CLIENT: corrupt the signature of the ID tokens this client gets from the token
 // endpoint, so tests can check that the application refuses them.

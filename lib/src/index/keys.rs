@@ -110,6 +110,10 @@ impl IssuerKeys {
     pub(crate) fn jti(&self, jti: &str) -> String {
         format!("{}jti:{}", self.base, encode_component(jti))
     }
+    /// A lease ([`SessionIndex::claim`](super::SessionIndex::claim)).
+    pub(crate) fn lease(&self, name: &str) -> String {
+        format!("{}lease:{}", self.base, encode_component(name))
+    }
     pub(crate) fn event(&self, id: &str) -> String {
         format!("{}evt:{}", self.base, encode_component(id))
     }

@@ -41,6 +41,7 @@ struct Inner {
     markers: HashMap<String, Markers>,
     jtis: HashMap<IssKey, Instant>,
     events: HashMap<IssKey, Instant>,
+    leases: HashMap<IssKey, Instant>,
     records: HashMap<String, (Vec<u8>, Instant)>,
     last_sweep: Option<Instant>,
 }
@@ -286,6 +287,18 @@ impl SessionIndex for MemoryIndex {
             .events
             .get(&key(issuer, id))
             .is_some_and(|expires| *expires > now))
+    }
+
+    async fn claim(&self, issuer: &str, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.leases.retain(|_, until| *until > now);
+        let lease = key(issuer, name);
+        if inner.leases.contains_key(&lease) {
+            return Ok(false);
+        }
+        inner.leases.insert(lease, now + ttl);
+        Ok(true)
     }
 
     async fn remember_event(

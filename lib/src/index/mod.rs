@@ -308,6 +308,16 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
     /// Check that the backend answers (for startup and readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Take the lease `name` of `issuer` for `ttl` unless someone holds it; `true` when taken.
+    /// Instances use it so that one of them at a time does a piece of work (one revalidation of
+    /// a session at the OP). A lease is not given back: it runs out.
+    fn claim(
+        &self,
+        issuer: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
     /// for `issuer`, was handled before.
     fn event_seen(

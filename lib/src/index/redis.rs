@@ -664,6 +664,19 @@ impl SessionIndex for RedisIndex {
         }
     }
 
+    async fn claim(&self, issuer: &str, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.keys(issuer).lease(name))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl).max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .or_unavailable()?;
+        Ok(taken.is_some())
+    }
+
     async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, StoreError> {
         let found: bool = redis::cmd("EXISTS")
             .arg(self.keys(issuer).event(id))

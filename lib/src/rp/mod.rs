@@ -8,6 +8,10 @@
 //!   refresh (which validates a refreshed ID token and ends the session when the OP says no).
 //!   Every request to the OP is openidconnect's; the HTTP client is this crate's reqwest
 //!   ([`HttpClient`]) or any other that openidconnect accepts.
+//! - [`Revalidation`] (feature `openidconnect`) checks each request's session against its
+//!   [`SessionPolicy`](crate::session_store::SessionPolicy): it confirms at the OP that the user
+//!   still has access when `revalidate_after` says so, and sends a session whose authentication
+//!   is too old back to log in.
 //! - [`RefreshTokenRevocation`] is the receiver's: it revokes (RFC 7009) the refresh tokens of
 //!   the sessions a back-channel logout ended, from the session store's records.
 
@@ -15,6 +19,8 @@
 mod http;
 #[cfg(feature = "openidconnect")]
 mod relying_party;
+#[cfg(feature = "openidconnect")]
+mod revalidate;
 mod revocation;
 
 use secrecy::SecretString;
@@ -24,9 +30,11 @@ pub use http::{HttpClient, HttpError};
 #[cfg(feature = "openidconnect")]
 pub use relying_party::{
     Callback, IdToken, IdTokenClaims, LOGIN_PENDING_KEY, LOGOUT_STATE_KEY, LoggedOut, OidcClient,
-    ProviderMetadata, Refreshed, RelyingParty, RpError, SidClaim, TokenResponse,
+    ProviderMetadata, REAUTH_KEY, Refreshed, RelyingParty, RpError, SidClaim, TokenResponse,
     check_logout_state,
 };
+#[cfg(feature = "openidconnect")]
+pub use revalidate::{Checked, Revalidation, RevalidationLayer, RevalidationService};
 pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport, revoke_refresh_token};
 
 /// How an application is registered at the OP, for the receiver to revoke its refresh tokens.

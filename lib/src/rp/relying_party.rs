@@ -4,6 +4,7 @@
 //! (See [`RelyingParty`].)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
@@ -29,7 +30,9 @@ use crate::index::{RecordStore, SessionIndex};
 use crate::inputs::backchannel::Receiver;
 use crate::logout_token::Policy;
 use crate::provider::{Provider, ProviderSettings};
-use crate::session_store::{Login, SessionAccess, SessionError, TokenSecret};
+use crate::session_store::{
+    Login, Policies, PolicyInput, SessionAccess, SessionError, TokenSecret,
+};
 use crate::sys::{RandomUnavailable, random_id, secrets_equal, unix_now};
 
 /// The session key that holds the `state` of a logout in progress.
@@ -37,6 +40,11 @@ pub const LOGOUT_STATE_KEY: &str = "oidc_logout.logout_state";
 
 /// The session key that holds a login in progress (`state`, `nonce`, PKCE verifier).
 pub const LOGIN_PENDING_KEY: &str = "oidc_logout.pending_login";
+
+/// The session data key that asks the next login to authenticate the user afresh: the
+/// `max_age` (seconds) its authorization request carries. Written when a session's policy
+/// found its authentication too old.
+pub const REAUTH_KEY: &str = "oidc_logout.reauth";
 
 /// The `sid` claim (OpenID Connect Back-Channel and Front-Channel Logout) as an openidconnect
 /// additional claim, so that the OP session of a login is typed, not dug out of the payload.
@@ -165,6 +173,9 @@ struct PendingLogin {
     /// authenticated for it, when the OP does not say.
     #[serde(default)]
     begun_at: u64,
+    /// The `max_age` the authorization request carried (seconds), if any.
+    #[serde(default)]
+    max_age: Option<u64>,
 }
 
 /// The application's OpenID Connect client with its provider's metadata and keys. Cheap to
@@ -204,6 +215,8 @@ struct Inner<H> {
     provider: Arc<Provider>,
     http: H,
     post_logout_redirect_uri: Option<PostLogoutRedirectUrl>,
+    /// What chooses each login's session policy.
+    policies: Arc<Policies>,
 }
 
 impl<H> std::fmt::Debug for RelyingParty<H> {
@@ -302,6 +315,7 @@ where
                 provider,
                 http,
                 post_logout_redirect_uri: None,
+                policies: Arc::default(),
             }),
         }
     }
@@ -309,20 +323,35 @@ where
     /// Where the OP sends the browser back after logout (registered at the OP).
     pub fn with_post_logout_redirect_uri(self, uri: &str) -> Result<Self, RpError> {
         let uri = PostLogoutRedirectUrl::new(uri.to_owned()).map_err(provider_error)?;
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+        Ok(self.changed(|inner| inner.post_logout_redirect_uri = Some(uri)))
+    }
+
+    /// The session policies each login chooses from ([`Policies::choose`], recorded in the
+    /// [`Login`]); give the session store and [`revalidation`](Self::revalidation) the same set.
+    #[must_use]
+    pub fn with_policies(self, policies: Policies) -> Self {
+        self.changed(|inner| inner.policies = Arc::new(policies))
+    }
+
+    /// The session policies.
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
+    }
+
+    fn changed(self, change: impl FnOnce(&mut Inner<H>)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             client: shared.client.clone(),
             client_secret: shared.client_secret.clone(),
             metadata: shared.metadata.clone(),
             provider: Arc::clone(&shared.provider),
             http: shared.http.clone(),
             post_logout_redirect_uri: shared.post_logout_redirect_uri.clone(),
+            policies: Arc::clone(&shared.policies),
         });
-        Ok(Self {
-            inner: Arc::new(Inner {
-                post_logout_redirect_uri: Some(uri),
-                ..inner
-            }),
-        })
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// openidconnect's client.
@@ -454,9 +483,19 @@ where
                 "the ID token names no user (empty sub)".into(),
             ));
         }
+        let issuer = claims.issuer().to_string();
+        let policy = match payload_of(&raw) {
+            Value::Object(all) => self.inner.policies.choose(&PolicyInput {
+                issuer: &issuer,
+                client_id: Some(self.client_id()),
+                claims: &all,
+            }),
+            _ => None,
+        };
         Ok(Login {
-            issuer: claims.issuer().to_string(),
+            issuer,
             sub,
+            policy,
             client_id: Some(self.client_id().to_owned()),
             // `"sid": ""` names no OP session.
             sid: claims
@@ -483,7 +522,13 @@ where
         scopes: &[&str],
     ) -> Result<String, RpError> {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state, nonce) = self
+        // A session its policy sent back to log in again (authentication too old) asks the OP
+        // to authenticate the user afresh.
+        let max_age = session
+            .remove_value(REAUTH_KEY)
+            .await?
+            .and_then(|v| v.as_u64());
+        let mut request = self
             .inner
             .client
             .authorize_url(
@@ -492,13 +537,17 @@ where
                 Nonce::new_random,
             )
             .add_scopes(scopes.iter().map(|s| Scope::new((*s).to_owned())))
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if let Some(max_age) = max_age {
+            request = request.set_max_age(Duration::from_secs(max_age));
+        }
+        let (url, state, nonce) = request.url();
         let pending = PendingLogin {
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
             begun_at: unix_now(),
+            max_age,
         };
         let value = serde_json::to_value(pending).map_err(|e| RpError::Login(e.to_string()))?;
         session.insert_value(LOGIN_PENDING_KEY, value).await?;
@@ -547,6 +596,15 @@ where
         let login = self
             .login_begun_at(&tokens, &Nonce::new(pending.nonce), pending.begun_at)
             .await?;
+        // OpenID Connect Core §3.1.2.1: with max_age, the authentication must be that recent
+        // (a minute allowed for clocks).
+        if let Some(max_age) = pending.max_age
+            && login.auth_time.saturating_add(max_age).saturating_add(60) < unix_now()
+        {
+            return Err(RpError::Login(
+                "the OP did not authenticate the user again (auth_time older than max_age)".into(),
+            ));
+        }
         login.save_to(session).await?;
         Ok(login)
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{LOGIN_KEY, LoginFacts, SessionPolicy};
+use super::{LOGIN_KEY, LoginFacts, Policies, SessionPolicy};
 use crate::index::{
     Registration, SessionIndex, SessionKey, SessionRecord, SessionState, StoreError,
 };
@@ -89,18 +89,6 @@ pub struct LogoutAware<S, I> {
     policies: Arc<Policies>,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Policies {
-    default: SessionPolicy,
-    by_issuer: HashMap<String, SessionPolicy>,
-}
-
-impl Policies {
-    fn of(&self, issuer: &str) -> &SessionPolicy {
-        self.by_issuer.get(issuer).unwrap_or(&self.default)
-    }
-}
-
 impl<S, I> LogoutAware<S, I> {
     /// Make `inner` logout-aware with `index`. Limits: none beyond the application's own expiry
     /// until a policy is set.
@@ -112,19 +100,27 @@ impl<S, I> LogoutAware<S, I> {
         }
     }
 
-    /// Limits for issuers without a policy of their own.
+    /// Limits for sessions no other policy applies to.
     #[must_use]
     pub fn with_default_policy(mut self, policy: SessionPolicy) -> Self {
-        Arc::make_mut(&mut self.policies).default = policy;
+        let policies = Arc::make_mut(&mut self.policies);
+        *policies = std::mem::take(policies).with_default(policy);
         self
     }
 
-    /// Limits for the sessions of one issuer.
+    /// Limits for the sessions of one issuer (that recorded no policy of their own).
     #[must_use]
     pub fn with_policy(mut self, issuer: impl Into<String>, policy: SessionPolicy) -> Self {
-        Arc::make_mut(&mut self.policies)
-            .by_issuer
-            .insert(issuer.into(), policy);
+        let policies = Arc::make_mut(&mut self.policies);
+        *policies = std::mem::take(policies).with_issuer_policy(issuer, policy);
+        self
+    }
+
+    /// Every policy, by the name each session's login recorded (see [`Policies`]): give the
+    /// store the same set the login chose from.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = Arc::new(policies);
         self
     }
 
@@ -211,7 +207,7 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
     /// How long a record expiring at `expiry` with `login` may still live; `None` when over.
     fn remaining(&self, expiry: OffsetDateTime, login: &LoginFacts<'_>) -> Option<Duration> {
         let mut ttl = Duration::try_from(expiry - OffsetDateTime::now_utc()).ok()?;
-        let policy = self.policies.of(&login.issuer);
+        let policy = self.policies.get(login.policy.as_deref(), &login.issuer);
         if let Some(idle) = policy.idle_timeout {
             ttl = ttl.min(idle);
         }
@@ -289,7 +285,11 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             }
         }
         let mut index_ttl = ttl + slack(ttl);
-        if let Some(absolute) = self.policies.of(&login.issuer).absolute_lifetime {
+        if let Some(absolute) = self
+            .policies
+            .get(login.policy.as_deref(), &login.issuer)
+            .absolute_lifetime
+        {
             let ends = login.logged_in_at.saturating_add(absolute.as_secs());
             index_ttl =
                 index_ttl.min(Duration::from_secs(ends.saturating_sub(unix_now())).max(ttl));

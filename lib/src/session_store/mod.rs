@@ -14,8 +14,11 @@
 //! session is registered at login and id rotation, and its index entry is extended only when the
 //! session would outlive it (about every quarter of its lifetime, at most hourly).
 //!
-//! Per-issuer [`SessionPolicy`] caps a session's life: an idle timeout (from the last save) and an
-//! absolute lifetime (from the login), whatever the application's cookie expiry says.
+//! A [`SessionPolicy`], chosen per login by [`Policies`] (by issuer, client or claims) and
+//! recorded with the session, caps its life: an idle timeout (from the last save) and an
+//! absolute lifetime (from the login), whatever the application's cookie expiry says. Its
+//! revalidation and authentication-age limits are checked per request by the relying party's
+//! middleware ([`rp::RelyingParty::revalidation`](crate::rp::RelyingParty::revalidation)).
 //!
 //! Sessions without a [`Login`] (anonymous ones, or those the application created before it
 //! adopted this crate) pass through untouched: no logout can reach them, since nothing says whose
@@ -33,15 +36,19 @@ macro_rules! for_each_tower_sessions {
 }
 
 mod aware;
+mod policy;
 mod records;
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use aware::{INDEXED_KEY, LogoutAware};
+pub use policy::{
+    Chooser, Policies, PoliciesConfig, PolicyConfig, PolicyError, PolicyInput, PolicyRule,
+    SessionPolicy, Unreachable,
+};
 pub use records::Records;
 
 /// The tower-sessions store of this crate: [`LogoutAware`] over [`Records`] in the same backend
@@ -52,6 +59,26 @@ pub type OidcSessionStore<B> = LogoutAware<Records<B>, B>;
 
 /// The session data key under which the [`Login`] is kept.
 pub const LOGIN_KEY: &str = "oidc_logout.login";
+
+/// The session data key of what a request's policy check reads: small, so that checking a
+/// session that needs nothing costs little.
+pub const CHECK_KEY: &str = "oidc_logout.check";
+
+/// What a request's policy check needs of the login, and when the OP last confirmed the user's
+/// access (seconds since the epoch).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CheckFacts<'a> {
+    #[serde(borrow, rename = "iss")]
+    pub(crate) issuer: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) sub: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub(crate) policy: Option<Cow<'a, str>>,
+    #[serde(rename = "auth")]
+    pub(crate) auth_time: u64,
+    #[serde(rename = "at")]
+    pub(crate) checked_at: u64,
+}
 
 /// A token kept in the session (ID, refresh or access token). Stored as is, never printed.
 #[derive(Clone)]
@@ -105,6 +132,10 @@ pub struct Login {
     /// When the application established the session, seconds since the epoch; the absolute
     /// lifetime counts from here.
     pub logged_in_at: u64,
+    /// The name of the [`SessionPolicy`] chosen for this login ([`Policies::choose`]); `None`
+    /// for the issuer's or the default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// The raw ID token, for `id_token_hint` at logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<TokenSecret>,
@@ -142,9 +173,21 @@ impl Login {
         self.write_to(session).await
     }
 
+    /// Write the login, and beside it the little a request's policy check reads
+    /// ([`CHECK_KEY`]): the OP confirmed the user's access now (at login, or with the new
+    /// tokens of a refresh).
     async fn write_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
         let value = serde_json::to_value(self).map_err(|e| SessionError(e.to_string()))?;
-        session.insert_value(LOGIN_KEY, value).await
+        let check = CheckFacts {
+            issuer: Cow::Borrowed(&self.issuer),
+            sub: Cow::Borrowed(&self.sub),
+            policy: self.policy.as_deref().map(Cow::Borrowed),
+            auth_time: self.auth_time,
+            checked_at: crate::sys::unix_now(),
+        };
+        let check = serde_json::to_value(check).map_err(|e| SessionError(e.to_string()))?;
+        session.insert_value(LOGIN_KEY, value).await?;
+        session.insert_value(CHECK_KEY, check).await
     }
 
     /// The login recorded in `session`, if any.
@@ -190,6 +233,8 @@ pub trait SessionAccess: sealed::Sealed + Send + Sync {
     ) -> impl Future<Output = Result<Option<serde_json::Value>, SessionError>> + Send;
     /// Delete the session from its store and start an empty one.
     fn flush(&self) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// The session's id, once it has one (after its first save).
+    fn id(&self) -> Option<String>;
 }
 
 macro_rules! implement_access {
@@ -233,37 +278,14 @@ macro_rules! implement_access {
                     .await
                     .map_err(|e| SessionError(e.to_string()))
             }
+            fn id(&self) -> Option<String> {
+                $ts::Session::id(self).map(|id| id.to_string())
+            }
         }
     };
 }
 
 for_each_tower_sessions!(implement_access);
-
-/// Limits on how long sessions of one issuer live.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionPolicy {
-    /// End a session not saved for this long.
-    pub idle_timeout: Option<Duration>,
-    /// End a session this long after the login, however active.
-    pub absolute_lifetime: Option<Duration>,
-}
-
-impl SessionPolicy {
-    /// End a session not saved for `idle` (the default: no idle limit).
-    #[must_use]
-    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = Some(idle);
-        self
-    }
-
-    /// End a session `lifetime` after the login, however active (the default: no limit).
-    #[must_use]
-    pub fn with_absolute_lifetime(mut self, lifetime: Duration) -> Self {
-        self.absolute_lifetime = Some(lifetime);
-        self
-    }
-}
 
 /// What the wrapper needs of a stored login, read without copying the rest (tokens and all).
 #[derive(Deserialize)]
@@ -276,6 +298,8 @@ pub(crate) struct LoginFacts<'a> {
     pub(crate) sid: Option<Cow<'a, str>>,
     pub(crate) auth_time: u64,
     pub(crate) logged_in_at: u64,
+    #[serde(borrow, default)]
+    pub(crate) policy: Option<Cow<'a, str>>,
 }
 
 /// The login a stored session record (this crate's JSON) holds, if it can be read.

@@ -1,0 +1,422 @@
+//! Per-request policy checks: confirm at the OP that a user still has access when the session's
+//! policy says it is time (`revalidate_after`), and send a session whose authentication is too
+//! old (`max_auth_age`) back to log in.
+//!
+//! This is what bounds a disabled user's access when the IdP pushes nothing: the next request
+//! after `revalidate_after` refreshes the tokens (or, without a refresh token, asks the userinfo
+//! endpoint), and the OP's refusal ends the session before the request is served. Sessions whose
+//! policy asks for neither cost one small read of the session per request and no OP call.
+//!
+//! One instance at a time revalidates a session (a lease in the index, [`SessionIndex::claim`]):
+//! refresh tokens rotate, and two refreshes with the same token would look like a replay to the
+//! OP. Requests that find the lease taken are served as they are.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use futures_util::future::BoxFuture;
+use openidconnect::core::{CoreGenderClaim, CoreUserInfoClaims};
+use openidconnect::{AccessToken, AsyncHttpClient, EmptyAdditionalClaims, SubjectIdentifier};
+use serde::Deserialize;
+
+use super::relying_party::{REAUTH_KEY, RelyingParty, RpError};
+use super::{HttpClient, Refreshed};
+use crate::index::{Deny, Logout, SessionIndex, Target};
+use crate::session_store::{
+    CHECK_KEY, CheckFacts, Login, Policies, SessionAccess, SessionPolicy, Unreachable,
+};
+use crate::sys::unix_now;
+
+/// How long one instance holds a session's revalidation: longer than a refresh takes, short
+/// enough that an OP that did not answer is asked again soon.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// The outcome of [`Revalidation::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Checked {
+    /// Serve the request (nothing was due, the OP confirmed access, another instance is
+    /// confirming it, or the OP cannot answer and the policy keeps serving meanwhile).
+    Pass,
+    /// The OP confirmed the user's access: new tokens are in the session.
+    Confirmed,
+    /// The session ended: the OP refused (`invalid_grant`, an inactive token, an invalid
+    /// refreshed ID token), or nothing could confirm access. The request finds no login.
+    Ended(String),
+    /// The authentication is older than the policy allows: the session ended, and the next
+    /// login asks the OP to authenticate the user again (`max_age`).
+    Reauthenticate,
+    /// The OP cannot answer and the policy's grace is over: refuse the request (the session
+    /// is kept, and confirmed as soon as the OP answers).
+    Unavailable,
+}
+
+/// The per-request checks of [`SessionPolicy::revalidate_after`] and
+/// [`SessionPolicy::max_auth_age`]: [`check`](Self::check) for one session, or
+/// [`layer`](Self::layer) for every request of a router (inside the session layer).
+#[derive(Debug)]
+pub struct Revalidation<I, H = HttpClient> {
+    shared: Arc<Shared<I, H>>,
+}
+
+impl<I, H> Clone for Revalidation<I, H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared<I, H> {
+    rp: RelyingParty<H>,
+    index: I,
+}
+
+impl<H> RelyingParty<H>
+where
+    H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    /// The per-request checks of the policies set with
+    /// [`with_policies`](Self::with_policies), with `index` for the revalidation lease and for
+    /// logging a revoked user out everywhere.
+    pub fn revalidation<I: SessionIndex>(&self, index: I) -> Revalidation<I, H> {
+        Revalidation {
+            shared: Arc::new(Shared {
+                rp: self.clone(),
+                index,
+            }),
+        }
+    }
+}
+
+impl<I, H> Revalidation<I, H>
+where
+    I: SessionIndex,
+    H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn policies(&self) -> &Policies {
+        self.shared.rp.policies()
+    }
+
+    /// Check one request's session against its policy, confirming access at the OP if due.
+    pub async fn check(&self, session: &impl SessionAccess) -> Result<Checked, RpError> {
+        if !self.policies().checks_requests() {
+            return Ok(Checked::Pass);
+        }
+        let value = match session.get_value(CHECK_KEY).await? {
+            Some(value) => value,
+            None => match Login::from_session(session).await? {
+                // A login recorded before this check existed: last confirmed at login.
+                Some(login) => {
+                    let facts = CheckFacts {
+                        issuer: login.issuer.as_str().into(),
+                        sub: login.sub.as_str().into(),
+                        policy: login.policy.as_deref().map(Into::into),
+                        auth_time: login.auth_time,
+                        checked_at: login.logged_in_at,
+                    };
+                    let value =
+                        serde_json::to_value(&facts).map_err(|e| RpError::Login(e.to_string()))?;
+                    session.insert_value(CHECK_KEY, value.clone()).await?;
+                    value
+                }
+                None => return Ok(Checked::Pass),
+            },
+        };
+        let Ok(facts) = CheckFacts::deserialize(&value) else {
+            return self.end(session, "its policy record cannot be read").await;
+        };
+        let policy = *self.policies().get(facts.policy.as_deref(), &facts.issuer);
+        if !policy.checks_requests() {
+            return Ok(Checked::Pass);
+        }
+        let now = unix_now();
+        if let Some(max) = policy.max_auth_age
+            && facts.auth_time.saturating_add(max.as_secs()) < now
+        {
+            session.flush().await?;
+            session
+                .insert_value(REAUTH_KEY, max.as_secs().into())
+                .await?;
+            return Ok(Checked::Reauthenticate);
+        }
+        let Some(after) = policy.revalidate_after else {
+            return Ok(Checked::Pass);
+        };
+        let due_at = facts.checked_at.saturating_add(after.as_secs());
+        if now < due_at {
+            return Ok(Checked::Pass);
+        }
+        let lease = format!("revalidate:{}", session.id().unwrap_or_default());
+        let taken = self
+            .shared
+            .index
+            .claim(&facts.issuer, &lease, LEASE)
+            .await
+            .map_err(|e| RpError::Provider(format!("revalidation lease: {e}")))?;
+        if !taken {
+            return Ok(unreachable(&policy, now, due_at));
+        }
+        let (issuer, sub) = (facts.issuer.into_owned(), facts.sub.into_owned());
+        match self.confirm(session, &sub).await? {
+            Confirmation::Confirmed => Ok(Checked::Confirmed),
+            Confirmation::Refused(why) => {
+                self.revoke_user(&policy, &issuer, &sub, now).await;
+                Ok(Checked::Ended(why))
+            }
+            Confirmation::NoAnswer(why) => {
+                tracing::warn!(%why, "the OP could not confirm a user's access");
+                Ok(unreachable(&policy, now, due_at))
+            }
+        }
+    }
+
+    /// Ask the OP: the refresh grant, or without a refresh token the userinfo endpoint.
+    async fn confirm(
+        &self,
+        session: &impl SessionAccess,
+        sub: &str,
+    ) -> Result<Confirmation, RpError> {
+        let rp = &self.shared.rp;
+        match rp.refresh(session).await? {
+            Refreshed::Refreshed => return Ok(Confirmation::Confirmed),
+            Refreshed::LoggedOut => {
+                return Ok(Confirmation::Refused(
+                    "the OP refused the refresh token".into(),
+                ));
+            }
+            Refreshed::Rejected(why) => return Ok(Confirmation::Refused(why)),
+            Refreshed::Failed(why) => return Ok(Confirmation::NoAnswer(why)),
+            Refreshed::NothingToRefresh => {}
+        }
+        let Some(login) = Login::from_session(session).await? else {
+            return Ok(Confirmation::Refused("the session holds no login".into()));
+        };
+        let Some(token) = login.access_token.as_ref() else {
+            self.end(session, "no token to confirm access with").await?;
+            return Ok(Confirmation::Refused(
+                "no token to confirm access with".into(),
+            ));
+        };
+        let request = match rp.client().user_info(
+            AccessToken::new(token.expose().to_owned()),
+            Some(SubjectIdentifier::new(sub.to_owned())),
+        ) {
+            Ok(request) => request,
+            Err(_) => {
+                self.end(
+                    session,
+                    "no refresh token, and the OP has no userinfo endpoint",
+                )
+                .await?;
+                return Ok(Confirmation::Refused(
+                    "no refresh token, and the OP has no userinfo endpoint".into(),
+                ));
+            }
+        };
+        let answer: Result<CoreUserInfoClaims, _> = request
+            .request_async::<EmptyAdditionalClaims, _, CoreGenderClaim>(rp.http())
+            .await;
+        match answer {
+            Ok(_) => {
+                login.update_in(session).await?;
+                Ok(Confirmation::Confirmed)
+            }
+            Err(openidconnect::UserInfoError::Response(status, _, _))
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
+            {
+                session.flush().await?;
+                Ok(Confirmation::Refused(
+                    "the OP refused the access token".into(),
+                ))
+            }
+            Err(openidconnect::UserInfoError::ClaimsVerification(_)) => {
+                session.flush().await?;
+                Ok(Confirmation::Refused("userinfo names another user".into()))
+            }
+            Err(error) => Ok(Confirmation::NoAnswer(format!("userinfo: {error}"))),
+        }
+    }
+
+    async fn end(&self, session: &impl SessionAccess, why: &str) -> Result<Checked, RpError> {
+        session.flush().await?;
+        Ok(Checked::Ended(why.to_owned()))
+    }
+
+    /// With [`SessionPolicy::revoke_user_for`], log the user out everywhere and refuse their
+    /// access tokens, as a back-channel logout of the user would.
+    async fn revoke_user(&self, policy: &SessionPolicy, issuer: &str, sub: &str, now: u64) {
+        let Some(lifetime) = policy.revoke_user_for else {
+            return;
+        };
+        let logout = Logout {
+            issuer,
+            target: Target::Sub { sub },
+            issued_at: now,
+            jti: None,
+            deny: Some(Deny {
+                issued_until: now,
+                lifetime,
+            }),
+        };
+        if let Err(error) = self.shared.index.logout(&logout).await {
+            tracing::error!(%error, "a user the OP refused could not be logged out everywhere");
+        }
+    }
+
+    /// A tower layer that checks every request's session (put it inside the session layer):
+    /// a session the check ends reaches the handler without a login; [`Checked::Unavailable`]
+    /// answers `503` with `Retry-After`. For tower-sessions 0.15.
+    pub fn layer(&self) -> RevalidationLayer<I, H, tower_sessions_core::Session> {
+        RevalidationLayer {
+            revalidation: self.clone(),
+            session: PhantomData,
+        }
+    }
+
+    /// [`layer`](Self::layer) for tower-sessions 0.14.
+    #[cfg(feature = "tower-sessions-014")]
+    pub fn layer_014(&self) -> RevalidationLayer<I, H, tower_sessions_core_014::Session> {
+        RevalidationLayer {
+            revalidation: self.clone(),
+            session: PhantomData,
+        }
+    }
+}
+
+enum Confirmation {
+    Confirmed,
+    Refused(String),
+    NoAnswer(String),
+}
+
+/// While the OP cannot be asked: serve, or refuse once the policy's grace is over.
+fn unreachable(policy: &SessionPolicy, now: u64, due_at: u64) -> Checked {
+    match policy.unreachable {
+        Unreachable::ClosedAfter(grace) if now >= due_at.saturating_add(grace.as_secs()) => {
+            Checked::Unavailable
+        }
+        _ => Checked::Pass,
+    }
+}
+
+/// The layer of [`Revalidation::layer`].
+#[derive(Debug)]
+pub struct RevalidationLayer<I, H, T> {
+    revalidation: Revalidation<I, H>,
+    session: PhantomData<fn() -> T>,
+}
+
+impl<I, H, T> Clone for RevalidationLayer<I, H, T> {
+    fn clone(&self) -> Self {
+        Self {
+            revalidation: self.revalidation.clone(),
+            session: PhantomData,
+        }
+    }
+}
+
+impl<S, I, H, T> tower::Layer<S> for RevalidationLayer<I, H, T> {
+    type Service = RevalidationService<S, I, H, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RevalidationService {
+            inner,
+            revalidation: self.revalidation.clone(),
+            session: PhantomData,
+        }
+    }
+}
+
+/// The service of [`RevalidationLayer`].
+#[derive(Debug)]
+pub struct RevalidationService<S, I, H, T> {
+    inner: S,
+    revalidation: Revalidation<I, H>,
+    session: PhantomData<fn() -> T>,
+}
+
+impl<S: Clone, I, H, T> Clone for RevalidationService<S, I, H, T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            revalidation: self.revalidation.clone(),
+            session: PhantomData,
+        }
+    }
+}
+
+impl<S, I, H, T> tower::Service<Request<Body>> for RevalidationService<S, I, H, T>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    I: SessionIndex,
+    H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    T: SessionAccess + Clone + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let revalidation = self.revalidation.clone();
+        Box::pin(async move {
+            let Some(session) = request.extensions().get::<T>().cloned() else {
+                return inner.call(request).await;
+            };
+            match revalidation.check(&session).await {
+                Ok(Checked::Unavailable) => Ok(unavailable(
+                    "your access cannot be confirmed right now; try again shortly",
+                )),
+                Ok(Checked::Ended(why)) => {
+                    tracing::info!(target: "oidc_logout::audit", %why, "session ended by revalidation");
+                    inner.call(request).await
+                }
+                Ok(_) => inner.call(request).await,
+                Err(error) => {
+                    tracing::error!(%error, "a session's policy could not be checked");
+                    Ok(unavailable(
+                        "the session cannot be checked right now; try again shortly",
+                    ))
+                }
+            }
+        })
+    }
+}
+
+fn unavailable(message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(message));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
