@@ -301,6 +301,15 @@ impl SessionIndex for MemoryIndex {
         Ok(true)
     }
 
+    async fn leased(&self, issuer: &str, name: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .leases
+            .get(&key(issuer, name))
+            .is_some_and(|until| *until > now))
+    }
+
     async fn remember_event(
         &self,
         issuer: &str,

@@ -318,6 +318,13 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether someone holds the lease `name` of `issuer`.
+    fn leased(
+        &self,
+        issuer: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
     /// for `issuer`, was handled before.
     fn event_seen(

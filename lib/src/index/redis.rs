@@ -677,6 +677,14 @@ impl SessionIndex for RedisIndex {
         Ok(taken.is_some())
     }
 
+    async fn leased(&self, issuer: &str, name: &str) -> Result<bool, StoreError> {
+        redis::cmd("EXISTS")
+            .arg(self.keys(issuer).lease(name))
+            .query_async(&mut self.conn.clone())
+            .await
+            .or_unavailable()
+    }
+
     async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, StoreError> {
         let found: bool = redis::cmd("EXISTS")
             .arg(self.keys(issuer).event(id))

@@ -160,15 +160,31 @@ where
         if now < due_at {
             return Ok(Checked::Pass);
         }
-        let lease = format!("revalidate:{}", session.id().unwrap_or_default());
-        let taken = self
-            .shared
-            .index
+        // Named after the confirmation it would replace: once one instance confirmed, the next
+        // due check takes a new lease; while the OP does not answer, it is asked again once per
+        // lease (every 10 s), and the `down` lease tells the other instances so.
+        let id = session.id().unwrap_or_default();
+        let lease = format!("revalidate:{id}:{}", facts.checked_at);
+        let down = format!("down:{id}:{}", facts.checked_at);
+        let index = &self.shared.index;
+        let lease_error =
+            |e: crate::index::StoreError| RpError::Provider(format!("revalidation lease: {e}"));
+        if !index
             .claim(&facts.issuer, &lease, LEASE)
             .await
-            .map_err(|e| RpError::Provider(format!("revalidation lease: {e}")))?;
-        if !taken {
-            return Ok(unreachable(&policy, now, due_at));
+            .map_err(lease_error)?
+        {
+            // Another instance is asking the OP right now: serve meanwhile, unless it found
+            // the OP unreachable.
+            let unreachable_now = index
+                .leased(&facts.issuer, &down)
+                .await
+                .map_err(lease_error)?;
+            return Ok(if unreachable_now {
+                unreachable(&policy, now, due_at)
+            } else {
+                Checked::Pass
+            });
         }
         let (issuer, sub) = (facts.issuer.into_owned(), facts.sub.into_owned());
         match self.confirm(session, &sub).await? {
@@ -179,6 +195,10 @@ where
             }
             Confirmation::NoAnswer(why) => {
                 tracing::warn!(%why, "the OP could not confirm a user's access");
+                index
+                    .claim(&issuer, &down, LEASE)
+                    .await
+                    .map_err(lease_error)?;
                 Ok(unreachable(&policy, now, due_at))
             }
         }

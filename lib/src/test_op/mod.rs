@@ -57,6 +57,12 @@ pub struct TestOp {
     revocation_mode: RwLock<RevocationMode>,
     refresh_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
     refresh_id_token: RwLock<Option<String>>,
+    /// Access tokens the userinfo endpoint accepts, and whose they are.
+    access_tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Whether the token and userinfo endpoints answer 503 (an OP that cannot be reached).
+    down: AtomicBool,
+    /// Refresh and userinfo requests answered so far.
+    user_requests: AtomicU64,
 }
 
 impl std::fmt::Debug for TestOp {
@@ -80,6 +86,9 @@ impl TestOp {
             revocation_mode: RwLock::new(RevocationMode::Normal),
             refresh_tokens: std::sync::Mutex::default(),
             refresh_id_token: RwLock::new(None),
+            access_tokens: std::sync::Mutex::default(),
+            down: AtomicBool::new(false),
+            user_requests: AtomicU64::new(0),
         })
     }
 
@@ -139,6 +148,37 @@ impl TestOp {
         Ok(token)
     }
 
+    /// Issue an access token of `sub` that the userinfo endpoint accepts (until
+    /// [`disable`](Self::disable)).
+    pub fn issue_access_token(&self, sub: &str) -> Result<String, CryptoError> {
+        let token = random_id(24)?;
+        self.access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(token.clone(), sub.to_owned());
+        Ok(token)
+    }
+
+    /// Disable a user as an administrator would, pushing nothing: their access tokens stop
+    /// working at the userinfo endpoint. (Refresh tokens are not tied to users here: forget a
+    /// refresh token by never issuing it.)
+    pub fn disable(&self, sub: &str) {
+        self.access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, owner| owner != sub);
+    }
+
+    /// Make the token and userinfo endpoints answer 503 (`true`) or work again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+
+    /// How many refresh and userinfo requests reached the OP.
+    pub fn user_requests(&self) -> u64 {
+        self.user_requests.load(Ordering::Relaxed)
+    }
+
     /// How many times the JWKS was requested.
     pub fn jwks_requests(&self) -> u64 {
         self.jwks_requests.load(Ordering::Relaxed)
@@ -155,6 +195,7 @@ impl TestOp {
             "end_session_endpoint": format!("{}/session/end", self.issuer.trim_end_matches('/')),
             "revocation_endpoint": format!("{}/token/revocation", self.issuer.trim_end_matches('/')),
             "token_endpoint": format!("{}/token", self.issuer.trim_end_matches('/')),
+            "userinfo_endpoint": format!("{}/userinfo", self.issuer.trim_end_matches('/')),
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "backchannel_logout_supported": self.advertise_backchannel.load(Ordering::Relaxed),
             "backchannel_logout_session_supported": true,
@@ -184,6 +225,7 @@ impl TestOp {
                 axum::routing::post(revocation_endpoint),
             )
             .route("/token", axum::routing::post(token_endpoint))
+            .route("/userinfo", get(userinfo_endpoint))
             .with_state(Arc::clone(self))
     }
 }
@@ -242,9 +284,46 @@ async fn revocation_endpoint(
     StatusCode::OK.into_response()
 }
 
+/// Userinfo for a bearer access token the OP issued: `{"sub": …}`, or 401.
+async fn userinfo_endpoint(
+    State(op): State<Arc<TestOp>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    op.user_requests.fetch_add(1, Ordering::Relaxed);
+    if op.down.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let owner = token.and_then(|t| {
+        op.access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(t)
+            .cloned()
+    });
+    match owner {
+        Some(sub) => axum::Json(json!({ "sub": sub })).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer error=\"invalid_token\"",
+            )],
+        )
+            .into_response(),
+    }
+}
+
 /// The refresh-token grant only: a known refresh token is rotated; anything else is
 /// `invalid_grant`.
 async fn token_endpoint(State(op): State<Arc<TestOp>>, body: axum::body::Bytes) -> Response {
+    op.user_requests.fetch_add(1, Ordering::Relaxed);
+    if op.down.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut grant = None;
     let mut refresh = None;
     for (k, v) in form_urlencoded::parse(&body) {
