@@ -281,3 +281,30 @@ async fn a_refused_user_is_logged_out_everywhere_when_the_policy_says_so() {
     assert!(deny.contains_key("sub:alice"), "{deny:?}");
     assert!(!deny.contains_key("sub:bob"), "{deny:?}");
 }
+
+/// The policy file of docs/deprovisioning.md is read as written and picks its customer's policy.
+#[test]
+fn the_documented_policy_file_is_valid() {
+    use oidc_logout::session_store::{PoliciesConfig, PolicyInput};
+    let doc = include_str!("../docs/deprovisioning.md");
+    let toml_block = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a TOML block");
+    let config: PoliciesConfig = toml::from_str(toml_block).expect("the documented TOML");
+    let policies = Policies::from_config(config).expect("a valid configuration");
+    let claims = serde_json::json!({"tid": "acme"});
+    let chosen = policies.choose(&PolicyInput {
+        issuer: "https://idp.example",
+        client_id: None,
+        claims: claims.as_object().expect("object"),
+    });
+    assert_eq!(chosen.as_deref(), Some("acme"));
+    let acme = policies.get(chosen.as_deref(), "https://idp.example");
+    assert_eq!(acme.revalidate_after, Some(Duration::from_secs(240)));
+    assert_eq!(
+        acme.unreachable,
+        Unreachable::ClosedAfter(Duration::from_secs(50))
+    );
+}
