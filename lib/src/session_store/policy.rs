@@ -110,7 +110,7 @@ impl SessionPolicy {
 
     /// Whether a request needs more than the store's checks: a revalidation or an
     /// authentication-age check.
-    pub(crate) fn checks_requests(&self) -> bool {
+    pub fn checks_requests(&self) -> bool {
         self.revalidate_after.is_some() || self.max_auth_age.is_some()
     }
 }
@@ -352,7 +352,7 @@ impl Policies {
     }
 
     /// Whether any policy needs per-request checks (revalidation, authentication age).
-    pub(crate) fn checks_requests(&self) -> bool {
+    pub fn checks_requests(&self) -> bool {
         self.default.checks_requests()
             || self.named.values().any(SessionPolicy::checks_requests)
             || self.by_issuer.values().any(SessionPolicy::checks_requests)
