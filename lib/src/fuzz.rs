@@ -1,5 +1,6 @@
 //! What the fuzz targets reach that the public API keeps behind I/O: the Shared Signals claim
-//! rules and subject mapping, the FusionAuth signature and body checks, and the HTTP head scan.
+//! rules and subject mapping, the FusionAuth signature and body checks, the HTTP head scan, and
+//! the SCIM filter, attribute path, User and PATCH parsers.
 
 use std::sync::{Arc, OnceLock};
 
@@ -65,4 +66,10 @@ pub fn scan_heads(chunks: &[&[u8]]) -> bool {
     chunks
         .iter()
         .fold(false, |found, chunk| found | scan.feed(chunk))
+}
+
+/// A SCIM filter (also used as an attribute path), and a body read as a User resource and as a
+/// PATCH message: refused or read, never a panic.
+pub fn scim(filter: &str, body: &[u8]) {
+    crate::inputs::scim::fuzz_parse(filter, body);
 }

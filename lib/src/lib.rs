@@ -28,10 +28,11 @@
 //! | `session-store` | [`session_store`]: `LogoutAware` around any tower-sessions 0.15 store, and `OidcSessionStore` | yes |
 //! | `tower-sessions-014` | the same for tower-sessions 0.14 (tower-sessions-redis-store 0.16) | |
 //! | `rp` | [`rp`]: refresh-token revocation of the sessions a logout ends | yes |
-//! | `openidconnect` | `rp::RelyingParty`: login, the logout button and refresh on openidconnect | |
+//! | `openidconnect` | `rp::RelyingParty`: login, the logout button and refresh on openidconnect; `rp::Revalidation`, the per-request policy checks | |
 //! | `admin` | [`inputs::admin`]: the admin API | |
 //! | `shared-signals` | [`inputs::shared_signals`]: CAEP and RISC events (RFC 8935 push) | |
 //! | `fusionauth` | [`inputs::fusionauth`]: FusionAuth webhooks | |
+//! | `scim` | [`inputs::scim`]: SCIM 2.0 deprovisioning (Entra ID, Okta provisioning) | |
 //! | `denylist` | `denylist`: the access-token denylist layer for APIs | |
 //! | `test-op` | `test_op`: a test OpenID Provider and token forge | |
 //! | `server` | `server` and `config`: settings to a running service (what `oidc-logout serve` runs) | |

@@ -101,6 +101,30 @@ pub(crate) fn protect(router: Router, max_body: usize, protocol: Protocol) -> Ro
     )
 }
 
+/// [`protect`] for the SCIM endpoint: a body above `max_body` is refused with a SCIM error
+/// (`413`, RFC 7644 §3.12).
+#[cfg(feature = "scim")]
+pub(crate) fn protect_scim(router: Router, max_body: usize) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(retry_after())
+            .layer(no_store())
+            .layer(MapResponseLayer::new(
+                |response: axum::http::Response<ResponseBody<Body>>| {
+                    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        return crate::inputs::scim::scim_error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            None,
+                            "the request body is too large",
+                        );
+                    }
+                    response.map(Body::new)
+                },
+            ))
+            .layer(RequestBodyLimitLayer::new(max_body)),
+    )
+}
+
 /// `Cache-Control: no-store` on every response.
 pub(crate) fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))

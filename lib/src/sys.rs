@@ -35,7 +35,7 @@ pub fn random_id(bytes: usize) -> Result<String, RandomUnavailable> {
 }
 
 /// Whether two secrets are equal, in time that depends on their lengths only.
-#[cfg(any(test, feature = "openidconnect", feature = "admin"))]
+#[cfg(any(test, feature = "openidconnect", feature = "admin", feature = "scim"))]
 pub(crate) fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }

@@ -264,3 +264,131 @@ impl FusionAuthConfig {
         })
     }
 }
+
+/// The SCIM clients, as written: `scim_tokens` for the issuer given by `issuer`, and
+/// `[[scim]]` tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ScimConfig {
+    /// Bearer tokens of a SCIM client for the issuer given by `issuer` (flags, environment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scim_tokens: Vec<Secret>,
+    /// SCIM clients, each scoped to one issuer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scim: Vec<ScimClientConfig>,
+}
+
+/// One `[[scim]]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ScimClientConfig {
+    /// Its bearer tokens (32 characters or more each).
+    pub tokens: Vec<Secret>,
+    /// The configured issuer whose users it provisions.
+    pub issuer: String,
+    /// The attribute path mapped to the OIDC `sub` (default `externalId`).
+    #[serde(default = "default_sub_attribute")]
+    pub sub_attribute: String,
+}
+
+fn default_sub_attribute() -> String {
+    "externalId".into()
+}
+
+/// A SCIM client, validated.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ScimSettings {
+    /// Its bearer tokens.
+    pub tokens: Vec<SecretString>,
+    /// The issuer whose users it provisions.
+    pub issuer: String,
+    /// The attribute mapped to `sub`.
+    pub sub_attribute: String,
+}
+
+impl ScimConfig {
+    /// Each client names a configured issuer and has long tokens; `single_issuer` is the
+    /// issuer `scim_tokens` are for.
+    pub fn validate(
+        &self,
+        single_issuer: Option<&str>,
+        issuers: &[IssuerSettings],
+        check: &mut Check<'_>,
+    ) -> Result<Vec<ScimSettings>, ConfigError> {
+        let mut clients = Vec::new();
+        if !self.scim_tokens.is_empty() {
+            let Some(issuer) = single_issuer else {
+                return Err(check.invalid(
+                    "scim_tokens",
+                    "scim_tokens are for the issuer given by issuer, which is not set; use \
+                     [[scim]] tables to name each client's issuer",
+                ));
+            };
+            clients.push((
+                "scim_tokens".to_owned(),
+                &self.scim_tokens,
+                issuer,
+                "externalId",
+            ));
+        }
+        for (i, client) in self.scim.iter().enumerate() {
+            clients.push((
+                format!("scim[{i}]"),
+                &client.tokens,
+                client.issuer.as_str(),
+                client.sub_attribute.as_str(),
+            ));
+        }
+        let mut valid: Vec<ScimSettings> = Vec::with_capacity(clients.len());
+        for (key, tokens, issuer, sub_attribute) in clients {
+            let tokens_key = if key == "scim_tokens" {
+                key.clone()
+            } else {
+                format!("{key}.tokens")
+            };
+            if tokens.is_empty() {
+                return Err(check.invalid(&tokens_key, "at least one token is required"));
+            }
+            if tokens.iter().any(|t| t.expose().len() < 32) {
+                return Err(check.invalid(
+                    &tokens_key,
+                    "a SCIM token must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+                ));
+            }
+            let taken = valid.iter().any(|other| {
+                other.tokens.iter().any(|o| {
+                    tokens
+                        .iter()
+                        .any(|t| secrecy::ExposeSecret::expose_secret(o) == t.expose())
+                })
+            });
+            if taken {
+                return Err(check.invalid(
+                    &tokens_key,
+                    "each SCIM client needs tokens of its own (this one is another client's)",
+                ));
+            }
+            if !issuers.iter().any(|s| s.policy.issuer == issuer) {
+                return Err(check.invalid(
+                    &format!("{key}.issuer"),
+                    format!("{issuer} is not a configured issuer"),
+                ));
+            }
+            if sub_attribute.trim().is_empty() {
+                return Err(check.invalid(
+                    &format!("{key}.sub_attribute"),
+                    "must name an attribute (externalId, userName, or a path)",
+                ));
+            }
+            valid.push(ScimSettings {
+                tokens: tokens.iter().map(Secret::to_secret_string).collect(),
+                issuer: issuer.to_owned(),
+                sub_attribute: sub_attribute.to_owned(),
+            });
+        }
+        Ok(valid)
+    }
+}

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use inputs::{
-    AdminConfig, FusionAuthConfig, FusionAuthSettings, FusionAuthTenant, TransmitterConfig,
-    TransmitterSettings,
+    AdminConfig, FusionAuthConfig, FusionAuthSettings, FusionAuthTenant, ScimClientConfig,
+    ScimConfig, ScimSettings, TransmitterConfig, TransmitterSettings,
 };
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
 pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners};
@@ -168,6 +168,11 @@ pub const FLAGS: &[Flag] = &[
         "admin_tokens",
         Kind::SecretList,
         "Bearer tokens of the admin API, comma-separated (32+ characters each); none: off",
+    ),
+    Flag::new(
+        "scim_tokens",
+        Kind::SecretList,
+        "Bearer tokens of a SCIM client for the issuer given by --issuer, comma-separated (32+ characters each); none: off",
     ),
     Flag::new(
         "shutdown_grace_secs",
@@ -355,6 +360,9 @@ pub struct Config {
     /// FusionAuth webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusionauth: Option<FusionAuthConfig>,
+    /// SCIM 2.0 provisioning clients.
+    #[serde(flatten)]
+    pub scim: ScimConfig,
     /// Keys no part knows: refused at validation (serde cannot deny unknown fields next to
     /// flattened ones).
     #[serde(flatten, skip_serializing)]
@@ -423,6 +431,8 @@ pub struct Settings {
     pub transmitters: Vec<TransmitterSettings>,
     /// FusionAuth webhooks; `None`: no webhook endpoint.
     pub fusionauth: Option<FusionAuthSettings>,
+    /// SCIM clients; none: no SCIM endpoint.
+    pub scim: Vec<ScimSettings>,
     /// How far an OP's clock may be ahead of this one.
     pub clock_skew: std::time::Duration,
     /// Things worth a warning at startup (plain http, in-memory store).
@@ -524,6 +534,9 @@ impl Config {
             .as_ref()
             .map(|f| f.validate(&issuers, &mut check))
             .transpose()?;
+        let scim = self
+            .scim
+            .validate(self.issuer.issuer.as_deref(), &issuers, &mut check)?;
         Ok(Settings {
             listeners,
             log_format,
@@ -533,6 +546,7 @@ impl Config {
             admin_tokens,
             transmitters,
             fusionauth,
+            scim,
             clock_skew: std::time::Duration::from_secs(self.clock_skew_secs),
             warnings: check.warnings,
             effective: self,

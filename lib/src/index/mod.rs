@@ -22,6 +22,7 @@
 
 #[cfg(feature = "redis")]
 mod connection;
+mod directory;
 #[cfg(feature = "redis")]
 mod follower;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -43,6 +44,7 @@ use std::time::Duration;
 pub(crate) use connection::RedisConnection;
 #[cfg(feature = "redis")]
 pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
+pub use directory::{Lookup, MemoryDirectory, ScimUser, UserDirectory, Written};
 #[cfg(feature = "denylist")]
 pub(crate) use keys::decode_component;
 pub use keys::{

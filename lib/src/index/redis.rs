@@ -425,6 +425,16 @@ impl RedisIndex {
         }
     }
 
+    /// `<prefix>v2:{<iss>}:`: every key of the issuer starts with it (one hash tag).
+    pub(super) fn issuer_base(&self, issuer: &str) -> String {
+        self.keys(issuer).base().to_owned()
+    }
+
+    /// A handle on the shared connection.
+    pub(super) fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
     /// A marker this instance has just written, for its own view of logouts (if it follows
     /// them): a request that follows a logout here sees it at once.
     fn wrote(&self, issuer: &str, field: &str, iat: u64) {

@@ -6,12 +6,15 @@
 //! - [`admin`] — the admin API (feature `admin`);
 //! - [`shared_signals`] — Shared Signals Security Event Tokens: CAEP, RISC (feature
 //!   `shared-signals`);
-//! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`).
+//! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`);
+//! - [`scim`] — SCIM 2.0 provisioning: deactivation and deletion (feature `scim`).
 
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod backchannel;
 #[cfg(feature = "fusionauth")]
 pub mod fusionauth;
+#[cfg(feature = "scim")]
+pub mod scim;
 #[cfg(feature = "shared-signals")]
 pub mod shared_signals;

@@ -19,10 +19,14 @@ use tokio::sync::watch;
 
 use crate::config::{IssuerSettings, Limits, Settings};
 use crate::core::{AfterLogout, Core};
-use crate::index::{IndexSettings, MemoryIndex, RecordStore, RedisIndex, SessionIndex, StoreError};
+use crate::index::{
+    IndexSettings, MemoryDirectory, MemoryIndex, RecordStore, RedisIndex, SessionIndex, StoreError,
+    UserDirectory,
+};
 use crate::inputs::admin;
 use crate::inputs::backchannel::{PATH, Receiver};
 use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
+use crate::inputs::scim::{self, ScimClient};
 use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
 use crate::provider::{Provider, ProviderError, http_client};
 use crate::rp::RefreshTokenRevocation;
@@ -209,7 +213,10 @@ impl Server {
                         None => r,
                     },
                 );
-                inputs.bind(index, Some(Arc::new(revocation))).await
+                let directory = index.clone();
+                inputs
+                    .bind(index, directory, Some(Arc::new(revocation)))
+                    .await
             }
             // No application shares an in-memory index with a standalone receiver: there are
             // no refresh tokens to revoke.
@@ -217,7 +224,7 @@ impl Server {
                 let index = self.memory.unwrap_or_else(|| {
                     MemoryIndex::new(IndexSettings::clone(&self.settings.index))
                 });
-                inputs.bind(index, None).await
+                inputs.bind(index, MemoryDirectory::new(), None).await
             }
         }
     }
@@ -241,9 +248,10 @@ struct Inputs<'a> {
 
 impl Inputs<'_> {
     /// One core over `index`; each enabled input on top of it; the routers on their listeners.
-    async fn bind<S: SessionIndex + RecordStore>(
+    async fn bind<S: SessionIndex + RecordStore, D: UserDirectory>(
         self,
         index: S,
+        directory: D,
         after_logout: Option<Arc<dyn AfterLogout>>,
     ) -> Result<Bound, ServerError> {
         let settings = self.settings;
@@ -284,6 +292,18 @@ impl Inputs<'_> {
                 }
             }
             main = main.merge(webhooks.into_router());
+        }
+        if !settings.scim.is_empty() {
+            let clients: Vec<ScimClient> = settings
+                .scim
+                .iter()
+                .map(|c| {
+                    ScimClient::new(&c.issuer, c.tokens.clone())
+                        .with_sub_attribute(&c.sub_attribute)
+                })
+                .collect();
+            main = main.merge(scim::router(core.clone(), directory, &clients));
+            tracing::info!("SCIM provisioning under {}", scim::PREFIX);
         }
         let admin_api = (!settings.admin_tokens.is_empty())
             .then(|| admin::router(core.clone(), &settings.admin_tokens));

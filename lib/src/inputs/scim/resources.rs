@@ -1,0 +1,161 @@
+//! The SCIM documents this endpoint serves: User resources and list responses, and the
+//! discovery documents clients read first (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`;
+//! RFC 7643 §5–7), saying exactly what is supported.
+
+use serde_json::{Value, json};
+
+use super::PREFIX;
+use super::path::USER_SCHEMA;
+use crate::index::ScimUser;
+
+const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// Where a user lives.
+pub(super) fn location(id: &str) -> String {
+    format!("{PREFIX}/Users/{}", crate::index::encode_component(id))
+}
+
+/// A user as a User resource: the attributes kept.
+pub(super) fn user(user: &ScimUser) -> Value {
+    let mut resource = json!({
+        "schemas": [USER_SCHEMA],
+        "id": user.id,
+        "userName": user.user_name,
+        "active": user.active,
+        "meta": {
+            "resourceType": "User",
+            "created": rfc3339(user.created),
+            "lastModified": rfc3339(user.modified),
+            "location": location(&user.id),
+        },
+    });
+    if let (Some(external), Some(map)) = (&user.external_id, resource.as_object_mut()) {
+        map.insert("externalId".into(), external.clone().into());
+    }
+    resource
+}
+
+/// A list response holding `resources` (all of them: a filter finds at most one user).
+pub(super) fn list(resources: Vec<Value>) -> Value {
+    let total = resources.len();
+    page(resources, total, 1)
+}
+
+/// A list response: one page of `total` results, starting at `start` (1-based).
+pub(super) fn page(resources: Vec<Value>, total: usize, start: usize) -> Value {
+    json!({
+        "schemas": [LIST],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+pub(super) fn service_provider_config() -> Value {
+    let off = json!({ "supported": false });
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "documentationUri": "https://github.com/oidc-logout/oidc-logout/blob/main/docs/deprovisioning.md",
+        "patch": { "supported": true },
+        "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
+        "filter": { "supported": true, "maxResults": 1 },
+        "changePassword": off,
+        "sort": off,
+        "etag": off,
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "A bearer token configured for this SCIM client",
+            "primary": true,
+        }],
+        "meta": { "resourceType": "ServiceProviderConfig", "location": format!("{PREFIX}/ServiceProviderConfig") },
+    })
+}
+
+pub(super) fn user_resource_type() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "User Account",
+        "schema": USER_SCHEMA,
+        "schemaExtensions": [],
+        "meta": { "resourceType": "ResourceType", "location": format!("{PREFIX}/ResourceTypes/User") },
+    })
+}
+
+pub(super) fn resource_types() -> Value {
+    list(vec![user_resource_type()])
+}
+
+fn attribute(name: &str, kind: &str, required: bool, uniqueness: &str) -> Value {
+    json!({
+        "name": name,
+        "type": kind,
+        "multiValued": false,
+        "required": required,
+        "caseExact": false,
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": uniqueness,
+    })
+}
+
+fn user_schema() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": USER_SCHEMA,
+        "name": "User",
+        "description": "User Account (the attributes kept for deprovisioning; others are accepted and not stored)",
+        "attributes": [
+            attribute("userName", "string", true, "server"),
+            attribute("externalId", "string", false, "server"),
+            attribute("active", "boolean", false, "none"),
+        ],
+        "meta": { "resourceType": "Schema", "location": format!("{PREFIX}/Schemas/{USER_SCHEMA}") },
+    })
+}
+
+pub(super) fn schemas() -> Value {
+    list(vec![user_schema()])
+}
+
+pub(super) fn schema(id: &str) -> Option<Value> {
+    (id == USER_SCHEMA).then(user_schema)
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC date-time (`2026-11-30T03:51:28Z`).
+fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rest = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_009_488), "2026-11-30T03:31:28Z");
+    }
+}

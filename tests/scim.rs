@@ -1,0 +1,454 @@
+//! SCIM 2.0 deprovisioning: the request sequences Microsoft Entra ID and Okta provisioning send
+//! (fixtures in `tests/fixtures/scim/`, each step naming its published source) replayed over
+//! HTTP against a real redis-server holding live sessions. Deactivation and deletion end the
+//! user's sessions and no one else's; reactivation lets new logins live; a wrong token or
+//! body changes nothing; each client sees only its own issuer's users. Last, the contract of
+//! `oidc-logout serve`: `OIDC_LOGOUT_SCIM_TOKENS` turns the endpoint on.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, endpoint, index_on, now, start};
+use oidc_logout::Core;
+use oidc_logout::index::{Registration, SessionIndex, SessionKey, SessionRecord, SessionState};
+use oidc_logout::inputs::scim::{self, ScimClient};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const ISS: &str = "https://idp.example.com/tenant-a";
+const OTHER_ISS: &str = "https://idp.example.com/tenant-b";
+const TOKEN: &str = "scim-token-of-tenant-a-0123456789abcdef";
+const OTHER_TOKEN: &str = "scim-token-of-tenant-b-0123456789abcdef";
+
+fn record(id: &str, sub: &str, auth_time: u64) -> SessionRecord {
+    SessionRecord {
+        session_id: id.into(),
+        issuer: ISS.into(),
+        sub: sub.into(),
+        sid: Some(format!("op-{id}")),
+        auth_time,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+async fn state<S: SessionIndex>(index: &S, r: &SessionRecord) -> SessionState {
+    index
+        .state(&SessionKey {
+            issuer: &r.issuer,
+            session_id: &r.session_id,
+            sub: &r.sub,
+            sid: r.sid.as_deref(),
+            auth_time: r.auth_time,
+        })
+        .await
+        .expect("state")
+}
+
+/// The SCIM endpoint over a Redis index, for clients of two issuers; returns its base URL.
+async fn serve_scim(redis: &RedisServer) -> (String, oidc_logout::index::RedisIndex) {
+    let index = index_on(redis).await;
+    let core = Core::builder(index.clone())
+        .issuer(ISS)
+        .issuer(OTHER_ISS)
+        .build();
+    let clients = [
+        ScimClient::new(ISS, vec![SecretString::from(TOKEN)]),
+        ScimClient::new(OTHER_ISS, vec![SecretString::from(OTHER_TOKEN)]),
+    ];
+    let base = common::serve(scim::router(core, index.clone(), &clients)).await;
+    (format!("{base}{}", scim::PREFIX), index)
+}
+
+async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/scim+json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+/// Replay one client's fixture: every step's status and expected members; the user's sessions
+/// live or ended where the step says; a bystander's session live throughout.
+async fn replay(fixture: &str) {
+    let fixture: Value = serde_json::from_str(fixture).expect("fixture");
+    let sub = fixture["sub"].as_str().expect("sub");
+    let redis = RedisServer::start();
+    let (base, index) = serve_scim(&redis).await;
+    let mut sessions = vec![
+        record("laptop", sub, now() - 60),
+        record("phone", sub, now() - 30),
+    ];
+    let bystander = record("bystander", "someone-else", now() - 60);
+    for r in sessions.iter().chain([&bystander]) {
+        assert_eq!(
+            index.register(r).await.expect("register"),
+            Registration::Registered
+        );
+    }
+    let mut id = String::new();
+    let steps = fixture["steps"].as_array().expect("steps");
+    for (i, step) in steps.iter().enumerate() {
+        let source = step["source"].as_str().unwrap_or_default();
+        let path = step["path"].as_str().expect("path").replace("{id}", &id);
+        let body = step.get("body").map(|b| b.to_string().replace("{id}", &id));
+        let (status, answer, headers) = call(
+            step["method"].as_str().expect("method"),
+            &format!("{base}{path}"),
+            Some(TOKEN),
+            body.as_deref(),
+        )
+        .await;
+        let want = step["status"].as_u64().expect("status");
+        assert_eq!(u64::from(status), want, "step {i} ({source}): {answer}");
+        if status != 204 {
+            let kind = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert_eq!(kind, "application/scim+json", "step {i} ({source})");
+        }
+        if let Some(expect) = step.get("expect").and_then(Value::as_object) {
+            for (name, value) in expect {
+                assert_eq!(
+                    &answer[name], value,
+                    "step {i} ({source}), {name}: {answer}"
+                );
+            }
+        }
+        if step["save_id"] == json!(true) {
+            id = answer["id"].as_str().expect("an id").to_owned();
+            assert!(!id.is_empty());
+            let location = headers
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert!(location.ends_with(&format!("/Users/{id}")), "{location}");
+        }
+        match step["sessions"].as_str() {
+            Some("live") => {
+                for r in &sessions {
+                    assert_eq!(
+                        state(&index, r).await,
+                        SessionState::Active,
+                        "step {i} ({source})"
+                    );
+                }
+            }
+            Some("ended") => {
+                for r in &sessions {
+                    assert_eq!(
+                        state(&index, r).await,
+                        SessionState::Ended,
+                        "step {i} ({source})"
+                    );
+                }
+            }
+            _ => {}
+        }
+        if step["login_after"] == json!(true) {
+            // The user logs in again after being reactivated (a later second than the
+            // revocation): the new session lives.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let again = record(&format!("again-{i}"), sub, now());
+            assert_eq!(
+                index.register(&again).await.expect("register"),
+                Registration::Registered,
+                "step {i} ({source}): a login after reactivation lives"
+            );
+            sessions.push(again);
+        }
+        assert_eq!(
+            state(&index, &bystander).await,
+            SessionState::Active,
+            "step {i} ({source}): another user's session is untouched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn entra_id_provisioning_deprovisions_the_right_user() {
+    replay(include_str!("fixtures/scim/entra.json")).await;
+}
+
+#[tokio::test]
+async fn okta_provisioning_deprovisions_the_right_user() {
+    replay(include_str!("fixtures/scim/okta.json")).await;
+}
+
+fn user(name: &str, external: &str) -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "externalId": external,
+        "active": true,
+    })
+    .to_string()
+}
+
+fn deactivate() -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn wrong_tokens_and_bad_bodies_change_nothing() {
+    let redis = RedisServer::start();
+    let (base, index) = serve_scim(&redis).await;
+    let alice = record("laptop", "alice-ext", now() - 60);
+    index.register(&alice).await.expect("register");
+    let (status, answer, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&user("alice", "alice-ext")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = answer["id"].as_str().expect("id").to_owned();
+    let url = format!("{base}/Users/{id}");
+    for token in [None, Some("not-a-token"), Some(&TOKEN[1..])] {
+        let (status, answer, headers) = call("PATCH", &url, token, Some(&deactivate())).await;
+        assert_eq!(status, 401, "{answer}");
+        assert_eq!(
+            answer["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+        assert_eq!(
+            headers.get("www-authenticate").map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+        let (status, _, _) = call("DELETE", &url, token, None).await;
+        assert_eq!(status, 401);
+    }
+    // Another customer's client does not see, change or delete this user.
+    for (method, body) in [
+        ("GET", None),
+        ("PATCH", Some(deactivate())),
+        ("DELETE", None),
+    ] {
+        let (status, _, _) = call(method, &url, Some(OTHER_TOKEN), body.as_deref()).await;
+        assert_eq!(status, 404, "{method}");
+    }
+    let (_, found, _) = call(
+        "GET",
+        &format!("{base}/Users?filter=userName%20eq%20%22alice%22"),
+        Some(OTHER_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(found["totalResults"], 0);
+    // Malformed requests: a SCIM 400, nothing applied.
+    for (method, body, scim_type) in [
+        ("PATCH", "[]", "invalidSyntax"),
+        ("PATCH", "{\"Operations\": []}", "invalidSyntax"),
+        (
+            "PATCH",
+            "{\"schemas\":[\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"],\"Operations\":[{\"op\":\"replace\",\"path\":\"active\",\"value\":\"nope\"}]}",
+            "invalidValue",
+        ),
+        (
+            "PUT",
+            "{\"userName\": \"alice\", \"active\": \"sometimes\"}",
+            "invalidValue",
+        ),
+        ("PUT", "not json", "invalidSyntax"),
+    ] {
+        let (status, answer, _) = call(method, &url, Some(TOKEN), Some(body)).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["scimType"], scim_type, "{body}");
+        assert!(
+            !answer.to_string().contains("sometimes"),
+            "no echo: {answer}"
+        );
+    }
+    for filter in ["userName co \"a\"", "displayName eq \"x\"", "userName eq"] {
+        let url = reqwest::Url::parse_with_params(&format!("{base}/Users"), [("filter", filter)])
+            .expect("url");
+        let (status, answer, _) = call("GET", url.as_str(), Some(TOKEN), None).await;
+        assert_eq!(
+            (status, &answer["scimType"]),
+            (400, &json!("invalidFilter")),
+            "{filter}"
+        );
+    }
+    // A user without the attribute mapped to sub cannot be created.
+    let no_sub =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bob"});
+    let (status, _, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&no_sub.to_string()),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // A body above the limit is refused before it is read.
+    let big = format!("{{\"userName\": \"{}\"}}", "x".repeat(scim::MAX_BODY_BYTES));
+    let (status, _, _) = call("POST", &format!("{base}/Users"), Some(TOKEN), Some(&big)).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        state(&index, &alice).await,
+        SessionState::Active,
+        "nothing was applied"
+    );
+    let (_, still, _) = call("GET", &url, Some(TOKEN), None).await;
+    assert_eq!(still["active"], true);
+}
+
+#[tokio::test]
+async fn the_sub_can_come_from_another_attribute() {
+    let redis = RedisServer::start();
+    let index = index_on(&redis).await;
+    let core = Core::builder(index.clone()).issuer(ISS).build();
+    let client = ScimClient::new(ISS, vec![SecretString::from(TOKEN)]).with_sub_attribute(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+    );
+    let base = format!(
+        "{}{}",
+        common::serve(scim::router(core, index.clone(), &[client])).await,
+        scim::PREFIX
+    );
+    let employee = record("laptop", "701984", now() - 60);
+    let namesake = record("other", "bjensen", now() - 60);
+    for r in [&employee, &namesake] {
+        index.register(r).await.expect("register");
+    }
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": "bjensen",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "701984"},
+    });
+    let (status, answer, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().expect("id");
+    let (status, _, _) = call("DELETE", &format!("{base}/Users/{id}"), Some(TOKEN), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(state(&index, &employee).await, SessionState::Ended);
+    assert_eq!(state(&index, &namesake).await, SessionState::Active);
+}
+
+#[tokio::test]
+async fn discovery_documents_say_what_is_supported() {
+    let redis = RedisServer::start();
+    let (base, _) = serve_scim(&redis).await;
+    let (status, config, _) = call(
+        "GET",
+        &format!("{base}/ServiceProviderConfig"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(config["patch"]["supported"], true);
+    assert_eq!(config["bulk"]["supported"], false);
+    assert_eq!(
+        config["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
+    let (status, types, _) = call("GET", &format!("{base}/ResourceTypes"), Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(types["Resources"][0]["endpoint"], "/Users");
+    let (status, schemas, _) = call("GET", &format!("{base}/Schemas"), Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        schemas["Resources"][0]["id"],
+        "urn:ietf:params:scim:schemas:core:2.0:User"
+    );
+    let (status, _, _) = call("GET", &format!("{base}/ServiceProviderConfig"), None, None).await;
+    assert_eq!(status, 401, "discovery needs the token too");
+}
+
+/// `oidc-logout serve` with `OIDC_LOGOUT_SCIM_TOKENS`: the endpoint on the main listener for
+/// the issuer given by environment; a short token stops startup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_serves_scim_when_tokens_are_configured() {
+    let redis = RedisServer::start();
+    let op = common::Op::start().await;
+    let redis_url = redis.url();
+    let running = start(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", common::CLIENT),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+            ("OIDC_LOGOUT_SCIM_TOKENS", TOKEN),
+        ],
+    );
+    let receiver = endpoint(&running);
+    let base = receiver.replace("/backchannel-logout", scim::PREFIX);
+    let index = index_on(&redis).await;
+    let session = SessionRecord {
+        issuer: op.issuer().into(),
+        ..record("laptop", "alice-ext", now() - 60)
+    };
+    index.register(&session).await.expect("register");
+    let (status, answer, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&user("alice", "alice-ext")),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().expect("id");
+    let (status, _, _) = call(
+        "PATCH",
+        &format!("{base}/Users/{id}"),
+        Some(TOKEN),
+        Some(&deactivate()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(state(&index, &session).await, SessionState::Ended);
+    let (status, _, _) = call("GET", &format!("{base}/Users/{id}"), None, None).await;
+    assert_eq!(status, 401);
+
+    let failure = common::failure(
+        &["serve"],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", common::CLIENT),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+            ("OIDC_LOGOUT_SCIM_TOKENS", "short"),
+        ],
+    );
+    assert!(failure.contains("OIDC_LOGOUT_SCIM_TOKENS"), "{failure}");
+    assert!(failure.contains("32 characters"), "{failure}");
+    assert!(
+        !failure.contains("short"),
+        "the token is not echoed: {failure}"
+    );
+}
