@@ -91,6 +91,15 @@ pub struct SessionView {
     /// Until when the index keeps the session unless its application extends it (seconds since
     /// the epoch; 0 for a session of the version 1 layout).
     pub indexed_until: u64,
+    /// The session policy its login chose, when one was named.
+    pub policy: Option<String>,
+    /// When a request of the session last arrived (to the minute), when the application records
+    /// it (`SessionDetails`).
+    pub last_seen: Option<u64>,
+    /// The user agent of its latest request, when the application records client details.
+    pub user_agent: Option<String>,
+    /// The client address of its latest request, likewise.
+    pub address: Option<String>,
 }
 
 /// The session-ending core: cheap to clone, clones share everything.
@@ -464,19 +473,32 @@ impl<S: SessionIndex + RecordStore> Core<S> {
 struct RecordedLogin {
     issuer: String,
     sub: String,
+    #[cfg_attr(not(feature = "session-store"), allow(dead_code))]
+    recorded: Recorded,
+}
+
+#[cfg(feature = "session-store")]
+use crate::session_store::Recorded;
+
+#[cfg(not(feature = "session-store"))]
+#[derive(Default)]
+struct Recorded {
     client_id: Option<String>,
-    logged_in_at: u64,
+    policy: Option<String>,
+    logged_in_at: Option<u64>,
+    last_seen: Option<u64>,
+    user_agent: Option<String>,
+    address: Option<String>,
 }
 
 /// The login a session record of this crate's store holds, if any.
 fn login_of(record: &[u8]) -> Option<RecordedLogin> {
     #[cfg(feature = "session-store")]
     {
-        crate::session_store::login_of_bytes(record).map(|login| RecordedLogin {
+        crate::session_store::recorded_of_bytes(record).map(|(login, recorded)| RecordedLogin {
             issuer: login.issuer,
             sub: login.sub,
-            client_id: login.client_id,
-            logged_in_at: login.logged_in_at,
+            recorded,
         })
     }
     #[cfg(not(feature = "session-store"))]
@@ -487,14 +509,17 @@ fn login_of(record: &[u8]) -> Option<RecordedLogin> {
 }
 
 fn view(info: SessionInfo, login: Option<RecordedLogin>) -> SessionView {
-    let (client_id, logged_in_at) =
-        login.map_or((None, None), |l| (l.client_id, Some(l.logged_in_at)));
+    let recorded = login.map(|l| l.recorded).unwrap_or_default();
     SessionView {
         session_id: info.session_id,
         sid: info.sid,
-        client_id,
+        client_id: recorded.client_id,
         auth_time: info.auth_time,
-        logged_in_at,
+        logged_in_at: recorded.logged_in_at,
         indexed_until: info.indexed_until,
+        policy: recorded.policy,
+        last_seen: recorded.last_seen,
+        user_agent: recorded.user_agent,
+        address: recorded.address,
     }
 }

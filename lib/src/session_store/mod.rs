@@ -36,6 +36,8 @@ macro_rules! for_each_tower_sessions {
 }
 
 mod aware;
+mod details;
+mod own;
 mod policy;
 mod records;
 
@@ -45,6 +47,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use aware::{INDEXED_KEY, LogoutAware};
+pub use details::{DETAILS_KEY, DetailsLayer, DetailsService, NotANetwork, SessionDetails};
+pub use own::OwnSessions;
 pub use policy::{
     Chooser, Policies, PoliciesConfig, PolicyConfig, PolicyError, PolicyInput, PolicyRule,
     SessionPolicy, Unreachable,
@@ -303,10 +307,37 @@ pub(crate) struct LoginFacts<'a> {
 }
 
 /// The login a stored session record (this crate's JSON) holds, if it can be read.
+#[cfg(feature = "rp")]
 pub(crate) fn login_of_bytes(data: &[u8]) -> Option<Login> {
+    recorded_of_bytes(data).map(|(login, _)| login)
+}
+
+/// What a session record's user and use are, for the admin's and the user's session lists.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorded {
+    pub(crate) client_id: Option<String>,
+    pub(crate) policy: Option<String>,
+    pub(crate) logged_in_at: Option<u64>,
+    pub(crate) last_seen: Option<u64>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) address: Option<String>,
+}
+
+/// The login and details a stored session record (this crate's JSON) holds.
+pub(crate) fn recorded_of_bytes(data: &[u8]) -> Option<(Login, Recorded)> {
     let record: tower_sessions_core::session::Record = serde_json::from_slice(data).ok()?;
-    record
+    let login = record
         .data
         .get(LOGIN_KEY)
-        .and_then(|value| Login::deserialize(value).ok())
+        .and_then(|value| Login::deserialize(value).ok())?;
+    let details = details::details_of(&record.data).unwrap_or_default();
+    let recorded = Recorded {
+        client_id: login.client_id.clone(),
+        policy: login.policy.clone(),
+        logged_in_at: Some(login.logged_in_at),
+        last_seen: (details.last_seen > 0).then_some(details.last_seen),
+        user_agent: details.user_agent,
+        address: details.address,
+    };
+    Some((login, recorded))
 }

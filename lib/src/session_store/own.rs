@@ -1,0 +1,318 @@
+//! A user's own sessions: a router the application mounts (say under `/account/sessions`) so
+//! that a logged-in user sees where else they are logged in and ends one session, or all but
+//! the current one. Authenticated by the application's session (its [`Login`](super::Login));
+//! a user only ever sees and ends their own sessions at their issuer.
+//!
+//! Sessions are named by an opaque handle (a digest of the session id), never by the id itself:
+//! a session id is what the session cookie holds, and listing it would hand every other
+//! session's cookie to whatever script reads the page. The two `POST`s require a JSON body
+//! (`Content-Type: application/json`), which a cross-site form cannot send.
+//!
+//! - `GET /` → `{"sessions": [{"session", "current", "client_id", "policy", "logged_in_at",
+//!   "last_seen", "user_agent", "address", "auth_time"}]}` (details where the application
+//!   records them and the sessions live in this crate's store);
+//! - `POST /end` with `{"session": "<handle>"}` → `{"ended": true}`; ending the current session
+//!   is a local logout;
+//! - `POST /end-others` → `{"ended": <count>}`.
+
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{CHECK_KEY, CheckFacts, SessionAccess, recorded_of_bytes};
+use crate::core::AfterLogout;
+use crate::index::{RecordStore, SessionIndex, StoreError};
+
+/// The largest request body read (a handle).
+const MAX_BODY_BYTES: usize = 1024;
+
+/// The user's own sessions, over `index` (the one the session store registers in). Build its
+/// router with [`router`](Self::router) (tower-sessions 0.15) inside the session layer.
+pub struct OwnSessions<I> {
+    index: I,
+    after_logout: Option<Arc<dyn AfterLogout>>,
+}
+
+impl<I: std::fmt::Debug> std::fmt::Debug for OwnSessions<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnSessions")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I: SessionIndex + RecordStore> OwnSessions<I> {
+    /// The user's sessions in `index`.
+    pub fn new(index: I) -> Self {
+        Self {
+            index,
+            after_logout: None,
+        }
+    }
+
+    /// Run `hook` for the sessions a user ends (e.g. `RefreshTokenRevocation`, to revoke their
+    /// refresh tokens).
+    #[must_use]
+    pub fn with_after_logout(mut self, hook: Arc<dyn AfterLogout>) -> Self {
+        self.after_logout = Some(hook);
+        self
+    }
+
+    /// The router, for tower-sessions 0.15.
+    pub fn router(self) -> Router {
+        self.router_for::<tower_sessions_core::Session>()
+    }
+
+    /// The router, for tower-sessions 0.14.
+    #[cfg(feature = "tower-sessions-014")]
+    pub fn router_014(self) -> Router {
+        self.router_for::<tower_sessions_core_014::Session>()
+    }
+
+    fn router_for<T: SessionAccess + Clone + 'static>(self) -> Router {
+        let routes = Router::new()
+            .route("/", get(list::<I, T>))
+            .route("/end", post(end::<I, T>))
+            .route("/end-others", post(end_others::<I, T>))
+            .with_state(Arc::new(self));
+        crate::response::protect(routes, MAX_BODY_BYTES, crate::response::Protocol::OAuth)
+    }
+}
+
+/// The request's session, which must hold a login.
+struct User<T> {
+    session: T,
+    issuer: String,
+    sub: String,
+    current: Option<String>,
+}
+
+impl<S: Send + Sync, T: SessionAccess + Clone + 'static> FromRequestParts<S> for User<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(session) = parts.extensions.get::<T>().cloned() else {
+            return Err(failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the session layer is missing",
+            ));
+        };
+        let facts = match session.get_value(CHECK_KEY).await {
+            Ok(Some(value)) => CheckFacts::deserialize(value).ok(),
+            Ok(None) => None,
+            Err(_) => return Err(unavailable()),
+        };
+        let Some(facts) = facts else {
+            return Err(failure(
+                StatusCode::UNAUTHORIZED,
+                "login_required",
+                "log in to see your sessions",
+            ));
+        };
+        Ok(Self {
+            current: session.id(),
+            issuer: facts.issuer.into_owned(),
+            sub: facts.sub.into_owned(),
+            session,
+        })
+    }
+}
+
+fn failure(status: StatusCode, code: &str, description: &str) -> Response {
+    crate::response::error(crate::response::Protocol::OAuth, status, code, description)
+}
+
+fn unavailable() -> Response {
+    crate::response::unavailable(
+        crate::response::Protocol::OAuth,
+        "the session store is unavailable; retry",
+    )
+}
+
+fn store_failed(error: &StoreError) -> Response {
+    tracing::error!(%error, "a user's session list failed: session store unavailable");
+    unavailable()
+}
+
+/// The opaque name of a session in these answers.
+fn handle(session_id: &str) -> String {
+    let digest = digest::digest(&digest::SHA256, session_id.as_bytes());
+    digest
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The user's live session ids.
+async fn ids<I: SessionIndex>(
+    index: &I,
+    user: &User<impl Sized>,
+) -> Result<Vec<String>, StoreError> {
+    Ok(index
+        .sessions(&user.issuer, &user.sub)
+        .await?
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect())
+}
+
+async fn list<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
+    State(own): State<Arc<OwnSessions<I>>>,
+    user: User<T>,
+) -> Response {
+    let infos = match own.index.sessions(&user.issuer, &user.sub).await {
+        Ok(infos) => infos,
+        Err(error) => return store_failed(&error),
+    };
+    let ids: Vec<String> = infos.iter().map(|i| i.session_id.clone()).collect();
+    let records = match own.index.get_records(&ids).await {
+        Ok(records) => records,
+        Err(error) => return store_failed(&error),
+    };
+    let sessions: Vec<Value> = infos
+        .iter()
+        .zip(records)
+        .map(|(info, record)| {
+            let recorded = record
+                .as_deref()
+                .and_then(recorded_of_bytes)
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            json!({
+                "session": handle(&info.session_id),
+                "current": user.current.as_deref() == Some(info.session_id.as_str()),
+                "client_id": recorded.client_id,
+                "policy": recorded.policy,
+                "logged_in_at": recorded.logged_in_at,
+                "last_seen": recorded.last_seen,
+                "user_agent": recorded.user_agent,
+                "address": recorded.address,
+                "auth_time": info.auth_time,
+            })
+        })
+        .collect();
+    crate::response::json(StatusCode::OK, &json!({ "sessions": sessions }))
+}
+
+/// A JSON body: the two `POST`s refuse anything a cross-site form can send.
+fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Box<Response>> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Box::new(failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "send a JSON body (Content-Type: application/json)",
+        )));
+    }
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            Box::new(failure(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body must be a JSON object",
+            ))
+        })
+}
+
+/// End `victims` of the user; returns how many were ended.
+async fn end_ids<I: SessionIndex + RecordStore, T: SessionAccess>(
+    own: &OwnSessions<I>,
+    user: &User<T>,
+    victims: &[String],
+) -> Result<usize, Box<Response>> {
+    let mut ended = Vec::new();
+    for id in victims {
+        match own
+            .index
+            .end_session(&user.issuer, id, Some(&user.sub))
+            .await
+        {
+            Ok(_) => ended.push(id.clone()),
+            Err(error) => return Err(Box::new(store_failed(&error))),
+        }
+    }
+    if let Some(hook) = &own.after_logout
+        && !ended.is_empty()
+    {
+        hook.sessions_ended(&user.issuer, &ended);
+    }
+    tracing::info!(target: "oidc_logout::audit", action = "end_own_sessions", issuer = ?user.issuer, sub = ?user.sub, ended = ended.len(), "user action");
+    Ok(ended.len())
+}
+
+async fn end<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
+    State(own): State<Arc<OwnSessions<I>>>,
+    user: User<T>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let body = match json_body(&headers, &bytes) {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let Some(wanted) = body.get("session").and_then(Value::as_str) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "name the session to end: {\"session\": \"<handle>\"}",
+        );
+    };
+    let all = match ids(&own.index, &user).await {
+        Ok(all) => all,
+        Err(error) => return store_failed(&error),
+    };
+    let Some(id) = all.into_iter().find(|id| handle(id) == wanted) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such session of yours",
+        );
+    };
+    if let Err(response) = end_ids(&own, &user, std::slice::from_ref(&id)).await {
+        return *response;
+    }
+    if user.current.as_deref() == Some(id.as_str()) && user.session.flush().await.is_err() {
+        return unavailable();
+    }
+    crate::response::json(StatusCode::OK, &json!({ "ended": true }))
+}
+
+async fn end_others<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
+    State(own): State<Arc<OwnSessions<I>>>,
+    user: User<T>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(response) = json_body(&headers, &bytes) {
+        return *response;
+    }
+    let others: Vec<String> = match ids(&own.index, &user).await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|id| user.current.as_deref() != Some(id.as_str()))
+            .collect(),
+        Err(error) => return store_failed(&error),
+    };
+    match end_ids(&own, &user, &others).await {
+        Ok(count) => crate::response::json(StatusCode::OK, &json!({ "ended": count })),
+        Err(response) => *response,
+    }
+}
