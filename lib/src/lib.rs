@@ -33,6 +33,7 @@
 //! | `shared-signals` | [`inputs::shared_signals`]: CAEP and RISC events (RFC 8935 push) | |
 //! | `fusionauth` | [`inputs::fusionauth`]: FusionAuth webhooks | |
 //! | `scim` | [`inputs::scim`]: SCIM 2.0 deprovisioning (Entra ID, Okta provisioning) | |
+//! | `universal-logout` | [`inputs::universal_logout`]: Okta Universal Logout (Global Token Revocation) | |
 //! | `denylist` | `denylist`: the access-token denylist layer for APIs | |
 //! | `test-op` | `test_op`: a test OpenID Provider and token forge | |
 //! | `server` | `server` and `config`: settings to a running service (what `oidc-logout serve` runs) | |

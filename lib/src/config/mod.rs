@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use inputs::{
     AdminConfig, FusionAuthConfig, FusionAuthSettings, FusionAuthTenant, ScimClientConfig,
-    ScimConfig, ScimSettings, TransmitterConfig, TransmitterSettings,
+    ScimConfig, ScimSettings, TransmitterConfig, TransmitterSettings, UniversalLogoutConfig,
+    UniversalLogoutSettings,
 };
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
 pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners};
@@ -363,6 +364,9 @@ pub struct Config {
     /// SCIM 2.0 provisioning clients.
     #[serde(flatten)]
     pub scim: ScimConfig,
+    /// Okta orgs whose Universal Logout requests are accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub universal_logout: Vec<UniversalLogoutConfig>,
     /// Keys no part knows: refused at validation (serde cannot deny unknown fields next to
     /// flattened ones).
     #[serde(flatten, skip_serializing)]
@@ -433,6 +437,8 @@ pub struct Settings {
     pub fusionauth: Option<FusionAuthSettings>,
     /// SCIM clients; none: no SCIM endpoint.
     pub scim: Vec<ScimSettings>,
+    /// Universal Logout senders; none: no `/global-token-revocation` endpoint.
+    pub universal_logout: Vec<UniversalLogoutSettings>,
     /// How far an OP's clock may be ahead of this one.
     pub clock_skew: std::time::Duration,
     /// Things worth a warning at startup (plain http, in-memory store).
@@ -537,6 +543,12 @@ impl Config {
         let scim = self
             .scim
             .validate(self.issuer.issuer.as_deref(), &issuers, &mut check)?;
+        let universal_logout = inputs::validate_universal_logout(
+            &self.universal_logout,
+            &issuers,
+            self.allow_insecure_http,
+            &mut check,
+        )?;
         Ok(Settings {
             listeners,
             log_format,
@@ -547,6 +559,7 @@ impl Config {
             transmitters,
             fusionauth,
             scim,
+            universal_logout,
             clock_skew: std::time::Duration::from_secs(self.clock_skew_secs),
             warnings: check.warnings,
             effective: self,

@@ -7,7 +7,9 @@
 //! - [`shared_signals`] — Shared Signals Security Event Tokens: CAEP, RISC (feature
 //!   `shared-signals`);
 //! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`);
-//! - [`scim`] — SCIM 2.0 provisioning: deactivation and deletion (feature `scim`).
+//! - [`scim`] — SCIM 2.0 provisioning: deactivation and deletion (feature `scim`);
+//! - [`universal_logout`] — Okta Universal Logout, the Global Token Revocation profile
+//!   (feature `universal-logout`).
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -18,3 +20,5 @@ pub mod fusionauth;
 pub mod scim;
 #[cfg(feature = "shared-signals")]
 pub mod shared_signals;
+#[cfg(feature = "universal-logout")]
+pub mod universal_logout;

@@ -28,6 +28,7 @@ use crate::inputs::backchannel::{PATH, Receiver};
 use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
 use crate::inputs::scim::{self, ScimClient};
 use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
+use crate::inputs::universal_logout;
 use crate::provider::{Provider, ProviderError, http_client};
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
@@ -189,9 +190,30 @@ impl Server {
                     .max_age(t.max_event_age),
             );
         }
+        let mut senders = Vec::with_capacity(self.settings.universal_logout.len());
+        for u in &self.settings.universal_logout {
+            // The org's keys are its ID tokens' keys: the issuer's provider when it is one.
+            let provider = match issuers.iter().find(|(p, _)| p.issuer() == u.issuer) {
+                Some((provider, _)) => Arc::clone(provider),
+                None => Provider::discover(&u.issuer, http.clone(), u.provider.clone())
+                    .await
+                    .map_err(|source| ServerError::Issuer {
+                        setting: "universal_logout.issuer".into(),
+                        issuer: u.issuer.clone(),
+                        source,
+                    })?,
+            };
+            senders.push(
+                universal_logout::Sender::new(provider, &u.client_id, &u.audience)
+                    .with_algorithms(u.algorithms.clone())
+                    .with_subject_issuer(&u.subject_issuer)
+                    .with_email_is_sub(u.email_is_sub),
+            );
+        }
         let inputs = Inputs {
             settings: &self.settings,
             issuers,
+            senders,
             transmitters,
             metrics: self.metrics,
         };
@@ -243,6 +265,7 @@ struct Inputs<'a> {
     settings: &'a Settings,
     issuers: Vec<(Arc<Provider>, &'a IssuerSettings)>,
     transmitters: Vec<Transmitter>,
+    senders: Vec<universal_logout::Sender>,
     metrics: Option<MetricsRender>,
 }
 
@@ -304,6 +327,10 @@ impl Inputs<'_> {
                 .collect();
             main = main.merge(scim::router(core.clone(), directory, &clients));
             tracing::info!("SCIM provisioning under {}", scim::PREFIX);
+        }
+        if !self.senders.is_empty() {
+            main = main.merge(universal_logout::router(core.clone(), self.senders));
+            tracing::info!("Universal Logout at {}", universal_logout::PATH);
         }
         let admin_api = (!settings.admin_tokens.is_empty())
             .then(|| admin::router(core.clone(), &settings.admin_tokens));

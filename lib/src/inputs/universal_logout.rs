@@ -1,0 +1,353 @@
+//! Okta Universal Logout (the Global Token Revocation profile,
+//! draft-parecki-oauth-global-token-revocation): the endpoint an Okta administrator registers for
+//! the application. Okta `POST`s the user to log out everywhere — `{"sub_id": {"format":
+//! "iss_sub", "iss": …, "sub": …}}` or `{"format": "email", …}` — with a bearer JWT it signs
+//! with the key of the org's ID tokens (`typ: global-token-revocation+jwt`; `iss` the org, `sub`
+//! the application's client id, `aud` this endpoint's URL, `exp`, `nbf`, `iat`, `jti`).
+//!
+//! Each configured [`Sender`] names the org (its keys come from its discovery document), the
+//! application's client id and the endpoint's URL as registered, and the configured issuer
+//! whose sessions its subjects name. The JWT is verified (signature, `typ`, algorithm, every
+//! claim, the `jti` once only) before the body is read; then the core revokes the user:
+//! sessions ended, denylist marker written, refresh tokens revoked. Answers, as Okta's guide
+//! lists them: `204` (done), `400` (malformed, or a subject format not handled), `401` (no or a
+//! bad JWT), `403` (a subject of another issuer than the sender's), `503` (the session store is
+//! unavailable; nothing was done). Okta reads only the status.
+//!
+//! An `email` subject names a user only where the OP's `sub` is the e-mail address
+//! ([`Sender::with_email_is_sub`]); otherwise it is refused with `400`, and the Okta
+//! application's Universal Logout setting should send "Issuer and Subject identifier".
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::post;
+use headers::authorization::Bearer;
+use headers::{Authorization, HeaderMapExt as _};
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use crate::core::{Core, CoreError};
+use crate::index::{RecordStore, SessionIndex};
+use crate::jose::{Jws, Rules, audience_names_one_of, numeric_date};
+use crate::provider::Provider;
+use crate::response::{self, Protocol};
+use crate::sys::unix_now;
+
+/// Where the endpoint is mounted.
+pub const PATH: &str = "/global-token-revocation";
+
+/// The largest request body read, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Clock difference allowed on `exp`, `nbf` and `iat`.
+const LEEWAY: u64 = 60;
+
+/// The longest a JWT may be valid (Okta's: five minutes either side of now).
+const MAX_LIFETIME: u64 = 15 * 60;
+
+const RULES: Rules = Rules {
+    max_bytes: 16 * 1024,
+    types: &["global-token-revocation+jwt"],
+    untyped: false,
+    hmac: false,
+};
+
+/// An Okta org (or another sender of the profile) allowed to log users out.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Sender {
+    /// The org: the JWT's `iss`, and where its keys are published.
+    pub provider: Arc<Provider>,
+    /// The application's client id at the org: the JWT's `sub`.
+    pub client_id: String,
+    /// This endpoint's URL as registered at the org: the JWT's `aud`.
+    pub audience: String,
+    /// The algorithms its JWTs may use.
+    pub algorithms: Vec<Algorithm>,
+    /// The configured issuer whose sessions its subjects name.
+    pub subject_issuer: String,
+    /// Whether an `email` subject is the user's `sub` at that issuer.
+    pub email_is_sub: bool,
+}
+
+impl Sender {
+    /// A sender whose subjects are users of its own issuer; RS256.
+    pub fn new(
+        provider: Arc<Provider>,
+        client_id: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        let subject_issuer = provider.issuer().to_owned();
+        Self {
+            provider,
+            client_id: client_id.into(),
+            audience: audience.into(),
+            algorithms: vec![Algorithm::RS256],
+            subject_issuer,
+            email_is_sub: false,
+        }
+    }
+
+    /// Its JWTs may use these algorithms.
+    #[must_use]
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// Its subjects are users of this configured issuer.
+    #[must_use]
+    pub fn with_subject_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.subject_issuer = issuer.into();
+        self
+    }
+
+    /// An `email` subject is the user's `sub`.
+    #[must_use]
+    pub fn with_email_is_sub(mut self, yes: bool) -> Self {
+        self.email_is_sub = yes;
+        self
+    }
+}
+
+/// The sender a request's JWT came from, and its id (to remember).
+#[derive(Clone)]
+struct Authenticated {
+    sender: Arc<Sender>,
+    jti: String,
+}
+
+struct Endpoint<S> {
+    core: Core<S>,
+    senders: Vec<Arc<Sender>>,
+}
+
+/// The router serving [`PATH`] for `senders`, revoking users through `core`.
+pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, senders: Vec<Sender>) -> Router {
+    let endpoint = Arc::new(Endpoint {
+        core,
+        senders: senders.into_iter().map(Arc::new).collect(),
+    });
+    let routes = Router::new()
+        .route(PATH, post(revoke::<S>))
+        .with_state(Arc::clone(&endpoint))
+        // Inside the body limit, outside the handler: no body is read before this passes.
+        .route_layer(axum::middleware::from_fn_with_state(
+            endpoint,
+            authenticate::<S>,
+        ));
+    response::protect(routes, MAX_BODY_BYTES, Protocol::OAuth)
+}
+
+fn refuse(status: StatusCode, code: &str, description: &str) -> Response {
+    let mut response = response::error(Protocol::OAuth, status, code, description);
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn unauthorized(description: &str) -> Response {
+    tracing::warn!(target: "oidc_logout::audit", why = description, "universal logout request refused");
+    refuse(StatusCode::UNAUTHORIZED, "invalid_token", description)
+}
+
+async fn authenticate<S: SessionIndex + RecordStore>(
+    State(endpoint): State<Arc<Endpoint<S>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
+        return unauthorized("a bearer JWT is required");
+    };
+    let (sender, jti) = match verify(&endpoint, bearer.token(), unix_now()).await {
+        Ok(verified) => verified,
+        Err(why) => return unauthorized(why),
+    };
+    request
+        .extensions_mut()
+        .insert(Authenticated { sender, jti });
+    next.run(request).await
+}
+
+/// Verify a bearer JWT: its sender, signature and claims, and that its `jti` is new. Returns
+/// the sender and the key its `jti` is remembered under.
+async fn verify<S: SessionIndex + RecordStore>(
+    endpoint: &Endpoint<S>,
+    token: &str,
+    now: u64,
+) -> Result<(Arc<Sender>, String), &'static str> {
+    let jws =
+        Jws::parse(token, &RULES).map_err(|_| "the bearer is not a global-token-revocation JWT")?;
+    let claimed = jws.unverified_str("iss").unwrap_or_default();
+    let sender = endpoint
+        .senders
+        .iter()
+        .find(|s| s.provider.issuer() == claimed)
+        .ok_or("the JWT is not from a configured sender")?;
+    jws.require_algorithm(&sender.algorithms)
+        .map_err(|_| "the JWT's algorithm is not allowed for this sender")?;
+    sender
+        .provider
+        .verify(&jws)
+        .await
+        .map_err(|_| "the JWT's signature does not verify")?;
+    let claims = jws.into_claims();
+    check_claims(sender, &claims, now)?;
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or("the JWT has no jti")?;
+    let seen_key = format!("gtr:{jti}");
+    let issuer = &sender.subject_issuer;
+    match endpoint.core.event_seen(issuer, &seen_key).await {
+        Ok(false) => Ok((Arc::clone(sender), seen_key)),
+        Ok(true) => Err("the JWT was used before"),
+        Err(_) => Err("the JWT cannot be checked for replay now; retry"),
+    }
+}
+
+fn check_claims(
+    sender: &Sender,
+    claims: &Map<String, Value>,
+    now: u64,
+) -> Result<(), &'static str> {
+    if claims.get("sub").and_then(Value::as_str) != Some(sender.client_id.as_str()) {
+        return Err("the JWT's sub is not this application's client id");
+    }
+    if !audience_names_one_of(claims, std::slice::from_ref(&sender.audience)) {
+        return Err("the JWT's aud is not this endpoint");
+    }
+    let exp = match numeric_date(claims, "exp") {
+        Ok(Some(exp)) if exp.saturating_add(LEEWAY) > now => exp,
+        Ok(Some(_)) => return Err("the JWT has expired"),
+        _ => return Err("the JWT has no valid exp"),
+    };
+    match numeric_date(claims, "nbf") {
+        Ok(None) => {}
+        Ok(Some(nbf)) if nbf <= now.saturating_add(LEEWAY) => {}
+        _ => return Err("the JWT is not valid yet"),
+    }
+    let iat = match numeric_date(claims, "iat") {
+        Ok(Some(iat)) if iat <= now.saturating_add(LEEWAY) => iat,
+        Ok(Some(_)) => return Err("the JWT is issued in the future"),
+        _ => return Err("the JWT has no valid iat"),
+    };
+    if exp.saturating_sub(iat) > MAX_LIFETIME {
+        return Err("the JWT is valid for longer than accepted");
+    }
+    Ok(())
+}
+
+/// The user a request names, or why not.
+enum Subject {
+    User(String),
+    OtherIssuer,
+}
+
+fn subject(sender: &Sender, body: &[u8]) -> Result<Subject, &'static str> {
+    let body: Value = serde_json::from_slice(body).map_err(|_| "the body must be a JSON object")?;
+    let object = body.as_object().ok_or("the body must be a JSON object")?;
+    // `sub_id` (the draft since -03, Okta's guide); `subject` (earlier drafts, Auth0's docs).
+    let id = object
+        .get("sub_id")
+        .or_else(|| object.get("subject"))
+        .and_then(Value::as_object)
+        .ok_or("the body must hold sub_id, a subject identifier")?;
+    let text = |name: &str| {
+        id.get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    match text("format") {
+        Some("iss_sub") => {
+            let (Some(iss), Some(sub)) = (text("iss"), text("sub")) else {
+                return Err("an iss_sub subject needs iss and sub");
+            };
+            if iss == sender.subject_issuer {
+                Ok(Subject::User(sub.to_owned()))
+            } else {
+                Ok(Subject::OtherIssuer)
+            }
+        }
+        Some("email") if sender.email_is_sub => text("email")
+            .map(|email| Subject::User(email.to_owned()))
+            .ok_or("an email subject needs email"),
+        Some("email") => Err(
+            "email subjects are not mapped to users here: send Issuer and Subject identifier (iss_sub)",
+        ),
+        _ => Err(
+            "the subject format is not one handled here (iss_sub, or email where it is the sub)",
+        ),
+    }
+}
+
+async fn revoke<S: SessionIndex + RecordStore>(
+    State(endpoint): State<Arc<Endpoint<S>>>,
+    axum::Extension(Authenticated { sender, jti }): axum::Extension<Authenticated>,
+    bytes: Bytes,
+) -> Response {
+    let response = answer(&endpoint, &sender, &bytes).await;
+    // A JWT is good for one request: remembered once answered, unless nothing could be done
+    // (a 503, which its retry may repeat).
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE
+        && let Err(error) = endpoint
+            .core
+            .remember_event(&sender.subject_issuer, &jti)
+            .await
+    {
+        tracing::error!(%error, "a universal logout JWT could not be remembered");
+    }
+    response
+}
+
+async fn answer<S: SessionIndex + RecordStore>(
+    endpoint: &Endpoint<S>,
+    sender: &Sender,
+    bytes: &[u8],
+) -> Response {
+    let sub = match subject(sender, bytes) {
+        Ok(Subject::User(sub)) => sub,
+        Ok(Subject::OtherIssuer) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "the subject is not a user of this sender's issuer",
+            );
+        }
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    match endpoint
+        .core
+        .revoke_user(&sender.subject_issuer, &sub)
+        .await
+    {
+        Ok(ended) => {
+            tracing::info!(target: "oidc_logout::audit", sender = ?sender.provider.issuer(), action = "revoke_user", issuer = ?sender.subject_issuer, ended = ended.len(), "universal logout");
+            let mut response = Response::new(axum::body::Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Err(CoreError::Unavailable(error)) => {
+            tracing::error!(%error, "universal logout failed: session store unavailable");
+            response::unavailable(Protocol::OAuth, "the session store is unavailable; retry")
+        }
+        Err(other) => {
+            tracing::error!(error = %other, "universal logout failed");
+            refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "server_error",
+                "the user cannot be logged out here",
+            )
+        }
+    }
+}
