@@ -33,7 +33,7 @@ use oidc_logout::index::{
 };
 use oidc_logout::provider::ProviderSettings;
 use oidc_logout::rp::{Callback, RelyingParty, check_logout_state};
-use oidc_logout::session_store::{Policies, PoliciesConfig};
+use oidc_logout::session_store::{OwnSessions, Policies, PoliciesConfig, SessionDetails};
 use oidc_logout::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -124,6 +124,9 @@ where
         .route("/logout", post(logout))
         .route("/logged-out", get(logged_out))
         .with_state(rp.clone())
+        // Where else am I logged in? GET /account/sessions, POST …/end, …/end-others.
+        .nest("/account/sessions", OwnSessions::new(index.clone()).router())
+        .layer(SessionDetails::new().layer())
         .layer(rp.revalidation(index.clone()).layer())
         .layer(
             SessionManagerLayer::new(store)
