@@ -125,7 +125,10 @@ where
         .route("/logged-out", get(logged_out))
         .with_state(rp.clone())
         // Where else am I logged in? GET /account/sessions, POST …/end, …/end-others.
-        .nest("/account/sessions", OwnSessions::new(index.clone()).router())
+        .nest(
+            "/account/sessions",
+            OwnSessions::new(index.clone()).router(),
+        )
         .layer(SessionDetails::new().layer())
         .layer(rp.revalidation(index.clone()).layer())
         .layer(

@@ -275,7 +275,11 @@ pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Op
 }
 
 /// Whether `aud` (a string or an array of strings) names at least one of `accepted`.
-#[cfg(any(feature = "shared-signals", feature = "denylist", feature = "universal-logout"))]
+#[cfg(any(
+    feature = "shared-signals",
+    feature = "denylist",
+    feature = "universal-logout"
+))]
 pub(crate) fn audience_names_one_of(claims: &Map<String, Value>, accepted: &[String]) -> bool {
     match claims.get("aud") {
         Some(Value::String(aud)) => accepted.contains(aud),

@@ -97,6 +97,42 @@ pub struct TransmitterSettings {
     pub provider: ProviderSettings,
 }
 
+/// A sender's issuer URL: a URL, `https` (or allowed plain `http`; a warning says so).
+fn sender_url(
+    key: &str,
+    issuer: &str,
+    what: &str,
+    allow_insecure_http: bool,
+    check: &mut Check<'_>,
+) -> Result<(), ConfigError> {
+    let url = Url::parse(issuer)
+        .map_err(|e| check.invalid(key, format!("{issuer:?} is not a URL: {e}")))?;
+    if check_transport(&url, allow_insecure_http).map_err(|m| check.invalid(key, m))? {
+        check.warn(format!("{what} {issuer} uses plain http"));
+    }
+    Ok(())
+}
+
+/// The configured issuer whose sessions a sender's subjects name.
+fn subject_issuer_check(
+    key: &dyn Fn(&str) -> String,
+    issuer: &str,
+    issuers: &[IssuerSettings],
+    whose: &str,
+    check: &mut Check<'_>,
+) -> Result<(), ConfigError> {
+    if issuers.iter().any(|s| s.policy.issuer == issuer) {
+        return Ok(());
+    }
+    Err(check.invalid(
+        &key("subject_issuer"),
+        format!(
+            "{issuer} is not a configured issuer: set subject_issuer to the [[issuers]] entry \
+             whose sessions {whose} subjects name"
+        ),
+    ))
+}
+
 /// Validate the transmitters; each names sessions of a configured issuer.
 pub fn validate_transmitters(
     transmitters: &[TransmitterConfig],
@@ -107,14 +143,13 @@ pub fn validate_transmitters(
     let mut valid = Vec::with_capacity(transmitters.len());
     for (i, t) in transmitters.iter().enumerate() {
         let key = |name: &str| format!("transmitters[{i}].{name}");
-        let url = Url::parse(&t.issuer).map_err(|e| {
-            check.invalid(&key("issuer"), format!("{:?} is not a URL: {e}", t.issuer))
-        })?;
-        if check_transport(&url, allow_insecure_http)
-            .map_err(|m| check.invalid(&key("issuer"), m))?
-        {
-            check.warn(format!("transmitter {} uses plain http", t.issuer));
-        }
+        sender_url(
+            &key("issuer"),
+            &t.issuer,
+            "transmitter",
+            allow_insecure_http,
+            check,
+        )?;
         if t.audiences.is_empty() {
             return Err(check.invalid(
                 &key("audiences"),
@@ -123,15 +158,7 @@ pub fn validate_transmitters(
         }
         let algorithms = parse_algorithms(&key("algorithms"), &t.algorithms, check)?;
         let subject_issuer = t.subject_issuer.clone().unwrap_or_else(|| t.issuer.clone());
-        if !issuers.iter().any(|s| s.policy.issuer == subject_issuer) {
-            return Err(check.invalid(
-                &key("subject_issuer"),
-                format!(
-                    "{subject_issuer} is not a configured issuer: set subject_issuer to the \
-                     [[issuers]] entry whose sessions this transmitter's subjects name"
-                ),
-            ));
-        }
+        subject_issuer_check(&key, &subject_issuer, issuers, "this transmitter's", check)?;
         if t.max_event_age_secs == 0 || t.max_event_age_secs > MAX_EVENT_AGE {
             return Err(check.invalid(
                 &key("max_event_age_secs"),
@@ -446,10 +473,13 @@ pub fn validate_universal_logout(
     let mut valid = Vec::with_capacity(senders.len());
     for (i, s) in senders.iter().enumerate() {
         let key = |name: &str| format!("universal_logout[{i}].{name}");
-        let url = Url::parse(&s.issuer).map_err(|e| {
-            check.invalid(&key("issuer"), format!("{:?} is not a URL: {e}", s.issuer))
-        })?;
-        check_transport(&url, allow_insecure_http).map_err(|m| check.invalid(&key("issuer"), m))?;
+        sender_url(
+            &key("issuer"),
+            &s.issuer,
+            "Universal Logout org",
+            allow_insecure_http,
+            check,
+        )?;
         if s.client_id.is_empty() {
             return Err(check.invalid(
                 &key("client_id"),
@@ -470,15 +500,7 @@ pub fn validate_universal_logout(
         }
         let algorithms = parse_algorithms(&key("algorithms"), &s.algorithms, check)?;
         let subject_issuer = s.subject_issuer.clone().unwrap_or_else(|| s.issuer.clone());
-        if !issuers.iter().any(|c| c.policy.issuer == subject_issuer) {
-            return Err(check.invalid(
-                &key("subject_issuer"),
-                format!(
-                    "{subject_issuer} is not a configured issuer: set subject_issuer to the \
-                     [[issuers]] entry whose sessions this org's subjects name"
-                ),
-            ));
-        }
+        subject_issuer_check(&key, &subject_issuer, issuers, "this org's", check)?;
         valid.push(UniversalLogoutSettings {
             issuer: s.issuer.clone(),
             client_id: s.client_id.clone(),

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::digest;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
@@ -20,27 +19,21 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use headers::authorization::Bearer;
 use headers::{Authorization, HeaderMapExt as _};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::core::{Core, CoreError};
 use crate::index::{RecordStore, SessionIndex, StoreError};
+use crate::inputs::bearer::BearerTokens;
 use crate::response::{self, Protocol};
-use crate::sys::secrets_equal;
 
 /// Where the admin API is mounted.
 pub const PREFIX: &str = "/admin/v1";
 
 /// The largest request body read, in bytes (requests are a few short strings).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// A configured token: its digest, and a fingerprint that names it in audit lines.
-struct Token {
-    digest: Vec<u8>,
-    fingerprint: String,
-}
 
 /// Who made a request: the fingerprint of the token it presented.
 #[derive(Clone)]
@@ -53,22 +46,7 @@ struct Admin<S> {
 /// The admin router (paths under [`PREFIX`]), accepting any of `tokens` as bearer token.
 /// With no tokens it refuses every request.
 pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretString]) -> Router {
-    let tokens: Arc<[Token]> = tokens
-        .iter()
-        .map(|t| {
-            let digest = digest::digest(&digest::SHA256, t.expose_secret().as_bytes());
-            let fingerprint = digest
-                .as_ref()
-                .iter()
-                .take(4)
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            Token {
-                digest: digest.as_ref().to_vec(),
-                fingerprint,
-            }
-        })
-        .collect();
+    let tokens = Arc::new(BearerTokens::new(tokens.iter().map(|t| (t, ()))));
     let routes = Router::new()
         .route(&format!("{PREFIX}/sessions"), get(list::<S>))
         .route(&format!("{PREFIX}/sessions/end"), post(end_session::<S>))
@@ -85,22 +63,14 @@ pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretStri
 
 /// Refuse a request without an accepted bearer token, before anything else happens.
 async fn authenticate(
-    State(tokens): State<Arc<[Token]>>,
+    State(tokens): State<Arc<BearerTokens<()>>>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
         return unauthorized("a bearer token is required");
     };
-    let presented = digest::digest(&digest::SHA256, bearer.token().as_bytes());
-    // Compare with every token, so the time does not say which one (if any) matched.
-    let mut found = None;
-    for token in tokens.iter() {
-        if secrets_equal(presented.as_ref(), &token.digest) {
-            found = Some(token.fingerprint.clone());
-        }
-    }
-    let Some(fingerprint) = found else {
+    let Some((fingerprint, ())) = tokens.find(bearer.token()) else {
         tracing::warn!(target: "oidc_logout::audit", "admin request with a wrong token refused");
         return unauthorized("the bearer token is not accepted");
     };

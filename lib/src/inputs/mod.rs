@@ -14,6 +14,8 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod backchannel;
+#[cfg(any(feature = "admin", feature = "scim"))]
+mod bearer;
 #[cfg(feature = "fusionauth")]
 pub mod fusionauth;
 #[cfg(feature = "scim")]

@@ -34,7 +34,7 @@ pub use relying_party::{
     check_logout_state,
 };
 #[cfg(feature = "openidconnect")]
-pub use revalidate::{Checked, Revalidation, RevalidationLayer, RevalidationService};
+pub use revalidate::{Checked, Revalidation};
 pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport, revoke_refresh_token};
 
 /// How an application is registered at the OP, for the receiver to revoke its refresh tokens.

@@ -11,14 +11,12 @@
 //! refresh tokens rotate, and two refreshes with the same token would look like a replay to the
 //! OP. Requests that find the lease taken are served as they are.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
-use futures_util::future::BoxFuture;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Response, StatusCode, header};
 use openidconnect::core::{CoreGenderClaim, CoreUserInfoClaims};
 use openidconnect::{AccessToken, AsyncHttpClient, EmptyAdditionalClaims, SubjectIdentifier};
 use serde::Deserialize;
@@ -27,7 +25,8 @@ use super::relying_party::{REAUTH_KEY, RelyingParty, RpError};
 use super::{HttpClient, Refreshed};
 use crate::index::{Deny, Logout, SessionIndex, Target};
 use crate::session_store::{
-    CHECK_KEY, CheckFacts, Login, Policies, SessionAccess, SessionPolicy, Unreachable,
+    CHECK_KEY, CheckFacts, Login, PerRequest, Policies, Sealed, SessionAccess, SessionLayer,
+    SessionPolicy, Unreachable,
 };
 use crate::sys::unix_now;
 
@@ -300,19 +299,48 @@ where
     /// A tower layer that checks every request's session (put it inside the session layer):
     /// a session the check ends reaches the handler without a login; [`Checked::Unavailable`]
     /// answers `503` with `Retry-After`. For tower-sessions 0.15.
-    pub fn layer(&self) -> RevalidationLayer<I, H, tower_sessions_core::Session> {
-        RevalidationLayer {
-            revalidation: self.clone(),
-            session: PhantomData,
-        }
+    pub fn layer(&self) -> SessionLayer<Self, tower_sessions_core::Session> {
+        SessionLayer::new(self.clone())
     }
 
     /// [`layer`](Self::layer) for tower-sessions 0.14.
     #[cfg(feature = "tower-sessions-014")]
-    pub fn layer_014(&self) -> RevalidationLayer<I, H, tower_sessions_core_014::Session> {
-        RevalidationLayer {
-            revalidation: self.clone(),
-            session: PhantomData,
+    pub fn layer_014(&self) -> SessionLayer<Self, tower_sessions_core_014::Session> {
+        SessionLayer::new(self.clone())
+    }
+}
+
+impl<I, H> Sealed for Revalidation<I, H> {}
+
+impl<I, H> PerRequest for Revalidation<I, H>
+where
+    I: SessionIndex,
+    H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    async fn before<T: SessionAccess>(
+        &self,
+        session: &T,
+        _request: &Parts,
+    ) -> Option<Response<Body>> {
+        match self.check(session).await {
+            Ok(Checked::Unavailable) => Some(unavailable(
+                "your access cannot be confirmed right now; try again shortly",
+            )),
+            Ok(Checked::Ended(why)) => {
+                tracing::info!(target: "oidc_logout::audit", %why, "session ended by revalidation");
+                None
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(%error, "a session's policy could not be checked");
+                Some(unavailable(
+                    "the session cannot be checked right now; try again shortly",
+                ))
+            }
         }
     }
 }
@@ -330,101 +358,6 @@ fn unreachable(policy: &SessionPolicy, now: u64, due_at: u64) -> Checked {
             Checked::Unavailable
         }
         _ => Checked::Pass,
-    }
-}
-
-/// The layer of [`Revalidation::layer`].
-#[derive(Debug)]
-pub struct RevalidationLayer<I, H, T> {
-    revalidation: Revalidation<I, H>,
-    session: PhantomData<fn() -> T>,
-}
-
-impl<I, H, T> Clone for RevalidationLayer<I, H, T> {
-    fn clone(&self) -> Self {
-        Self {
-            revalidation: self.revalidation.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-impl<S, I, H, T> tower::Layer<S> for RevalidationLayer<I, H, T> {
-    type Service = RevalidationService<S, I, H, T>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RevalidationService {
-            inner,
-            revalidation: self.revalidation.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-/// The service of [`RevalidationLayer`].
-#[derive(Debug)]
-pub struct RevalidationService<S, I, H, T> {
-    inner: S,
-    revalidation: Revalidation<I, H>,
-    session: PhantomData<fn() -> T>,
-}
-
-impl<S: Clone, I, H, T> Clone for RevalidationService<S, I, H, T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            revalidation: self.revalidation.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-impl<S, I, H, T> tower::Service<Request<Body>> for RevalidationService<S, I, H, T>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    I: SessionIndex,
-    H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    T: SessionAccess + Clone + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // The clone that was polled ready serves this request (tower's usual swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let revalidation = self.revalidation.clone();
-        Box::pin(async move {
-            let Some(session) = request.extensions().get::<T>().cloned() else {
-                return inner.call(request).await;
-            };
-            match revalidation.check(&session).await {
-                Ok(Checked::Unavailable) => Ok(unavailable(
-                    "your access cannot be confirmed right now; try again shortly",
-                )),
-                Ok(Checked::Ended(why)) => {
-                    tracing::info!(target: "oidc_logout::audit", %why, "session ended by revalidation");
-                    inner.call(request).await
-                }
-                Ok(_) => inner.call(request).await,
-                Err(error) => {
-                    tracing::error!(%error, "a session's policy could not be checked");
-                    Ok(unavailable(
-                        "the session cannot be checked right now; try again shortly",
-                    ))
-                }
-            }
-        })
     }
 }
 

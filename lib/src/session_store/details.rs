@@ -8,17 +8,16 @@
 //! The client address is the peer's, or, when the peer is a trusted proxy, the nearest address
 //! in `X-Forwarded-For` that is not one.
 
-use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, Response, header};
-use futures_util::future::BoxFuture;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Response, header};
 use serde::{Deserialize, Serialize};
 
+use super::middleware::{PerRequest, Sealed, SessionLayer};
 use super::{CHECK_KEY, SessionAccess};
 use crate::sys::unix_now;
 
@@ -192,111 +191,44 @@ impl SessionDetails {
     /// A tower layer recording the details of each logged-in session's requests (inside the
     /// session layer). The client address needs axum's `ConnectInfo<SocketAddr>`
     /// (`into_make_service_with_connect_info`). For tower-sessions 0.15.
-    pub fn layer(&self) -> DetailsLayer<tower_sessions_core::Session> {
-        DetailsLayer {
-            details: self.clone(),
-            session: PhantomData,
-        }
+    pub fn layer(&self) -> SessionLayer<Self, tower_sessions_core::Session> {
+        SessionLayer::new(self.clone())
     }
 
     /// [`layer`](Self::layer) for tower-sessions 0.14.
     #[cfg(feature = "tower-sessions-014")]
-    pub fn layer_014(&self) -> DetailsLayer<tower_sessions_core_014::Session> {
-        DetailsLayer {
-            details: self.clone(),
-            session: PhantomData,
-        }
+    pub fn layer_014(&self) -> SessionLayer<Self, tower_sessions_core_014::Session> {
+        SessionLayer::new(self.clone())
     }
 }
 
-/// The layer of [`SessionDetails::layer`].
-#[derive(Debug)]
-pub struct DetailsLayer<T> {
-    details: SessionDetails,
-    session: PhantomData<fn() -> T>,
-}
+impl Sealed for SessionDetails {}
 
-impl<T> Clone for DetailsLayer<T> {
-    fn clone(&self) -> Self {
-        Self {
-            details: self.details.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-impl<S, T> tower::Layer<S> for DetailsLayer<T> {
-    type Service = DetailsService<S, T>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DetailsService {
-            inner,
-            details: self.details.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-/// The service of [`DetailsLayer`].
-#[derive(Debug)]
-pub struct DetailsService<S, T> {
-    inner: S,
-    details: SessionDetails,
-    session: PhantomData<fn() -> T>,
-}
-
-impl<S: Clone, T> Clone for DetailsService<S, T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            details: self.details.clone(),
-            session: PhantomData,
-        }
-    }
-}
-
-impl<S, T> tower::Service<Request<Body>> for DetailsService<S, T>
-where
-    S: tower::Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    T: SessionAccess + Clone + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let details = self.details.clone();
-        Box::pin(async move {
-            if let Some(session) = request.extensions().get::<T>().cloned() {
-                let peer = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip());
-                // Only logged-in sessions; a failure to record is not the request's problem.
-                if let Ok(Some(_)) = session.get_value(CHECK_KEY).await {
-                    let recorded = session
-                        .get_value(DETAILS_KEY)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|v| Details::deserialize(v).ok());
-                    if let Some(update) =
-                        details.update(recorded, request.headers(), peer, unix_now())
-                        && let Ok(value) = serde_json::to_value(update)
-                    {
-                        let _ = session.insert_value(DETAILS_KEY, value).await;
-                    }
-                }
+impl PerRequest for SessionDetails {
+    async fn before<T: SessionAccess>(
+        &self,
+        session: &T,
+        request: &Parts,
+    ) -> Option<Response<Body>> {
+        // Only logged-in sessions; a failure to record is not the request's problem.
+        if let Ok(Some(_)) = session.get_value(CHECK_KEY).await {
+            let peer = request
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            let recorded = session
+                .get_value(DETAILS_KEY)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|v| Details::deserialize(v).ok());
+            if let Some(update) = self.update(recorded, &request.headers, peer, unix_now())
+                && let Ok(value) = serde_json::to_value(update)
+            {
+                let _ = session.insert_value(DETAILS_KEY, value).await;
             }
-            inner.call(request).await
-        })
+        }
+        None
     }
 }
 

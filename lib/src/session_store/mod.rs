@@ -37,6 +37,7 @@ macro_rules! for_each_tower_sessions {
 
 mod aware;
 mod details;
+mod middleware;
 mod own;
 mod policy;
 mod records;
@@ -47,7 +48,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use aware::{INDEXED_KEY, LogoutAware};
-pub use details::{DETAILS_KEY, DetailsLayer, DetailsService, NotANetwork, SessionDetails};
+pub use details::{DETAILS_KEY, NotANetwork, SessionDetails};
+#[cfg(feature = "openidconnect")]
+pub(crate) use middleware::Sealed;
+pub use middleware::{PerRequest, SessionLayer, SessionService};
 pub use own::OwnSessions;
 pub use policy::{
     Chooser, Policies, PoliciesConfig, PolicyConfig, PolicyError, PolicyInput, PolicyRule,

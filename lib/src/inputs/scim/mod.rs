@@ -21,7 +21,6 @@ mod resources;
 
 use std::sync::Arc;
 
-use aws_lc_rs::digest;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -31,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use headers::authorization::Bearer;
 use headers::{Authorization, HeaderMapExt as _};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -40,7 +39,8 @@ use crate::core::{Core, CoreError};
 use crate::index::{
     Lookup, RecordStore, ScimUser, SessionIndex, StoreError, UserDirectory, Written,
 };
-use crate::sys::{random_id, secrets_equal, unix_now};
+use crate::inputs::bearer::BearerTokens;
+use crate::sys::{random_id, unix_now};
 
 /// Where the endpoint is mounted.
 pub const PREFIX: &str = "/scim/v2";
@@ -99,12 +99,6 @@ struct Caller {
     fingerprint: String,
 }
 
-struct Token {
-    digest: Vec<u8>,
-    fingerprint: String,
-    client: Arc<ScimClient>,
-}
-
 struct Scim<S, D> {
     core: Core<S>,
     directory: D,
@@ -117,29 +111,11 @@ where
     S: SessionIndex + RecordStore,
     D: UserDirectory,
 {
-    let tokens: Arc<[Token]> = clients
-        .iter()
-        .flat_map(|client| {
-            let client = Arc::new(client.clone());
-            client
-                .tokens
-                .iter()
-                .map(|t| {
-                    let digest = digest::digest(&digest::SHA256, t.expose_secret().as_bytes());
-                    Token {
-                        digest: digest.as_ref().to_vec(),
-                        fingerprint: digest
-                            .as_ref()
-                            .iter()
-                            .take(4)
-                            .map(|b| format!("{b:02x}"))
-                            .collect(),
-                        client: Arc::clone(&client),
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let clients: Vec<Arc<ScimClient>> = clients.iter().cloned().map(Arc::new).collect();
+    let tokens =
+        Arc::new(BearerTokens::new(clients.iter().flat_map(|client| {
+            client.tokens.iter().map(|t| (t, Arc::clone(client)))
+        })));
     let routes = Router::new()
         .route(
             &format!("{PREFIX}/Users"),
@@ -184,29 +160,21 @@ where
 }
 
 async fn authenticate(
-    State(tokens): State<Arc<[Token]>>,
+    State(tokens): State<Arc<BearerTokens<Arc<ScimClient>>>>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
         return unauthorized();
     };
-    let presented = digest::digest(&digest::SHA256, bearer.token().as_bytes());
-    // Compare with every token, so the time does not say which one (if any) matched.
-    let mut found = None;
-    for token in tokens.iter() {
-        if secrets_equal(presented.as_ref(), &token.digest) {
-            found = Some(Caller {
-                client: Arc::clone(&token.client),
-                fingerprint: token.fingerprint.clone(),
-            });
-        }
-    }
-    let Some(caller) = found else {
+    let Some((fingerprint, client)) = tokens.find(bearer.token()) else {
         tracing::warn!(target: "oidc_logout::audit", "SCIM request with a wrong token refused");
         return unauthorized();
     };
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(Caller {
+        client,
+        fingerprint,
+    });
     next.run(request).await
 }
 
