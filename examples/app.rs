@@ -37,6 +37,7 @@ use oidc_logout::session_store::{OwnSessions, Policies, PoliciesConfig, SessionD
 use oidc_logout::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use serde::Deserialize;
+use tower_sessions::cookie::SameSite;
 use tower_sessions::{Session, SessionManagerLayer};
 
 fn env(name: &str) -> Option<String> {
@@ -134,6 +135,9 @@ where
         .layer(
             SessionManagerLayer::new(store)
                 .with_secure(secure)
+                // Lax: the OP's redirects back (callback, return from logout) come from
+                // another site, and must carry the session that holds the login's state.
+                .with_same_site(SameSite::Lax)
                 .with_name(cookie),
         );
     if env("APP_RECEIVER").as_deref() != Some("off") {

@@ -21,6 +21,7 @@ use openidconnect::{
     RedirectUrl, Scope, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
+use tower_sessions::cookie::SameSite;
 use tower_sessions::{Session, SessionManagerLayer};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
@@ -191,6 +192,7 @@ async fn main() -> Result<()> {
     let store = RedisStore::new(pool);
     let layer = SessionManagerLayer::new(store)
         .with_secure(false)
+        .with_same_site(SameSite::Lax)
         .with_name(cookie);
     let router = Router::new()
         .route("/", get(home))

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
 use oidc_logout::test_op::forge::{self, DEFAULT_ALGORITHMS, Subject};
-use oidc_logout::test_op::{Defect, KeyFile, SigningAlg, SigningKey, TestOp, send};
+use oidc_logout::test_op::{Client, Defect, KeyFile, SigningAlg, SigningKey, TestOp, send};
 use tokio::net::TcpListener;
 
 /// Where the key file is unless `--keys` (or `OIDC_LOGOUT_OP_KEYS`) says otherwise: one place
@@ -60,6 +60,13 @@ pub(crate) struct ServeArgs {
     /// Algorithms to generate keys for when the key file is new, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_ALGORITHMS)]
     alg: Vec<SigningAlg>,
+    /// A client that logs users in: ID:SECRET@BASE_URL (redirect URIs under BASE_URL,
+    /// back-channel logout at BASE_URL/backchannel-logout). Repeatable.
+    #[arg(long = "client", value_name = "ID:SECRET@BASE_URL")]
+    clients: Vec<String>,
+    /// Log every login in as this user, without the login page (for scripts).
+    #[arg(long)]
+    user: Option<String>,
 }
 
 #[derive(Args)]
@@ -145,6 +152,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         path.display()
     );
     let op = TestOp::new(file.issuer, file.keys.into_iter().map(Arc::new).collect());
+    for spec in &args.clients {
+        let client = Client::parse(spec).with_context(|| {
+            "--client takes ID:SECRET@BASE_URL, e.g. app-1:secret-1@http://127.0.0.1:3001"
+        })?;
+        println!(
+            "  client   : {} at {} (back-channel logout {}/backchannel-logout)",
+            client.id, client.base_url, client.base_url
+        );
+        op.register_client(client);
+    }
+    if let Some(user) = &args.user {
+        println!("  logins   : everyone is {user} (--user), no login page");
+    }
+    op.set_auto_user(args.user);
     axum::serve(listener, op.router())
         .with_graceful_shutdown(oidc_logout::server::shutdown_signal())
         .await

@@ -1,15 +1,21 @@
 //! A minimal OpenID Provider that signs logout tokens, for integrators, the demo and the tests.
 //!
-//! [`TestOp`] serves discovery, a JWKS, and revocation and refresh endpoints; [`keys`] holds its
-//! signing keys and the key file; [`forge`] builds valid and deliberately broken logout tokens;
-//! [`send`] posts them to a receiver, one at a time or as a load. `oidc-logout op` exposes all of
-//! it on the command line. It is not an OP for real logins.
+//! [`TestOp`] serves discovery, a JWKS, revocation, refresh and userinfo endpoints, and logs
+//! users in: the authorization code flow with PKCE and RP-Initiated Logout with back-channel
+//! logout to its clients (see [`Client`]); [`keys`] holds its signing keys and the key file;
+//! [`forge`] builds valid and deliberately broken logout tokens; [`send`] posts them to a
+//! receiver, one at a time or as a load. `oidc-logout op` exposes all of it on the command line.
+//! Any user name logs in: it is not an OP for real users.
 
+mod browser;
 pub mod forge;
 pub mod keys;
+mod login;
 pub mod send;
 
 pub use forge::{Defect, logout_claims};
+pub use browser::{Browser, BrowserError, Page};
+pub use login::Client;
 pub use keys::{CryptoError, KeyFile, SigningAlg, SigningKey, random_id};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,6 +69,8 @@ pub struct TestOp {
     down: AtomicBool,
     /// Refresh and userinfo requests answered so far.
     user_requests: AtomicU64,
+    /// Clients, OP sessions, codes and grants of the login flow.
+    logins: std::sync::Mutex<login::Logins>,
 }
 
 impl std::fmt::Debug for TestOp {
@@ -89,6 +97,7 @@ impl TestOp {
             access_tokens: std::sync::Mutex::default(),
             down: AtomicBool::new(false),
             user_requests: AtomicU64::new(0),
+            logins: std::sync::Mutex::default(),
         })
     }
 
@@ -99,6 +108,20 @@ impl TestOp {
             .refresh_id_token
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = id_token;
+    }
+
+    /// An OP with a fresh RS256 key, served on a free loopback port in this runtime, for an
+    /// application's own tests; returns it and its issuer URL. Register the application with
+    /// [`register_client`](Self::register_client) and log users in with a [`Browser`].
+    pub async fn start_local() -> Result<(Arc<Self>, String), std::io::Error> {
+        let key = SigningKey::generate(SigningAlg::Rs256)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+        let op = Self::new(issuer.clone(), vec![Arc::new(key)]);
+        let router = op.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok((op, issuer))
     }
 
     /// The issuer identifier.
@@ -197,6 +220,11 @@ impl TestOp {
             "token_endpoint": format!("{}/token", self.issuer.trim_end_matches('/')),
             "userinfo_endpoint": format!("{}/userinfo", self.issuer.trim_end_matches('/')),
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
+            "scopes_supported": ["openid", "offline_access"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "claims_supported": ["sub", "sid", "auth_time", "nonce"],
             "backchannel_logout_supported": self.advertise_backchannel.load(Ordering::Relaxed),
             "backchannel_logout_session_supported": true,
         })
@@ -226,6 +254,8 @@ impl TestOp {
             )
             .route("/token", axum::routing::post(token_endpoint))
             .route("/userinfo", get(userinfo_endpoint))
+            .route("/auth", get(login::authorize).post(login::login_form))
+            .route("/session/end", get(login::end_session))
             .with_state(Arc::clone(self))
     }
 }
@@ -277,6 +307,7 @@ async fn revocation_endpoint(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&token);
+    login::revoke_grant(&op, &token);
     op.revoked
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -319,10 +350,23 @@ async fn userinfo_endpoint(
 
 /// The refresh-token grant only: a known refresh token is rotated; anything else is
 /// `invalid_grant`.
-async fn token_endpoint(State(op): State<Arc<TestOp>>, body: axum::body::Bytes) -> Response {
+async fn token_endpoint(
+    State(op): State<Arc<TestOp>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     op.user_requests.fetch_add(1, Ordering::Relaxed);
     if op.down.load(Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some(answer) = login::code_grant(&op, &headers, &form) {
+        return answer;
+    }
+    if let Some(answer) = login::refresh_grant(&op, &headers, &form) {
+        return answer;
     }
     let mut grant = None;
     let mut refresh = None;
