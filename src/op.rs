@@ -153,9 +153,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     let op = TestOp::new(file.issuer, file.keys.into_iter().map(Arc::new).collect());
     for spec in &args.clients {
-        let client = Client::parse(spec).with_context(|| {
-            "--client takes ID:SECRET@BASE_URL, e.g. app-1:secret-1@http://127.0.0.1:3001"
-        })?;
+        let client = Client::parse(spec).with_context(
+            || "--client takes ID:SECRET@BASE_URL, e.g. app-1:secret-1@http://127.0.0.1:3001",
+        )?;
         println!(
             "  client   : {} at {} (back-channel logout {}/backchannel-logout)",
             client.id, client.base_url, client.base_url

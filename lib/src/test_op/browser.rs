@@ -112,7 +112,11 @@ impl Browser {
         }
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder, url: &Url) -> Result<Page, BrowserError> {
+    async fn send(
+        &mut self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<Page, BrowserError> {
         let mut request = request;
         if let Some(cookies) = self.cookies_for(url) {
             request = request.header(reqwest::header::COOKIE, cookies);
@@ -152,7 +156,11 @@ impl Browser {
     }
 
     /// `POST url` with a form, following redirects.
-    pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Result<Page, BrowserError> {
+    pub async fn post_form(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Page, BrowserError> {
         let url = Url::parse(url).map_err(|_| BrowserError::Url(url.to_owned()))?;
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
@@ -160,7 +168,10 @@ impl Browser {
         let request = self
             .http
             .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body);
         self.send(request, &url).await
     }
@@ -177,8 +188,11 @@ impl Browser {
         let action = Url::parse(&page.url)
             .and_then(|u| u.join("/auth"))
             .map_err(|_| BrowserError::NoLoginForm(page.url.clone()))?;
-        self.post_form(action.as_str(), &[("interaction", &interaction), ("username", user)])
-            .await
+        self.post_form(
+            action.as_str(),
+            &[("interaction", &interaction), ("username", user)],
+        )
+        .await
     }
 }
 

@@ -51,7 +51,11 @@ pub struct Client {
 
 impl Client {
     /// A client with this id, secret and base URL (no trailing `/` needed).
-    pub fn new(id: impl Into<String>, secret: impl Into<String>, base_url: impl Into<String>) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        secret: impl Into<String>,
+        base_url: impl Into<String>,
+    ) -> Self {
         Self {
             id: id.into(),
             secret: secret.into(),
@@ -275,7 +279,10 @@ pub(super) async fn authorize(
         scope,
     };
     let prompt = params.prompt.as_deref().unwrap_or_default();
-    let max_age = params.max_age.as_deref().and_then(|m| m.parse::<u64>().ok());
+    let max_age = params
+        .max_age
+        .as_deref()
+        .and_then(|m| m.parse::<u64>().ok());
     let now = unix_now();
     let current = cookie_of(&headers).and_then(|cookie| {
         let logins = op.logins();
@@ -285,7 +292,9 @@ pub(super) async fn authorize(
     });
     let fresh_enough = |auth_time: u64| max_age.is_none_or(|m| auth_time.saturating_add(m) >= now);
     match current {
-        Some((sid, auth_time)) if !prompt.split(' ').any(|p| p == "login") && fresh_enough(auth_time) => {
+        Some((sid, auth_time))
+            if !prompt.split(' ').any(|p| p == "login") && fresh_enough(auth_time) =>
+        {
             issue_code(&op, request, &sid)
         }
         _ if prompt.split(' ').any(|p| p == "none") => refuse("login_required"),
@@ -341,7 +350,10 @@ pub(super) async fn login_form(
     };
     let user = form.get("username").map(|u| u.trim()).unwrap_or_default();
     if user.is_empty() || user.len() > 64 || user.chars().any(char::is_control) {
-        return page(StatusCode::BAD_REQUEST, "<p>Give a user name of 1 to 64 characters.</p>");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "<p>Give a user name of 1 to 64 characters.</p>",
+        );
     }
     log_in(&op, request, user)
 }
@@ -409,7 +421,11 @@ fn token_error(status: StatusCode, error: &str) -> Response {
 }
 
 /// The client a token request authenticates as (`client_secret_basic` or `_post`).
-fn authenticated_client(op: &TestOp, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<Client> {
+fn authenticated_client(
+    op: &TestOp,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Client> {
     let (id, secret) = match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -436,23 +452,29 @@ fn authenticated_client(op: &TestOp, headers: &HeaderMap, form: &HashMap<String,
 }
 
 /// The authorization-code grant. `None` when the request is not one.
-pub(super) fn code_grant(op: &TestOp, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<Response> {
+pub(super) fn code_grant(
+    op: &TestOp,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Response> {
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return None;
     }
     let Some(client) = authenticated_client(op, headers, form) else {
         return Some(token_error(StatusCode::UNAUTHORIZED, "invalid_client"));
     };
-    let code = form
-        .get("code")
-        .and_then(|c| op.logins().codes.remove(c));
-    let Some(code) = code.filter(|c| c.expires > unix_now() && c.request.client == client.id) else {
+    let code = form.get("code").and_then(|c| op.logins().codes.remove(c));
+    let Some(code) = code.filter(|c| c.expires > unix_now() && c.request.client == client.id)
+    else {
         return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
     };
     if form.get("redirect_uri") != Some(&code.request.redirect_uri) {
         return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
     }
-    let verifier = form.get("code_verifier").map(String::as_str).unwrap_or_default();
+    let verifier = form
+        .get("code_verifier")
+        .map(String::as_str)
+        .unwrap_or_default();
     let computed = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
     if !secrets_equal(computed.as_bytes(), code.request.challenge.as_bytes()) {
         return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
@@ -481,13 +503,20 @@ pub(super) fn code_grant(op: &TestOp, headers: &HeaderMap, form: &HashMap<String
         map.insert("nonce".into(), nonce.clone().into());
     }
     let Some(id_token) = op.sign("JWT", &id_claims) else {
-        return Some(token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error"));
+        return Some(token_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+        ));
     };
     Some(tokens(op, &grant, Some(id_token)))
 }
 
 /// The refresh-token grant for a token a login issued. `None` when the token is not one.
-pub(super) fn refresh_grant(op: &TestOp, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<Response> {
+pub(super) fn refresh_grant(
+    op: &TestOp,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<Response> {
     let token = form.get("refresh_token")?;
     let grant = op.logins().grants.get(token).cloned()?;
     let client = authenticated_client(op, headers, form);
@@ -610,7 +639,9 @@ pub(super) async fn end_session(
         Some(uri) => back(&uri, &[], params.state.as_deref()),
         None => page(StatusCode::OK, "<p>You are logged out of the test OP.</p>"),
     };
-    if let Ok(value) = HeaderValue::from_str(&format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")) {
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+    )) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -634,8 +665,12 @@ async fn deliver(op: &TestOp, sid: &str, sub: &str, clients: &[Client]) {
         };
         let uri = client.backchannel_logout_uri();
         match super::send::post(&http, &uri, &token).await {
-            Ok(reply) => tracing::info!(client = %client.id, status = reply.status, "back-channel logout delivered"),
-            Err(error) => tracing::warn!(client = %client.id, %error, "back-channel logout not delivered"),
+            Ok(reply) => {
+                tracing::info!(client = %client.id, status = reply.status, "back-channel logout delivered")
+            }
+            Err(error) => {
+                tracing::warn!(client = %client.id, %error, "back-channel logout not delivered")
+            }
         }
     }
 }

@@ -13,10 +13,10 @@ pub mod keys;
 mod login;
 pub mod send;
 
-pub use forge::{Defect, logout_claims};
 pub use browser::{Browser, BrowserError, Page};
-pub use login::Client;
+pub use forge::{Defect, logout_claims};
 pub use keys::{CryptoError, KeyFile, SigningAlg, SigningKey, random_id};
+pub use login::Client;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
