@@ -241,6 +241,13 @@ async fn the_test_op_refuses_bad_authorization_and_token_requests() {
     );
 
     let answer = http.get(authorize(&good)).send().await.expect("answer");
+    let cookie = answer
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the OP's session cookie")
+        .to_owned();
     let back = reqwest::Url::parse(&location(&answer)).expect("redirect");
     let code = back
         .query_pairs()
@@ -248,6 +255,47 @@ async fn the_test_op_refuses_bad_authorization_and_token_requests() {
         .map(|(_, v)| v.into_owned())
         .expect("a code");
     assert!(back.query_pairs().any(|(k, v)| k == "state" && v == "s-1"));
+    // With the OP session: prompt=none answers at once; prompt=login and a max_age the
+    // session is older than ask again (here: the fixed user logs in again, a new session).
+    op.set_auto_user(None);
+    let with_session = |extra: (&'static str, &'static str)| {
+        let mut params = good.to_vec();
+        params.push(extra);
+        http.get(authorize(&params))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let silent = with_session(("prompt", "none")).await.expect("answer");
+    assert!(location(&silent).contains("code="), "{}", location(&silent));
+    let without = http
+        .get(authorize(
+            &[good.as_slice(), &[("prompt", "none")]].concat(),
+        ))
+        .send()
+        .await
+        .expect("answer");
+    assert!(location(&without).contains("error=login_required"));
+    let forced = with_session(("prompt", "login")).await.expect("answer");
+    assert_eq!(forced.status(), 200);
+    assert!(
+        forced
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("name=\"username\"")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let too_old = with_session(("max_age", "0")).await.expect("answer");
+    assert!(
+        too_old
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("name=\"username\"")
+    );
+    let young_enough = with_session(("max_age", "3600")).await.expect("answer");
+    assert!(location(&young_enough).contains("code="));
+    op.set_auto_user(Some("alice".into()));
     let exchange = |code: &str, verifier: &str| {
         http.post(format!("{issuer}/token"))
             .basic_auth("app", Some("secret"))

@@ -35,7 +35,13 @@ pub fn random_id(bytes: usize) -> Result<String, RandomUnavailable> {
 }
 
 /// Whether two secrets are equal, in time that depends on their lengths only.
-#[cfg(any(test, feature = "openidconnect", feature = "admin", feature = "scim"))]
+#[cfg(any(
+    test,
+    feature = "openidconnect",
+    feature = "admin",
+    feature = "scim",
+    feature = "test-op"
+))]
 pub(crate) fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
