@@ -40,8 +40,8 @@ enum Command {
     /// Try it with nothing else installed: a built-in issuer, the receiver, one session, and a
     /// ready-to-send signed logout for it.
     Demo(demo::DemoArgs),
-    /// A test OP for integrators: serve discovery and keys, send signed logout tokens (valid,
-    /// broken, or as a load) to any receiver.
+    /// A test OP for integrators: log users in (`op serve --client …`), send signed logout
+    /// tokens (valid, broken, or as a load) to any receiver.
     #[command(subcommand)]
     Op(op::OpCommand),
     /// List and end users' sessions in the shared Redis index (as the admin API does).

@@ -39,7 +39,8 @@ fn key_file(given: Option<PathBuf>) -> Result<PathBuf> {
 
 #[derive(Subcommand)]
 pub(crate) enum OpCommand {
-    /// Serve discovery and a JWKS on loopback; writes the key file `op send` signs with.
+    /// Serve the test OP on loopback: discovery, keys, logins for its --client's, RP-initiated
+    /// logout with back-channel delivery; writes the key file `op send` signs with.
     Serve(ServeArgs),
     /// Sign logout tokens with the key file's keys and POST them to a receiver.
     Send(SendArgs),
@@ -128,7 +129,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let file = KeyFile { issuer, keys };
     file.save(&path)?;
     let algorithms: Vec<&str> = file.keys.iter().map(|k| k.alg().name()).collect();
-    println!("oidc-logout test OP (not for real logins)");
+    println!("oidc-logout test OP (any user name logs in: not for real users)");
     println!("  issuer   : {}", file.issuer);
     println!(
         "  discovery: {}/.well-known/openid-configuration",

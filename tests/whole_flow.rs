@@ -145,38 +145,45 @@ async fn op_serve_with_clients_and_a_fixed_user() {
     let op_port = free_port();
     let issuer = format!("http://127.0.0.1:{op_port}");
     let keys = std::env::temp_dir().join(format!("op-keys-{op_port}.json"));
-    let (client, app) = start_app("app-1", &issuer, &redis.url());
-    let spec = format!("{}:{}@{}", client.id, client.secret, client.base_url);
+    let (client_1, app_1) = start_app("app-1", &issuer, &redis.url());
+    let (client_2, app_2) = start_app("app-2", &issuer, &redis.url());
+    let spec = |c: &Client| format!("{}:{}@{}", c.id, c.secret, c.base_url);
+    let (spec_1, spec_2) = (spec(&client_1), spec(&client_2));
     let keys_arg = keys.to_string_lossy().into_owned();
     let listen = format!("127.0.0.1:{op_port}");
     let op = common::start(
         &[
-            "op", "serve", "--listen", &listen, "--keys", &keys_arg, "--client", &spec, "--user",
-            "carol",
+            "op", "serve", "--listen", &listen, "--keys", &keys_arg, "--client", &spec_1,
+            "--client", &spec_2, "--user", "carol",
         ],
         &[],
     );
     op.wait_for("discovery");
-    wait_listening(&app);
+    wait_listening(&app_1);
+    wait_listening(&app_2);
     let mut browser = Browser::new().expect("browser");
-    let page = browser
-        .get(&format!("{}/login", app.base))
-        .await
-        .expect("login");
-    assert!(
-        page.body.contains("Logged in as carol"),
-        "{}: {}",
-        page.url,
-        page.body
-    );
-    assert_eq!(me(&mut browser, &app).await.0, 200);
-    // The OP's own end-session endpoint (as a user logging out at the IdP) reaches the app.
+    for app in [&app_1, &app_2] {
+        let page = browser
+            .get(&format!("{}/login", app.base))
+            .await
+            .expect("login");
+        assert!(
+            page.body.contains("Logged in as carol"),
+            "{}: {}",
+            page.url,
+            page.body
+        );
+        assert_eq!(me(&mut browser, app).await.0, 200);
+    }
+    // A logout at the OP's own end-session endpoint (the user logs out at the IdP) reaches
+    // both applications over the back channel.
     let page = browser
         .get(&format!("{issuer}/session/end"))
         .await
         .expect("end session");
     assert_eq!(page.status, 200);
-    assert_eq!(me(&mut browser, &app).await.0, 401);
+    assert_eq!(me(&mut browser, &app_1).await.0, 401);
+    assert_eq!(me(&mut browser, &app_2).await.0, 401);
     let _ = std::fs::remove_file(keys);
 }
 
