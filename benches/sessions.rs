@@ -7,7 +7,8 @@
 //!    decoding the JSON record costs), and tower-sessions' `MemoryStore` alone and wrapped (its
 //!    index in Redis). The stores take turns in 20 rounds, so that the machine's drift hits them
 //!    alike. Prints p50/p99/mean and the Redis commands per operation from `INFO commandstats`
-//!    (the background `PING`s of connections and of the logout view excluded). A save stores what
+//!    (the background `PING`s of connections excluded; the logout view's heartbeats, a few
+//!    `PUBLISH`es a second, round to zero per operation). A save stores what
 //!    the layer would: the loaded record with a new expiry.
 //! 2. **Propagation**: `PROPAGATION_LOGOUTS` (default 500) back-channel logouts through the
 //!    release receiver binary, each ending a session that three application instances (three

@@ -611,3 +611,50 @@ async fn a_migrating_index_reads_and_ends_v1_sessions() {
     registered(&migrating, &old4).await;
     assert_eq!(state(&plain, &old4).await, SessionState::Active);
 }
+
+/// A logout of a user with many OP sessions stays fast: past 16 of them, the user is left listed
+/// in those OP sessions' fields, and forgotten later — by a logout of such an OP session (which
+/// still ends exactly its live sessions) or by registrations' sampling.
+#[tokio::test]
+async fn a_user_with_many_op_sessions_is_forgotten_in_them_later() {
+    let server = RedisServer::start();
+    let index = RedisIndex::connect(&server.url(), IndexSettings::default())
+        .await
+        .expect("connect");
+    let mut conn = raw(&server).await;
+    let t = now();
+    let sids: Vec<String> = (0..20).map(|i| format!("op-{i}")).collect();
+    let sessions: Vec<SessionRecord> = sids
+        .iter()
+        .enumerate()
+        .map(|(i, sid)| record(&format!("s-{i}"), "alice", Some(sid), t - 10))
+        .collect();
+    for r in &sessions {
+        registered(&index, r).await;
+    }
+    assert_eq!(
+        ended_count(&index, logout(Target::Sub { sub: "alice" }, t, None)).await,
+        20
+    );
+    let field = format!("{TAG}:i:{}", bucket("op-3"));
+    assert_eq!(
+        hash(&mut conn, &field)
+            .await
+            .get("op-3")
+            .map(String::as_str),
+        Some("alice")
+    );
+    // Bob joins OP session op-3 (after the logout); its logout ends bob's session only, and
+    // alice is no longer listed in it.
+    let bob = record("bob-1", "bob", Some("op-3"), t + 1);
+    registered(&index, &bob).await;
+    assert_eq!(
+        ended_count(&index, logout(sid("op-3"), t + 1, None)).await,
+        1
+    );
+    assert_eq!(state(&index, &bob).await, SessionState::Ended);
+    assert_eq!(hash(&mut conn, &field).await.get("op-3"), None);
+    for r in &sessions {
+        assert_eq!(state(&index, r).await, SessionState::Ended);
+    }
+}

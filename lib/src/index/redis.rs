@@ -205,16 +205,16 @@ local function end_user(u, only_sid)
   local ub = base .. 'u:' .. bucket(u)
   local pre = u .. ' '
   local all = redis.call('HGETALL', ub)
-  local touched, kept = {}, {}
+  local touched, kept, gone = {}, {}, {}
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
     if string.sub(f, 1, #pre) == pre then
       local a, t, s = entry(v)
       if t <= now then
-        redis.call('HDEL', ub, f)
+        table.insert(gone, f)
         touched[s] = true
       elseif (only_sid == nil or s == only_sid) and a <= iat then
-        redis.call('HDEL', ub, f)
+        table.insert(gone, f)
         table.insert(ended, string.sub(f, #pre + 1))
         if t > latest then latest = t end
         touched[s] = true
@@ -223,8 +223,19 @@ local function end_user(u, only_sid)
       end
     end
   end
+  -- One HDEL per 500 fields rather than one per field.
+  for i = 1, #gone, 500 do
+    redis.call('HDEL', ub, unpack(gone, i, math.min(i + 499, #gone)))
+  end
+  -- Forget the user in the OP sessions it no longer uses: at once for up to 16 of them (a user's
+  -- few devices); beyond that (a user with a thousand sessions) the cleanup is left to later
+  -- registrations' sampling and to logouts of those OP sessions, so that the logout stays fast.
+  local unused = {}
   for s in pairs(touched) do
-    if s ~= '' and not kept[s] then sid_remove(base, s, u) end
+    if s ~= '' and not kept[s] then table.insert(unused, s) end
+  end
+  if #unused <= 16 then
+    for _, s in ipairs(unused) do sid_remove(base, s, u) end
   end
   -- A user listed in the OP session without a live entry in it (expired): forget it.
   if only_sid and not touched[only_sid] and not kept[only_sid] then sid_remove(base, only_sid, u) end
