@@ -81,24 +81,14 @@ end
 -- Drop the expired entries of a user bucket, and the OP sessions no live entry uses any more.
 -- Returns the bucket's fields and values as read (after the drop, expired ones are gone).
 local function prune(base, ub, now)
-  local all = redis.call('HGETALL', ub)
-  local kept, live, gone = {}, {}, {}
-  for i = 1, #all, 2 do
-    local f, v = all[i], all[i + 1]
-    local _, u, s = entry(v)
-    local esub = string.match(f, '^(%S+) ')
-    if u <= now then
-      redis.call('HDEL', ub, f)
-      if s ~= '' and esub then table.insert(gone, {esub, s}) end
-    else
-      kept[f] = v
-      if s ~= '' and esub then live[esub .. ' ' .. s] = true end
-    end
+  -- A few random fields, not the whole bucket: a user with a thousand sessions registers in
+  -- constant time. Expired entries are dropped as they are met (and by every logout of the
+  -- user); the OP sessions they leave listed are forgotten lazily (see prune_sids).
+  local sample = redis.call('HRANDFIELD', ub, 3, 'WITHVALUES')
+  for i = 1, #sample, 2 do
+    local _, u = entry(sample[i + 1])
+    if u <= now then redis.call('HDEL', ub, sample[i]) end
   end
-  for _, d in ipairs(gone) do
-    if not live[d[1] .. ' ' .. d[2]] then sid_remove(base, d[2], d[1]) end
-  end
-  return kept
 end
 -- Whether a live marker in hash x covers a session (id, sub, sid, auth).
 local function covered(x, eid, esub, esid, auth, now)
@@ -149,10 +139,11 @@ local now = clock()
 if covered(KEYS[1], eid, esub, esid, auth, now) then return 0 end
 if ARGV[7] ~= '' and redis.call('HGET', ARGV[7], 'ended') then return 0 end
 local ub, field = KEYS[2], esub .. ' ' .. eid
-local kept = prune(base, ub, now)
+prune(base, ub, now)
 local untl, old = now + ttl, nil
-if kept[field] then
-  local _, t, s = entry(kept[field])
+local held = redis.call('HGET', ub, field)
+if held then
+  local _, t, s = entry(held)
   -- Never shorten an entry: a record written with the longer lifetime may be in the store.
   if t > untl then untl = t end
   old = s
@@ -161,14 +152,10 @@ local value = auth .. ' ' .. untl
 if esid ~= '' then value = value .. ' ' .. esid end
 redis.call('HSET', ub, field, value)
 extend(ub, (untl - now) * 1000)
-if old and old ~= '' and old ~= esid then
-  kept[field] = value
-  local used = false
-  for f, v in pairs(kept) do
-    local _, _, s = entry(v)
-    if s == old and string.match(f, '^(%S+) ') == esub then used = true end
-  end
-  if not used then sid_remove(base, old, esub) end
+-- The session moved to another OP session (rare): forget the user in the old one unless
+-- another live entry of the user is in it.
+if old and old ~= '' and old ~= esid and not uses_sid(base, esub, old, now) then
+  sid_remove(base, old, esub)
 end
 if esid ~= '' then
   local k = base .. 'i:' .. bucket(esid)
