@@ -74,7 +74,12 @@ local function prune_sids(k, base, now)
   local sample = redis.call('HRANDFIELD', k, 2, 'WITHVALUES')
   for i = 1, #sample, 2 do
     for w in string.gmatch(sample[i + 1], '%S+') do
-      if not uses_sid(base, w, sample[i], now) then sid_remove(base, sample[i], w) end
+      -- Checking reads the user's bucket: skipped for a crowded one (a user with hundreds of
+      -- sessions), whose listings wait for a logout of the OP session or the bucket's expiry.
+      if redis.call('HLEN', base .. 'u:' .. bucket(w)) <= 512
+        and not uses_sid(base, w, sample[i], now) then
+        sid_remove(base, sample[i], w)
+      end
     end
   end
 end
