@@ -452,3 +452,58 @@ async fn the_command_serves_scim_when_tokens_are_configured() {
         "the token is not echoed: {failure}"
     );
 }
+
+/// A change of the attribute mapped to `sub` revokes the old `sub` (the record no longer names
+/// its sessions); a deactivation that also takes another user's `userName` is refused whole,
+/// before anything is revoked.
+#[tokio::test]
+async fn a_changed_sub_is_revoked_and_a_refused_change_revokes_nothing() {
+    let redis = RedisServer::start();
+    let (base, index) = serve_scim(&redis).await;
+    let old = record("laptop", "alice-old", now() - 60);
+    let carol = record("carol-laptop", "carol-ext", now() - 60);
+    for r in [&old, &carol] {
+        index.register(r).await.expect("register");
+    }
+    let (_, alice, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&user("alice", "alice-old")),
+    )
+    .await;
+    let (_, _, _) = call(
+        "POST",
+        &format!("{base}/Users"),
+        Some(TOKEN),
+        Some(&user("carol", "carol-ext")),
+    )
+    .await;
+    let alice_url = format!("{base}/Users/{}", alice["id"].as_str().expect("id"));
+    // Deactivate alice and rename her to carol's userName: 409, nothing revoked.
+    let clash = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "path": "active", "value": false},
+            {"op": "replace", "path": "userName", "value": "CAROL"}
+        ],
+    });
+    let (status, _, _) = call("PATCH", &alice_url, Some(TOKEN), Some(&clash.to_string())).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        state(&index, &old).await,
+        SessionState::Active,
+        "a refused change revokes nothing"
+    );
+    // A new externalId (the mapped attribute): the old sub's sessions end, carol's stay.
+    let remap = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "externalId", "value": "alice-new"}],
+    });
+    let (status, answer, _) =
+        call("PATCH", &alice_url, Some(TOKEN), Some(&remap.to_string())).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["active"], true);
+    assert_eq!(state(&index, &old).await, SessionState::Ended);
+    assert_eq!(state(&index, &carol).await, SessionState::Active);
+}

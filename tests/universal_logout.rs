@@ -324,3 +324,44 @@ async fn the_command_serves_universal_logout_when_configured() {
     assert_eq!(state(&index, &alice).await, SessionState::Ended);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Two applications of one Okta org: the same keys and issuer, told apart by `sub` and `aud`.
+#[tokio::test]
+async fn two_applications_of_one_org_are_told_apart() {
+    let redis = RedisServer::start();
+    let op = Op::start().await;
+    let index = index_on(&redis).await;
+    let core = Core::builder(index.clone()).issuer(op.issuer()).build();
+    let provider = Provider::discover(
+        op.issuer(),
+        oidc_logout::provider::http_client().expect("http"),
+        common::provider_settings(),
+    )
+    .await
+    .expect("keys");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let first = format!("{base}{}", universal_logout::PATH);
+    let second = format!("https://second-app.example{}", universal_logout::PATH);
+    let router = universal_logout::router(
+        core,
+        vec![
+            Sender::new(Arc::clone(&provider), CLIENT, &first),
+            Sender::new(provider, "0oa-second-app", &second),
+        ],
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let alice = record(&op, "laptop", "alice");
+    index.register(&alice).await.expect("register");
+    let token = op.sign_with(
+        &op.key,
+        &[("typ", "global-token-revocation+jwt".into())],
+        &json!({"jti": "j-2", "iss": op.issuer(), "sub": "0oa-second-app", "aud": second,
+                "exp": now() + 300, "nbf": now() - 300, "iat": now()}),
+    );
+    let body = json!({"sub_id": {"format": "iss_sub", "iss": op.issuer(), "sub": "alice"}});
+    assert_eq!(post(&first, Some(&token), &body.to_string()).await, 204);
+    assert_eq!(state(&index, &alice).await, SessionState::Ended);
+}

@@ -22,7 +22,7 @@
 
 #[cfg(feature = "redis")]
 mod connection;
-mod directory;
+pub(crate) mod directory;
 #[cfg(feature = "redis")]
 mod follower;
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]

@@ -8,7 +8,7 @@
 //! Each configured [`Sender`] names the org (its keys come from its discovery document), the
 //! application's client id and the endpoint's URL as registered, and the configured issuer
 //! whose sessions its subjects name. The JWT is verified (signature, `typ`, algorithm, every
-//! claim, the `jti` once only) before the body is read; then the core revokes the user:
+//! claim, the `jti` claimed once only) before the body is read; then the core revokes the user:
 //! sessions ended, denylist marker written, refresh tokens revoked. Answers, as Okta's guide
 //! lists them: `204` (done), `400` (malformed, or a subject format not handled), `401` (no or a
 //! bad JWT), `403` (a subject of another issuer than the sender's), `503` (the session store is
@@ -50,6 +50,10 @@ const LEEWAY: u64 = 60;
 
 /// The longest a JWT may be valid (Okta's: five minutes either side of now).
 const MAX_LIFETIME: u64 = 15 * 60;
+
+/// How long a JWT's id is held: longer than any JWT accepted here stays valid. A JWT is good
+/// for one request, whatever its answer (a retry comes with a new one).
+const JTI_MEMORY: std::time::Duration = std::time::Duration::from_secs(MAX_LIFETIME + 2 * LEEWAY);
 
 const RULES: Rules = Rules {
     max_bytes: 16 * 1024,
@@ -116,11 +120,10 @@ impl Sender {
     }
 }
 
-/// The sender a request's JWT came from, and its id (to remember).
+/// The sender a request's JWT came from.
 #[derive(Clone)]
 struct Authenticated {
     sender: Arc<Sender>,
-    jti: String,
 }
 
 struct Endpoint<S> {
@@ -168,50 +171,68 @@ async fn authenticate<S: SessionIndex + RecordStore>(
     let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
         return unauthorized("a bearer JWT is required");
     };
-    let (sender, jti) = match verify(&endpoint, bearer.token(), unix_now()).await {
-        Ok(verified) => verified,
+    let sender = match verify(&endpoint, bearer.token(), unix_now()).await {
+        Ok(sender) => sender,
         Err(why) => return unauthorized(why),
     };
-    request
-        .extensions_mut()
-        .insert(Authenticated { sender, jti });
+    request.extensions_mut().insert(Authenticated { sender });
     next.run(request).await
 }
 
-/// Verify a bearer JWT: its sender, signature and claims, and that its `jti` is new. Returns
-/// the sender and the key its `jti` is remembered under.
+/// Verify a bearer JWT: its sender, signature and claims, and claim its `jti` (once only,
+/// atomically: two requests with one JWT cannot both pass). Returns the sender.
 async fn verify<S: SessionIndex + RecordStore>(
     endpoint: &Endpoint<S>,
     token: &str,
     now: u64,
-) -> Result<(Arc<Sender>, String), &'static str> {
+) -> Result<Arc<Sender>, &'static str> {
     let jws =
         Jws::parse(token, &RULES).map_err(|_| "the bearer is not a global-token-revocation JWT")?;
     let claimed = jws.unverified_str("iss").unwrap_or_default();
-    let sender = endpoint
+    // Several applications of one org: the same keys, told apart by `sub` and `aud`.
+    let candidates: Vec<&Arc<Sender>> = endpoint
         .senders
         .iter()
-        .find(|s| s.provider.issuer() == claimed)
+        .filter(|s| s.provider.issuer() == claimed)
+        .collect();
+    let first = candidates
+        .first()
         .ok_or("the JWT is not from a configured sender")?;
-    jws.require_algorithm(&sender.algorithms)
-        .map_err(|_| "the JWT's algorithm is not allowed for this sender")?;
-    sender
+    first
         .provider
         .verify(&jws)
         .await
         .map_err(|_| "the JWT's signature does not verify")?;
+    let alg = jws.algorithm();
     let claims = jws.into_claims();
-    check_claims(sender, &claims, now)?;
+    let mut refusal = "the JWT's algorithm is not allowed for this sender";
+    let mut sender = None;
+    for candidate in candidates {
+        if !candidate.algorithms.contains(&alg) {
+            continue;
+        }
+        match check_claims(candidate, &claims, now) {
+            Ok(()) => {
+                sender = Some(Arc::clone(candidate));
+                break;
+            }
+            Err(why) => refusal = why,
+        }
+    }
+    let sender = sender.ok_or(refusal)?;
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or("the JWT has no jti")?;
-    let seen_key = format!("gtr:{jti}");
-    let issuer = &sender.subject_issuer;
-    match endpoint.core.event_seen(issuer, &seen_key).await {
-        Ok(false) => Ok((Arc::clone(sender), seen_key)),
-        Ok(true) => Err("the JWT was used before"),
+    match endpoint
+        .core
+        .index()
+        .claim(&sender.subject_issuer, &format!("gtr:{jti}"), JTI_MEMORY)
+        .await
+    {
+        Ok(true) => Ok(sender),
+        Ok(false) => Err("the JWT was used before"),
         Err(_) => Err("the JWT cannot be checked for replay now; retry"),
     }
 }
@@ -293,21 +314,10 @@ fn subject(sender: &Sender, body: &[u8]) -> Result<Subject, &'static str> {
 
 async fn revoke<S: SessionIndex + RecordStore>(
     State(endpoint): State<Arc<Endpoint<S>>>,
-    axum::Extension(Authenticated { sender, jti }): axum::Extension<Authenticated>,
+    axum::Extension(Authenticated { sender }): axum::Extension<Authenticated>,
     bytes: Bytes,
 ) -> Response {
-    let response = answer(&endpoint, &sender, &bytes).await;
-    // A JWT is good for one request: remembered once answered, unless nothing could be done
-    // (a 503, which its retry may repeat).
-    if response.status() != StatusCode::SERVICE_UNAVAILABLE
-        && let Err(error) = endpoint
-            .core
-            .remember_event(&sender.subject_issuer, &jti)
-            .await
-    {
-        tracing::error!(%error, "a universal logout JWT could not be remembered");
-    }
-    response
+    answer(&endpoint, &sender, &bytes).await
 }
 
 async fn answer<S: SessionIndex + RecordStore>(

@@ -729,6 +729,9 @@ where
             login.refresh_token = Some(TokenSecret::new(t.secret().clone()));
         }
         login.update_in(session).await?;
+        // The OP has used up the old refresh token: store the new one now, not at the end of a
+        // request that may be cancelled or overwritten by a concurrent one's save.
+        session.save().await?;
         Ok(Refreshed::Refreshed)
     }
 

@@ -56,7 +56,20 @@ impl Network {
             }
         };
         let max = if address.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Self { address, prefix })
+        if prefix > max {
+            return None;
+        }
+        // `::ffff:a.b.c.d/n` is an IPv4 network, as peers are compared as IPv4.
+        Some(match address {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= 96 => Self {
+                    address: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                },
+                _ => Self { address, prefix },
+            },
+            IpAddr::V4(_) => Self { address, prefix },
+        })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
@@ -300,6 +313,10 @@ mod tests {
         let mapped = Network::parse("192.168.0.0/16").expect("net");
         assert!(mapped.contains(ip("::ffff:192.168.4.5")));
         assert!(!mapped.contains(ip("192.169.0.1")));
+        let written_mapped = Network::parse("::ffff:10.0.0.0/104").expect("net");
+        assert!(written_mapped.contains(ip("10.1.2.3")));
+        assert!(written_mapped.contains(ip("::ffff:10.1.2.3")));
+        assert!(!written_mapped.contains(ip("11.0.0.1")));
     }
 
     #[test]

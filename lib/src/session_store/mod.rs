@@ -241,6 +241,8 @@ pub trait SessionAccess: sealed::Sealed + Send + Sync {
     ) -> impl Future<Output = Result<Option<serde_json::Value>, SessionError>> + Send;
     /// Delete the session from its store and start an empty one.
     fn flush(&self) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// Write the session to its store now, rather than at the end of the request.
+    fn save(&self) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// The session's id, once it has one (after its first save).
     fn id(&self) -> Option<String>;
 }
@@ -283,6 +285,11 @@ macro_rules! implement_access {
             }
             async fn flush(&self) -> Result<(), SessionError> {
                 $ts::Session::flush(self)
+                    .await
+                    .map_err(|e| SessionError(e.to_string()))
+            }
+            async fn save(&self) -> Result<(), SessionError> {
+                $ts::Session::save(self)
                     .await
                     .map_err(|e| SessionError(e.to_string()))
             }

@@ -34,7 +34,7 @@ const CODE_LIFETIME: u64 = 60;
 const TOKEN_LIFETIME: u64 = 300;
 /// Logins waiting for their user, and codes waiting for their exchange, kept at most: past it
 /// the oldest are forgotten (the OP's memory stays bounded whatever is sent to it).
-const MAX_PENDING: usize = 10_000;
+pub(super) const MAX_PENDING: usize = 10_000;
 
 /// A client of the test OP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +365,10 @@ fn log_in(op: &TestOp, request: Authorization, user: &str) -> Response {
     };
     {
         let mut logins = op.logins();
+        if logins.sessions.len() >= MAX_PENDING {
+            logins.sessions.clear();
+            logins.by_cookie.clear();
+        }
         logins.sessions.insert(
             sid.clone(),
             OpSession {
@@ -463,9 +467,13 @@ pub(super) fn code_grant(
     let Some(client) = authenticated_client(op, headers, form) else {
         return Some(token_error(StatusCode::UNAUTHORIZED, "invalid_client"));
     };
-    let code = form.get("code").and_then(|c| op.logins().codes.remove(c));
-    let Some(code) = code.filter(|c| c.expires > unix_now() && c.request.client == client.id)
-    else {
+    // A code is used up by its own client's attempt only (another client cannot burn it).
+    let code = form.get("code").and_then(|c| {
+        let mut logins = op.logins();
+        let owned = logins.codes.get(c)?.request.client == client.id;
+        owned.then(|| logins.codes.remove(c)).flatten()
+    });
+    let Some(code) = code.filter(|c| c.expires > unix_now()) else {
         return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
     };
     if form.get("redirect_uri") != Some(&code.request.redirect_uri) {
@@ -517,17 +525,30 @@ pub(super) fn refresh_grant(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Option<Response> {
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return None;
+    }
     let token = form.get("refresh_token")?;
-    let grant = op.logins().grants.get(token).cloned()?;
+    if !op.logins().grants.contains_key(token) {
+        return None;
+    }
     let client = authenticated_client(op, headers, form);
-    if client.as_ref().map(|c| &c.id) != Some(&grant.client) {
-        return Some(token_error(StatusCode::UNAUTHORIZED, "invalid_client"));
-    }
-    // Rotation: the presented token is used up.
-    op.logins().grants.remove(token);
-    if !op.logins().sessions.contains_key(&grant.sid) {
-        return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
-    }
+    // Rotation, atomically: of two requests with one token, one gets the grant.
+    let grant = {
+        let mut logins = op.logins();
+        let owned = logins
+            .grants
+            .get(token)
+            .is_some_and(|g| client.as_ref().map(|c| &c.id) == Some(&g.client));
+        if !owned {
+            return Some(token_error(StatusCode::UNAUTHORIZED, "invalid_client"));
+        }
+        let grant = logins.grants.remove(token)?;
+        if !logins.sessions.contains_key(&grant.sid) {
+            return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        grant
+    };
     Some(tokens(op, &grant, None))
 }
 
@@ -556,10 +577,16 @@ fn tokens(op: &TestOp, grant: &Grant, id_token: Option<String>) -> Response {
     let Some(access_token) = op.sign("at+jwt", &access_claims) else {
         return token_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
     };
-    op.access_tokens
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(access_token.clone(), grant.sub.clone());
+    {
+        let mut tokens = op
+            .access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tokens.len() >= MAX_PENDING {
+            tokens.clear();
+        }
+        tokens.insert(access_token.clone(), grant.sub.clone());
+    }
     let mut answer = json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -308,10 +308,14 @@ async fn revocation_endpoint(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&token);
     login::revoke_grant(&op, &token);
-    op.revoked
+    let mut revoked = op
+        .revoked
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push((token, auth));
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if revoked.len() >= login::MAX_PENDING {
+        revoked.clear();
+    }
+    revoked.push((token, auth));
     StatusCode::OK.into_response()
 }
 

@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use self::patch::{Draft, Invalid};
 use crate::core::{Core, CoreError};
 use crate::index::{
-    Lookup, RecordStore, ScimUser, SessionIndex, StoreError, UserDirectory, Written,
+    Lookup, RecordStore, ScimUser, SessionIndex, StoreError, UserDirectory, Written, directory,
 };
 use crate::inputs::bearer::BearerTokens;
 use crate::sys::{random_id, unix_now};
@@ -298,7 +298,8 @@ fn draft_of(
         Some(_) => return Err(invalid("externalId must be a non-empty string")),
     };
     let active = match path::member(object, "active") {
-        None | Some(Value::Null) => true,
+        // A PUT that leaves `active` out does not reactivate (or deactivate) the user.
+        None | Some(Value::Null) => was.is_none_or(|u| u.active),
         Some(value) => patch::boolean(value).ok_or(invalid("active must be true or false"))?,
     };
     let sub = match path::value_at(object, sub_attribute) {
@@ -344,9 +345,14 @@ struct ListQuery {
 
 /// A page of every user (`startIndex` from 1, `count` at most 100; RFC 7644 §3.4.2.4).
 async fn page<D: UserDirectory>(directory: &D, issuer: &str, query: &ListQuery) -> Response {
+    // RFC 7644 §3.4.2.4: a startIndex below 1 means 1, a negative count means 0.
     let number = |value: &Option<String>, default: usize| match value {
         None => Some(default),
-        Some(v) => v.trim().parse::<usize>().ok(),
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .map(|n| usize::try_from(n.max(0)).unwrap_or(usize::MAX)),
     };
     let (Some(start), Some(count)) = (
         number(&query.start_index, 1),
@@ -355,7 +361,7 @@ async fn page<D: UserDirectory>(directory: &D, issuer: &str, query: &ListQuery) 
         return scim_error(
             StatusCode::BAD_REQUEST,
             Some("invalidValue"),
-            "startIndex and count must be non-negative integers",
+            "startIndex and count must be integers",
         );
     };
     let start = start.max(1);
@@ -478,7 +484,10 @@ async fn create<S: SessionIndex + RecordStore, D: UserDirectory>(
     }
 }
 
-/// Write a changed user: revoke first if the change takes access away.
+/// Write a changed user. A `userName` or `externalId` another user holds is refused before
+/// anything happens; then every `sub` the change takes access from is revoked (the user's when
+/// it is deactivated; the old one when the mapped attribute changed, as the record no longer
+/// names it; the new one when the user stays inactive), and last the record is written.
 async fn change<S: SessionIndex + RecordStore, D: UserDirectory>(
     scim: &Scim<S, D>,
     caller: &Caller,
@@ -486,14 +495,35 @@ async fn change<S: SessionIndex + RecordStore, D: UserDirectory>(
     draft: Draft,
     action: &'static str,
 ) -> Response {
-    if was.active && !draft.active {
-        if let Err(error) = revoke(scim, caller, &was.sub, &was.id).await {
-            return core_failed(&error);
+    let issuer = &caller.client.issuer;
+    let renamed = directory::folded(&draft.user_name) != directory::folded(&was.user_name);
+    let reidentified = draft.external_id.is_some() && draft.external_id != was.external_id;
+    for (changed, by, value) in [
+        (renamed, Lookup::UserName, Some(draft.user_name.as_str())),
+        (
+            reidentified,
+            Lookup::ExternalId,
+            draft.external_id.as_deref(),
+        ),
+    ] {
+        let Some(value) = value.filter(|_| changed) else {
+            continue;
+        };
+        match scim.directory.find(issuer, by, value).await {
+            Ok(Some(other)) if other.id != was.id => return taken(),
+            Ok(_) => {}
+            Err(error) => return store_failed(&error),
         }
-        // A changed mapping: the new sub's sessions are the user's too.
-        if draft.sub != was.sub
-            && let Err(error) = revoke(scim, caller, &draft.sub, &was.id).await
-        {
+    }
+    let mut to_revoke: Vec<&str> = Vec::new();
+    if (was.active && !draft.active) || draft.sub != was.sub {
+        to_revoke.push(&was.sub);
+    }
+    if !draft.active && draft.sub != was.sub {
+        to_revoke.push(&draft.sub);
+    }
+    for sub in to_revoke {
+        if let Err(error) = revoke(scim, caller, sub, &was.id).await {
             return core_failed(&error);
         }
     }
@@ -505,9 +535,9 @@ async fn change<S: SessionIndex + RecordStore, D: UserDirectory>(
         modified: unix_now(),
         ..was
     };
-    match scim.directory.replace(&caller.client.issuer, &user).await {
+    match scim.directory.replace(issuer, &user).await {
         Ok(Written::Done) => {
-            tracing::info!(target: "oidc_logout::audit", token = %caller.fingerprint, action, issuer = ?caller.client.issuer, scim_id = ?user.id, active = user.active, "SCIM provisioning");
+            tracing::info!(target: "oidc_logout::audit", token = %caller.fingerprint, action, issuer = ?issuer, scim_id = ?user.id, active = user.active, "SCIM provisioning");
             scim_json(StatusCode::OK, &resources::user(&user))
         }
         Ok(Written::Taken) => taken(),

@@ -59,7 +59,7 @@ pub(super) fn service_provider_config() -> Value {
         "documentationUri": "https://github.com/oidc-logout/oidc-logout/blob/main/docs/deprovisioning.md",
         "patch": { "supported": true },
         "bulk": { "supported": false, "maxOperations": 0, "maxPayloadSize": 0 },
-        "filter": { "supported": true, "maxResults": 1 },
+        "filter": { "supported": true, "maxResults": 100 },
         "changePassword": off,
         "sort": off,
         "etag": off,
@@ -90,13 +90,13 @@ pub(super) fn resource_types() -> Value {
     list(vec![user_resource_type()])
 }
 
-fn attribute(name: &str, kind: &str, required: bool, uniqueness: &str) -> Value {
+fn attribute(name: &str, kind: &str, required: bool, uniqueness: &str, case_exact: bool) -> Value {
     json!({
         "name": name,
         "type": kind,
         "multiValued": false,
         "required": required,
-        "caseExact": false,
+        "caseExact": case_exact,
         "mutability": "readWrite",
         "returned": "default",
         "uniqueness": uniqueness,
@@ -110,9 +110,9 @@ fn user_schema() -> Value {
         "name": "User",
         "description": "User Account (the attributes kept for deprovisioning; others are accepted and not stored)",
         "attributes": [
-            attribute("userName", "string", true, "server"),
-            attribute("externalId", "string", false, "server"),
-            attribute("active", "boolean", false, "none"),
+            attribute("userName", "string", true, "server", false),
+            attribute("externalId", "string", false, "server", true),
+            attribute("active", "boolean", false, "none", false),
         ],
         "meta": { "resourceType": "Schema", "location": format!("{PREFIX}/Schemas/{USER_SCHEMA}") },
     })
