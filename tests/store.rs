@@ -658,3 +658,30 @@ async fn a_user_with_many_op_sessions_is_forgotten_in_them_later() {
         assert_eq!(state(&index, r).await, SessionState::Ended);
     }
 }
+
+/// While migrating, a logout's denylist marker is written in both layouts' deny hashes (API
+/// instances of the older release read version 1's).
+#[tokio::test]
+async fn a_migrating_logout_writes_the_denylist_marker_in_both_layouts() {
+    let server = RedisServer::start();
+    let migrating =
+        RedisIndex::connect(&server.url(), IndexSettings::default().with_legacy_v1(true))
+            .await
+            .expect("connect");
+    let mut conn = raw(&server).await;
+    let t = now();
+    let mut l = logout(sid("op-7"), t, None);
+    l.deny = Some(oidc_logout::index::Deny {
+        issued_until: t,
+        lifetime: Duration::from_secs(600),
+    });
+    migrating.logout(&l).await.expect("logout");
+    let expected = format!("{t} {}", t + 600);
+    for key in [
+        "oidc-logout:v1:{https%3A%2F%2Fop.example%2Frealms%2Fa%20b}:deny",
+        "oidc-logout:v2:{https%3A%2F%2Fop.example%2Frealms%2Fa%20b}:deny",
+    ] {
+        let deny = hash(&mut conn, key).await;
+        assert_eq!(deny.get("sid:op-7"), Some(&expected), "{key}: {deny:?}");
+    }
+}

@@ -61,32 +61,8 @@ else
 end
 if ARGV[10] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[4]) end
 if ARGV[11] ~= '' then
-  -- The access-token denylist marker: tokens of this sid (sub) issued up to iat are refused
-  -- until iat + lifetime. Prune a few expired markers on the way.
-  local field, now = ARGV[11], tonumber(ARGV[9])
-  local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 64)
-  if #old > 0 then
-    redis.call('HDEL', KEYS[4], unpack(old))
-    redis.call('ZREM', KEYS[5], unpack(old))
-  end
-  local revoked = tonumber(ARGV[15])
-  local expires = revoked + tonumber(ARGV[12])
-  local held = redis.call('HGET', KEYS[4], field)
-  if held then
-    local r, e = string.match(held, '^(%d+) (%d+)$')
-    if r then
-      revoked = math.max(revoked, tonumber(r))
-      expires = math.max(expires, tonumber(e))
-    end
-  end
-  if expires > now then
-    local value = string.format('%d %d', revoked, expires)
-    redis.call('HSET', KEYS[4], field, value)
-    redis.call('ZADD', KEYS[5], expires, field)
-    extend(KEYS[4], (expires - now) * 1000)
-    extend(KEYS[5], (expires - now) * 1000)
-    redis.call('PUBLISH', ARGV[13], ARGV[14] .. ' ' .. field .. ' ' .. value)
-  end
+  -- The access-token denylist marker of this sid (sub), in version 1's hash.
+  deny(KEYS[4], KEYS[5], ARGV[11], tonumber(ARGV[15]), tonumber(ARGV[12]), tonumber(ARGV[9]), ARGV[13], ARGV[14])
 end
 return ended
 "#;

@@ -22,6 +22,7 @@
 
 #[cfg(feature = "redis")]
 mod connection;
+#[cfg(feature = "scim")]
 pub(crate) mod directory;
 #[cfg(feature = "redis")]
 mod follower;
@@ -44,6 +45,7 @@ use std::time::Duration;
 pub(crate) use connection::RedisConnection;
 #[cfg(feature = "redis")]
 pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
+#[cfg(feature = "scim")]
 pub use directory::{Lookup, MemoryDirectory, ScimUser, UserDirectory, Written};
 #[cfg(feature = "denylist")]
 pub(crate) use keys::decode_component;

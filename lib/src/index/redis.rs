@@ -39,6 +39,34 @@ local function extend(key, ms)
   if t >= 0 and t < ms then redis.call('PEXPIRE', key, ms) end
   if t == -1 then redis.call('PEXPIRE', key, ms) end
 end
+-- The access-token denylist marker `field` of hash `h` (by expiry in sorted set `z`): tokens
+-- issued up to `revoked` are refused until `revoked + lifetime`, each the later of the new and
+-- any held value; a few expired markers are pruned on the way; published as
+-- `<eiss> <field> <revoked> <expires>` on `channel`.
+local function deny(h, z, field, revoked, lifetime, now, channel, eiss)
+  local old = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 64)
+  if #old > 0 then
+    redis.call('HDEL', h, unpack(old))
+    redis.call('ZREM', z, unpack(old))
+  end
+  local expires = revoked + lifetime
+  local held = redis.call('HGET', h, field)
+  if held then
+    local r, e = string.match(held, '^(%d+) (%d+)$')
+    if r then
+      revoked = math.max(revoked, tonumber(r))
+      expires = math.max(expires, tonumber(e))
+    end
+  end
+  if expires > now then
+    local value = string.format('%d %d', revoked, expires)
+    redis.call('HSET', h, field, value)
+    redis.call('ZADD', z, expires, field)
+    extend(h, (expires - now) * 1000)
+    extend(z, (expires - now) * 1000)
+    redis.call('PUBLISH', channel, eiss .. ' ' .. field .. ' ' .. value)
+  end
+end
 local function bucket(e) return string.sub(redis.sha1hex(e), 1, 4) end
 -- Redis's clock, so that every instance prunes and expires by the same time.
 local function clock() return tonumber(redis.call('TIME')[1]) end
@@ -250,32 +278,8 @@ end
 mark(KEYS[2], KEYS[3], field, iat, math.max(now + mttl, latest + 60), now, ARGV[14], ARGV[12])
 if ARGV[8] == '1' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[5]) end
 if ARGV[9] ~= '' then
-  -- The access-token denylist marker: tokens of this sid (sub) issued up to the deny time are
-  -- refused until it plus the lifetime. Prune a few expired markers on the way.
-  local dfield = ARGV[9]
-  local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 64)
-  if #old > 0 then
-    redis.call('HDEL', KEYS[4], unpack(old))
-    redis.call('ZREM', KEYS[5], unpack(old))
-  end
-  local revoked = tonumber(ARGV[13])
-  local expires = revoked + tonumber(ARGV[10])
-  local held = redis.call('HGET', KEYS[4], dfield)
-  if held then
-    local r, e = string.match(held, '^(%d+) (%d+)$')
-    if r then
-      revoked = math.max(revoked, tonumber(r))
-      expires = math.max(expires, tonumber(e))
-    end
-  end
-  if expires > now then
-    local value = string.format('%d %d', revoked, expires)
-    redis.call('HSET', KEYS[4], dfield, value)
-    redis.call('ZADD', KEYS[5], expires, dfield)
-    extend(KEYS[4], (expires - now) * 1000)
-    extend(KEYS[5], (expires - now) * 1000)
-    redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. dfield .. ' ' .. value)
-  end
+  -- The access-token denylist marker of this sid (sub).
+  deny(KEYS[4], KEYS[5], ARGV[9], tonumber(ARGV[13]), tonumber(ARGV[10]), now, ARGV[11], ARGV[12])
 end
 return ended
 "#;
@@ -429,11 +433,13 @@ impl RedisIndex {
     }
 
     /// `<prefix>v2:{<iss>}:`: every key of the issuer starts with it (one hash tag).
+    #[cfg(feature = "scim")]
     pub(super) fn issuer_base(&self, issuer: &str) -> String {
         self.keys(issuer).base().to_owned()
     }
 
     /// A handle on the shared connection.
+    #[cfg(feature = "scim")]
     pub(super) fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
