@@ -73,6 +73,20 @@ impl Driver {
     }
 
     async fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_command(method, path, body).await {
+            Ok(value) => value,
+            Err(answer) => panic!("WebDriver {method} {path}: {answer}"),
+        }
+    }
+
+    /// A command whose WebDriver error is the caller's to judge (a page in mid-navigation has
+    /// no body yet).
+    async fn try_command(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}{path}", self.session);
         let request = match method {
             "GET" => self.http.get(url),
@@ -89,11 +103,10 @@ impl Driver {
             .await
             .expect("body");
         let answer: Value = serde_json::from_str(&text).expect("JSON");
-        assert!(
-            answer["value"].get("error").is_none(),
-            "WebDriver {method} {path}: {answer}"
-        );
-        answer["value"].clone()
+        if answer["value"].get("error").is_some() {
+            return Err(answer);
+        }
+        Ok(answer["value"].clone())
     }
 
     async fn goto(&self, url: &str) {
@@ -109,13 +122,30 @@ impl Driver {
             .to_owned()
     }
 
+    /// The page's text; empty while a navigation has not given it a body yet.
     async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.command("GET", &format!("/element/{body}/text"), None)
+        let Ok(element) = self
+            .try_command(
+                "POST",
+                "/element",
+                Some(json!({"using": "css selector", "value": "body"})),
+            )
             .await
-            .as_str()
+        else {
+            return String::new();
+        };
+        let Some(body) = element
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+        else {
+            return String::new();
+        };
+        self.try_command("GET", &format!("/element/{body}/text"), None)
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
-            .to_owned()
     }
 
     async fn find(&self, css: &str) -> String {
