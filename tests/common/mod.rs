@@ -622,7 +622,21 @@ where
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     store.create(&mut record).await.expect("create");
-    record.id.to_string()
+    let id = record.id.to_string();
+    // Remembered for [`state_of`]: the receiver's refresh-token revocation deletes the record
+    // of a session it ended, in the background, and the state must not depend on that race.
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(SessionRecord {
+            session_id: id.clone(),
+            issuer: login.issuer.clone(),
+            sub: login.sub.clone(),
+            sid: login.sid.clone(),
+            auth_time: login.auth_time,
+            ttl: std::time::Duration::from_secs(3600),
+        });
+    id
 }
 
 /// The sessions this test binary registered directly in an index, so that [`state_of`] can name
