@@ -89,6 +89,7 @@ fn main() {
                             sid: Some(uuid()),
                             auth_time: common::now() - 60,
                             ttl: Duration::from_secs(8 * 3600),
+                            customer: None,
                         };
                         index.register(&record).await.expect("register");
                     }

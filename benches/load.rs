@@ -174,6 +174,7 @@ fn record(issuer: &str, session: String, sub: String, sid: Option<String>) -> Se
         sid,
         auth_time: now() - 5,
         ttl: Duration::from_secs(3600),
+        customer: None,
     }
 }
 

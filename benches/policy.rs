@@ -44,6 +44,7 @@ fn login(issuer: &str, policy: Option<&str>, refresh: Option<String>) -> Login {
         id_token: None,
         refresh_token: refresh.map(TokenSecret::new),
         access_token: None,
+        customer: None,
     }
 }
 
@@ -79,8 +80,9 @@ async fn run() {
     .await
     .expect("discovery");
     let index = MemoryIndex::new(IndexSettings::default());
-    let none = rp.clone().revalidation(index.clone());
-    let checking = rp.with_policies(policies).revalidation(index);
+    let none = rp.clone().revalidation(rp.core(index.clone()));
+    let core = rp.core(index);
+    let checking = rp.with_policies(policies).revalidation(core);
 
     let checks = count("POLICY_CHECKS", 1_000_000);
     println!("per-request policy check, {checks} checks each (one task, current-thread runtime)");

@@ -47,6 +47,7 @@ fn session_data(issuer: &str, sub: &str, sid: &str) -> HashMap<String, serde_jso
         id_token: None,
         refresh_token: None,
         access_token: None,
+        customer: None,
     };
     HashMap::from([
         (

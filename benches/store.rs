@@ -33,6 +33,7 @@ fn record(sub: &str, sid: &str) -> SessionRecord {
         sid: Some(sid.into()),
         auth_time: now() - 5,
         ttl: Duration::from_secs(3600),
+        customer: None,
     }
 }
 

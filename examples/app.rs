@@ -116,7 +116,12 @@ fn routes<B>(rp: RelyingParty, index: B, cookie: String, secure: bool) -> Router
 where
     B: SessionIndex + RecordStore + std::fmt::Debug,
 {
-    let store = OidcSessionStore::new(index.clone()).with_policies(rp.policies().clone());
+    // One core: every way a session ends (the OP's logout, the logout button, the user's own
+    // session list, a refused revalidation) goes through it and revokes refresh tokens.
+    let core = rp.core(index.clone());
+    let store = OidcSessionStore::new(index)
+        .with_core(core.clone())
+        .with_policies(rp.policies().clone());
     let mut router = Router::new()
         .route("/", get(home))
         .route("/login", get(login))
@@ -126,12 +131,9 @@ where
         .route("/logged-out", get(logged_out))
         .with_state(rp.clone())
         // Where else am I logged in? GET /account/sessions, POST …/end, …/end-others.
-        .nest(
-            "/account/sessions",
-            OwnSessions::new(index.clone()).router(),
-        )
+        .nest("/account/sessions", OwnSessions::new(core.clone()).router())
         .layer(SessionDetails::new().layer())
-        .layer(rp.revalidation(index.clone()).layer())
+        .layer(rp.revalidation(core.clone()).layer())
         .layer(
             SessionManagerLayer::new(store)
                 .with_secure(secure)
@@ -141,7 +143,7 @@ where
                 .with_name(cookie),
         );
     if env("APP_RECEIVER").as_deref() != Some("off") {
-        router = router.merge(rp.receiver(index).into_router());
+        router = router.merge(rp.receiver(core).into_router());
     }
     router
 }

@@ -208,7 +208,7 @@ async fn main() -> Result<()> {
     pool.init().await.context("cannot connect to Redis")?;
     let index = RedisIndex::connect(&redis_url, IndexSettings::default()).await?;
     let store = LogoutAware::wrap(RedisStore::new(pool), index.clone());
-    let receiver = rp.receiver(index).into_router();
+    let receiver = rp.receiver(rp.core(index)).into_router();
     let layer = SessionManagerLayer::new(store)
         .with_secure(false)
         .with_same_site(SameSite::Lax)

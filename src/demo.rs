@@ -69,6 +69,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
         sid: Some(sid.clone()),
         auth_time: now.saturating_sub(1),
         ttl: Duration::from_secs(3600),
+        customer: None,
     };
     index.register(&session).await?;
     let mut claims = logout_claims(&issuer, CLIENT, Some("demo-user"), Some(&sid))?;

@@ -7,7 +7,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use oidc_logout::Core;
 use oidc_logout::config::Config;
-use oidc_logout::core::DEFAULT_ACCESS_TOKEN_LIFETIME;
+use oidc_logout::core::{
+    AUDIT_TARGET, Action, DEFAULT_ACCESS_TOKEN_LIFETIME, Event, Outcome, Scope, Sender,
+};
 use oidc_logout::index::RedisIndex;
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::rp::RefreshTokenRevocation;
@@ -99,8 +101,15 @@ async fn connect(
     Ok((core, revocation))
 }
 
-fn operator() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+/// The operator running the command: the core's sender, acting on every configured issuer.
+fn operator() -> Sender {
+    let name = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Sender::new("cli", name, Scope::any_issuer())
+}
+
+/// Apply one action as the operator.
+async fn act(core: &Core<RedisIndex>, action: Action) -> Result<Outcome> {
+    Ok(core.apply(Event::new(operator(), vec![action])).await?)
 }
 
 /// Revoke the refresh tokens of the `ended` sessions, then print `out` with the counts.
@@ -123,36 +132,41 @@ pub(crate) async fn sessions(command: SessionsCommand) -> Result<()> {
     match command {
         SessionsCommand::List(args) => {
             let (core, _) = connect(&args.settings, &args.user_issuer).await?;
-            let sessions = core.sessions(&args.user_issuer, &args.sub).await?;
-            tracing::info!(target: "oidc_logout::audit", by = %operator(), action = "list", issuer = ?args.user_issuer, sub = ?args.sub, sessions = sessions.len(), "admin action (cli)");
+            let operator = operator();
+            let sessions = core
+                .sessions(&operator, &args.user_issuer, &args.sub)
+                .await?;
+            tracing::info!(target: AUDIT_TARGET, input = "cli", sender = ?operator.name(), action = "list", issuer = ?args.user_issuer, sub = ?args.sub, sessions = sessions.len(), "sessions listed");
             let out = json!({ "issuer": args.user_issuer, "sub": args.sub, "sessions": sessions });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
         SessionsCommand::End(args) => {
             let (core, revocation) = connect(&args.settings, &args.user_issuer).await?;
-            let ended = core
-                .end_session(&args.user_issuer, &args.session_id, args.sub.as_deref())
-                .await?;
-            tracing::info!(target: "oidc_logout::audit", by = %operator(), action = "end_session", issuer = ?args.user_issuer, session_id = ?args.session_id, ended, "admin action (cli)");
-            let ids = if ended {
-                vec![args.session_id.clone()]
-            } else {
-                Vec::new()
+            let end = Action::EndSession {
+                issuer: args.user_issuer.clone(),
+                session_id: args.session_id.clone(),
+                sub: args.sub.clone(),
             };
-            let out = json!({ "ended": ended });
+            let ids = act(&core, end).await?.ended_ids();
+            let out = json!({ "ended": !ids.is_empty() });
             finish(&revocation, &args.user_issuer, &ids, out).await
         }
         SessionsCommand::EndUser(EndUserArgs { user, clients }) => {
             let (core, revocation) = connect(&user.settings, &user.user_issuer).await?;
-            let (issuer, sub) = (&user.user_issuer, &user.sub);
-            let ended = if clients.is_empty() {
-                core.end_user_sessions(issuer, sub).await?
-            } else {
-                core.end_client_sessions(issuer, sub, &clients).await?
+            let end = Action::EndUserSessions {
+                issuer: user.user_issuer.clone(),
+                sub: user.sub.clone(),
+                clients: (!clients.is_empty()).then_some(clients),
             };
-            tracing::info!(target: "oidc_logout::audit", by = %operator(), action = "end_sessions", issuer = ?issuer, sub = ?sub, clients = ?clients, ended = ended.len(), "admin action (cli)");
-            finish(&revocation, issuer, &ended, json!({ "ended": ended })).await
+            let ended = act(&core, end).await?.ended_ids();
+            finish(
+                &revocation,
+                &user.user_issuer,
+                &ended,
+                json!({ "ended": ended }),
+            )
+            .await
         }
     }
 }
@@ -160,8 +174,11 @@ pub(crate) async fn sessions(command: SessionsCommand) -> Result<()> {
 /// `oidc-logout revoke ISSUER SUB`.
 pub(crate) async fn revoke(args: UserArgs) -> Result<()> {
     let (core, revocation) = connect(&args.settings, &args.user_issuer).await?;
-    let ended = core.revoke_user(&args.user_issuer, &args.sub).await?;
-    tracing::info!(target: "oidc_logout::audit", by = %operator(), action = "revoke_user", issuer = ?args.user_issuer, sub = ?args.sub, ended = ended.len(), "admin action (cli)");
+    let revoke = Action::RevokeUser {
+        issuer: args.user_issuer.clone(),
+        sub: args.sub.clone(),
+    };
+    let ended = act(&core, revoke).await?.ended_ids();
     let out = json!({ "ended": ended, "revoked": true });
     finish(&revocation, &args.user_issuer, &ended, out).await
 }

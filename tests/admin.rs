@@ -32,6 +32,7 @@ async fn login(
         id_token: None,
         refresh_token: refresh_token.map(TokenSecret::new),
         access_token: None,
+        customer: None,
     };
     common::store_login(store, &login).await
 }

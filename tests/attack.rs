@@ -90,6 +90,7 @@ impl Target {
                 sid: Some(sid.into()),
                 auth_time: now() - 30,
                 ttl: Duration::from_secs(600),
+                customer: None,
             },
         )
         .await;
@@ -355,6 +356,7 @@ async fn a_logout_whose_sender_hangs_up_is_finished_with_its_refresh_tokens() {
             id_token: None,
             refresh_token: Some(TokenSecret::new(format!("refresh-{i}"))),
             access_token: None,
+            customer: None,
         };
         common::store_login(&store, &login).await;
     }
@@ -633,7 +635,16 @@ async fn a_revocation_covers_tokens_the_op_issued_with_a_clock_ahead() {
     .await
     .expect("denylist");
     let revoked_at = now();
-    core.revoke_user(op.issuer(), "bob").await.expect("revoke");
+    let revoke = oidc_logout::core::Action::RevokeUser {
+        issuer: op.issuer().to_owned(),
+        sub: "bob".into(),
+    };
+    core.apply(oidc_logout::core::Event::new(
+        common::operator(),
+        vec![revoke],
+    ))
+    .await
+    .expect("revoke");
     let facts = |iat| TokenFacts {
         issuer: op.issuer(),
         sub: Some("bob"),

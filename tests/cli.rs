@@ -33,6 +33,7 @@ async fn serve_from_environment_ends_a_session_in_redis() {
         sid: Some("op-sid-1".into()),
         auth_time: now() - 5,
         ttl: Duration::from_secs(600),
+        customer: None,
     };
     common::register(&index, &session).await;
     let http = reqwest::Client::new();
@@ -210,6 +211,7 @@ async fn serve_revokes_the_refresh_token_of_an_ended_app_session() {
         id_token: None,
         refresh_token: Some(TokenSecret::new("alice-refresh-token")),
         access_token: None,
+        customer: None,
     };
     let mut record = Record {
         id: Id::default(),
@@ -317,6 +319,7 @@ async fn op_serve_and_op_send_end_sessions_and_every_broken_token_is_refused() {
             sid: Some(sid),
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
+            customer: None,
         };
         common::register(&index, &record).await;
     }

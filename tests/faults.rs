@@ -47,6 +47,7 @@ async fn redis_crash_and_restart_under_load_loses_no_acknowledged_logout() {
             sid: Some(format!("sid-{i}")),
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
+            customer: None,
         };
         common::register(&index, &record).await;
     }

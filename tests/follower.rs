@@ -22,6 +22,7 @@ fn record(id: &str, sub: &str, sid: &str) -> SessionRecord {
         sid: Some(sid.into()),
         auth_time: now() - 10,
         ttl: Duration::from_secs(600),
+        customer: None,
     }
 }
 

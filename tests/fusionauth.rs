@@ -82,6 +82,7 @@ impl Setup {
             id_token: None,
             refresh_token: None,
             access_token: None,
+            customer: None,
         };
         common::store_login(&self.store, &login).await
     }

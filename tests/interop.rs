@@ -152,6 +152,7 @@ async fn tokens_shaped_like_each_op_end_their_sessions() {
             sid: claims["sid"].as_str().map(str::to_owned),
             auth_time: now() - 30,
             ttl: Duration::from_secs(600),
+            customer: None,
         };
         common::register(&index, &session).await;
 

@@ -93,6 +93,7 @@ fn app(
                                 .unwrap_or_else(|| "refresh-token-1".into()),
                         )),
                         access_token: None,
+                        customer: None,
                     };
                     login
                         .save_to(&session)
@@ -189,7 +190,7 @@ async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String)
     ))
     .await;
     let receiver = if revoke {
-        relying_party.receiver(index.clone())
+        relying_party.receiver(relying_party.core(index.clone()))
     } else {
         let core = oidc_logout::Core::builder(index.clone())
             .issuer(op.issuer())

@@ -19,6 +19,7 @@ fn session(issuer: &str, id: &str, sid: &str) -> SessionRecord {
         sid: Some(sid.into()),
         auth_time: now() - 5,
         ttl: Duration::from_secs(600),
+        customer: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn app(index: RedisIndex) -> Router {
                         id_token: None,
                         refresh_token: None,
                         access_token: None,
+                        customer: None,
                     };
                     login
                         .save_to(&session)
@@ -61,7 +62,7 @@ fn app(index: RedisIndex) -> Router {
         )
         .nest(
             "/account/sessions",
-            OwnSessions::new(index.clone()).router(),
+            OwnSessions::new(Core::builder(index.clone()).issuer(ISS).build()).router(),
         )
         .layer(details.layer())
         .layer(SessionManagerLayer::new(OidcSessionStore::new(index)).with_secure(false))
@@ -195,7 +196,10 @@ async fn a_user_sees_and_ends_their_own_sessions_and_no_one_elses() {
 
     // The admin's list shows the same details, with the ids.
     let core = Core::builder(index.clone()).issuer(ISS).build();
-    let admin = core.sessions(ISS, "alice").await.expect("list");
+    let admin = core
+        .sessions(&common::operator(), ISS, "alice")
+        .await
+        .expect("list");
     let phone_view = admin
         .iter()
         .find(|v| v.session_id == phone.session_id())
@@ -289,6 +293,7 @@ async fn an_untrusted_peer_cannot_choose_its_recorded_address() {
                     id_token: None,
                     refresh_token: None,
                     access_token: None,
+                    customer: None,
                 };
                 login
                     .save_to(&session)
@@ -304,7 +309,10 @@ async fn an_untrusted_peer_cannot_choose_its_recorded_address() {
     device.get("/login").await;
     device.get("/ping").await;
     let core = Core::builder(index).issuer(ISS).build();
-    let views = core.sessions(ISS, "alice").await.expect("list");
+    let views = core
+        .sessions(&common::operator(), ISS, "alice")
+        .await
+        .expect("list");
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].address.as_deref(), Some("127.0.0.1"));
 }

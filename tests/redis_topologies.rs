@@ -81,6 +81,7 @@ impl Setup {
             id_token: None,
             refresh_token: None,
             access_token: None,
+            customer: None,
         };
         let id = common::store_login(&self.store, &login).await;
         id.parse().expect("a session id")
@@ -194,6 +195,7 @@ async fn everything_works_on(target: &RedisTarget) {
         sid: Some("b-9".into()),
         auth_time: now() - 60,
         ttl: Duration::from_secs(600),
+        customer: None,
     };
     common::register(&s.index, &late).await;
     assert_eq!(
@@ -270,6 +272,7 @@ async fn tls_with_an_acl_user_through_the_binary() {
             sid: Some("e-1".into()),
             auth_time: now() - 5,
             ttl: Duration::from_secs(600),
+            customer: None,
         },
     )
     .await;

@@ -70,6 +70,7 @@ where
                         id_token: None,
                         refresh_token: q.get("refresh").cloned().map(TokenSecret::new),
                         access_token: q.get("access").cloned().map(TokenSecret::new),
+                        customer: None,
                     };
                     login
                         .save_to(&session)
@@ -99,7 +100,7 @@ where
             ),
         )
         .with_state(rp.clone())
-        .layer(rp.revalidation(index).layer())
+        .layer(rp.revalidation(rp.core(index)).layer())
         .layer(SessionManagerLayer::new(store).with_secure(false))
 }
 

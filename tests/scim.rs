@@ -30,6 +30,7 @@ fn record(id: &str, sub: &str, auth_time: u64) -> SessionRecord {
         sid: Some(format!("op-{id}")),
         auth_time,
         ttl: Duration::from_secs(3600),
+        customer: None,
     }
 }
 

@@ -122,6 +122,7 @@ macro_rules! scenarios {
                                 id_token: None,
                                 refresh_token: None,
                                 access_token: None,
+                                customer: None,
                             };
                             login
                                 .save_to(&session)
@@ -477,6 +478,7 @@ async fn update_in_refuses_another_login() {
         id_token: None,
         refresh_token: Some(TokenSecret::new("r1")),
         access_token: None,
+        customer: None,
     };
     assert!(
         login.update_in(&session).await.is_err(),

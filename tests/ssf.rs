@@ -82,6 +82,7 @@ impl Setup {
                 sid: Some(sid.into()),
                 auth_time: now() - 30,
                 ttl: Duration::from_secs(600),
+                customer: None,
             },
         )
         .await;
@@ -136,6 +137,7 @@ async fn caep_and_risc_events_end_sessions_and_write_denylist_markers() {
             sid: Some("op-1".into()),
             auth_time: now(),
             ttl: Duration::from_secs(600),
+            customer: None,
         },
     )
     .await;
@@ -375,6 +377,7 @@ async fn the_binary_receives_sets_from_a_configured_transmitter() {
             sid: None,
             auth_time: now() - 30,
             ttl: Duration::from_secs(600),
+            customer: None,
         },
     )
     .await;

@@ -21,6 +21,7 @@ fn record(id: &str, sub: &str, sid: Option<&str>, auth_time: u64) -> SessionReco
         sid: sid.map(Into::into),
         auth_time,
         ttl: Duration::from_secs(600),
+        customer: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn record(op: &Op, id: &str, sub: &str) -> SessionRecord {
         sid: Some(format!("op-{id}")),
         auth_time: now() - 60,
         ttl: Duration::from_secs(3600),
+        customer: None,
     }
 }
 

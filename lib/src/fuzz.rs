@@ -8,9 +8,10 @@ use serde_json::{Map, Value};
 
 use crate::core::Core;
 use crate::index::{IndexSettings, MemoryIndex};
-use crate::inputs::fusionauth::{FusionAuthReceiver, Handled, Tenant, WebhookError};
-use crate::inputs::shared_signals::{SetError, Transmitter, VerifiedSet};
+use crate::inputs::fusionauth::{FusionAuthReceiver, Handled, Tenant};
+use crate::inputs::shared_signals::{Transmitter, VerifiedSet};
 use crate::provider::Provider;
+use crate::response::Refusal;
 
 /// The issuer every fixture uses.
 pub const ISSUER: &str = "https://op.example.com";
@@ -34,7 +35,7 @@ fn unreachable_provider() -> Arc<Provider> {
 
 /// The claim rules and subject mapping of a SET from [`ISSUER`] (a transmitter speaking for
 /// itself, audience `receiver`), after its signature, at `now`.
-pub fn set_claims(claims: &Map<String, Value>, now: u64) -> Result<VerifiedSet, SetError> {
+pub fn set_claims(claims: &Map<String, Value>, now: u64) -> Result<VerifiedSet, Refusal> {
     let transmitter = Transmitter::new(provider(), vec!["receiver".into()]);
     crate::inputs::shared_signals::check_claims(claims, &transmitter, now)
 }
@@ -54,7 +55,7 @@ pub async fn fusionauth_webhook(
     signature: &str,
     body: &[u8],
     now: u64,
-) -> Result<Handled, WebhookError> {
+) -> Result<Handled, Refusal> {
     let signed = receiver.authenticate(Some(signature), now).await?;
     receiver.process(signed, body, now).await
 }

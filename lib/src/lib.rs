@@ -107,6 +107,7 @@ pub use crate::index::{RedisIndex, RedisTarget};
 pub use crate::inputs::backchannel::Receiver;
 pub use crate::logout_token::{LogoutToken, Policy, Rejection};
 pub use crate::provider::Provider;
+pub use crate::response::Refusal;
 #[cfg(feature = "session-store")]
 pub use crate::session_store::{Login, LogoutAware, OidcSessionStore};
 pub use jsonwebtoken::Algorithm;

@@ -43,6 +43,82 @@ pub const WEBHOOKS: &str = "oidc_logout_webhooks_total";
 /// by `listener` (`main`, `metrics`, `admin`).
 pub const CONNECTIONS_REFUSED: &str = "oidc_logout_connections_refused_total";
 
+/// Requests refused before they were authenticated (a wrong bearer token, a bad signature), by
+/// `input` and `reason`. Logged as an aggregate per interval, never a line per request, so that
+/// nobody can fill the logs by sending garbage.
+pub const UNAUTHENTICATED: &str = "oidc_logout_unauthenticated_total";
+
+/// How often the refusals of unauthenticated requests are logged, at most.
+#[cfg_attr(
+    not(any(
+        feature = "admin",
+        feature = "scim",
+        feature = "fusionauth",
+        feature = "universal-logout"
+    )),
+    allow(dead_code)
+)]
+const UNAUTHENTICATED_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Count a request refused before it was authenticated, and log the counts per input and reason
+/// at most once per interval: the first refusal after a quiet interval at once, the others
+/// summed up when the interval is over (with the next refusal).
+#[cfg_attr(
+    not(any(
+        feature = "admin",
+        feature = "scim",
+        feature = "fusionauth",
+        feature = "universal-logout"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn refused_unauthenticated(input: &'static str, reason: &'static str) {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+
+    struct Window {
+        started: Option<Instant>,
+        counts: BTreeMap<(&'static str, &'static str), u64>,
+    }
+    static WINDOW: OnceLock<Mutex<Window>> = OnceLock::new();
+
+    metrics::counter!(UNAUTHENTICATED, "input" => input, "reason" => reason).increment(1);
+    let window = WINDOW.get_or_init(|| {
+        Mutex::new(Window {
+            started: None,
+            counts: BTreeMap::new(),
+        })
+    });
+    let mut window = window
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = Instant::now();
+    match window.started {
+        Some(started) if now.duration_since(started) < UNAUTHENTICATED_LOG_EVERY => {
+            *window.counts.entry((input, reason)).or_default() += 1;
+        }
+        _ => {
+            for ((input, reason), count) in std::mem::take(&mut window.counts) {
+                tracing::warn!(
+                    input,
+                    reason,
+                    count,
+                    "{} refused {count} more times before authentication",
+                    reason.replace('_', " ")
+                );
+            }
+            tracing::warn!(
+                input,
+                reason,
+                "{} refused before authentication (more are counted, and logged as a sum every 10 s)",
+                reason.replace('_', " ")
+            );
+            window.started = Some(now);
+        }
+    }
+}
+
 /// Latency buckets (seconds) for [`REQUEST_DURATION`]: a logout takes about a millisecond.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

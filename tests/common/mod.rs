@@ -207,12 +207,21 @@ pub fn provider_settings() -> ProviderSettings {
 }
 
 /// The one core over `index`, knowing `issuer` (denylist markers of the default lifetime).
-pub fn core<S: SessionIndex>(index: S, issuer: &str) -> Core<S> {
+pub fn core<S: SessionIndex + RecordStore>(index: S, issuer: &str) -> Core<S> {
     Core::builder(index).issuer(issuer).build()
 }
 
+/// An operator acting on every issuer, for the core's read side.
+pub fn operator() -> oidc_logout::core::Sender {
+    oidc_logout::core::Sender::new("test", "operator", oidc_logout::core::Scope::any_issuer())
+}
+
 /// A back-channel receiver over `index` trusting `provider`'s issuer under `policy`.
-pub fn receiver<S: SessionIndex>(index: S, provider: Arc<Provider>, policy: Policy) -> Receiver<S> {
+pub fn receiver<S: SessionIndex + RecordStore>(
+    index: S,
+    provider: Arc<Provider>,
+    policy: Policy,
+) -> Receiver<S> {
     Receiver::new(core(index, &policy.issuer)).with_issuer(provider, policy)
 }
 
@@ -276,6 +285,7 @@ impl Harness {
             sid: sid.map(str::to_owned),
             auth_time,
             ttl: Duration::from_secs(3600),
+            customer: None,
         };
         assert_eq!(
             register(&self.index, &record).await,
@@ -635,6 +645,7 @@ where
             sid: login.sid.clone(),
             auth_time: login.auth_time,
             ttl: std::time::Duration::from_secs(3600),
+            customer: None,
         });
     id
 }

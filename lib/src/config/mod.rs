@@ -2,9 +2,10 @@
 //! concern into the typed [`Settings`] a [`Server`](crate::server::Server) runs.
 //!
 //! [`Config`] is the one raw shape: the file format, and what environment and flags override.
-//! Each concern validates its own part — [`listeners`], [`redis`], [`issuers`], [`inputs`] — with
-//! messages naming what the user actually wrote: the flag (`--listen`), the variable
-//! (`OIDC_LOGOUT_LISTEN`) or the file key (`issuers[0].clients` in the file). `check-config`
+//! Each concern validates its own part — [`listeners`], [`redis`], [`issuers`], and each input
+//! its own section ([`InputsConfig`]) — with messages naming what the user actually wrote: the
+//! flag (`--listen`), the variable (`OIDC_LOGOUT_LISTEN`) or the file key (`issuers[0].clients`
+//! in the file). `check-config`
 //! prints the effective [`Config`] through serde, secrets as `***`, so it cannot drift from the
 //! format it prints. Durations are whole seconds (`*_secs` keys).
 //!
@@ -12,22 +13,18 @@
 //! `OIDC_LOGOUT_*` variable that is not one of them stops startup, naming it, so a misspelt
 //! variable is never silently ignored.
 
-pub mod inputs;
 pub mod issuers;
 pub mod listeners;
 pub mod redis;
 mod secret;
+pub mod senders;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use inputs::{
-    AdminConfig, FusionAuthConfig, FusionAuthSettings, FusionAuthTenant, ScimClientConfig,
-    ScimConfig, ScimSettings, TransmitterConfig, TransmitterSettings, UniversalLogoutConfig,
-    UniversalLogoutSettings,
-};
+pub use crate::inputs::{InputsConfig, InputsSettings};
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
 pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners};
 pub use redis::RedisConfig;
@@ -352,21 +349,10 @@ pub struct Config {
     /// The trusted issuers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issuers: Vec<IssuerConfig>,
-    /// The admin API.
+    /// Every input's own section (`admin_tokens`, `[[transmitters]]`, `[fusionauth]`,
+    /// `[[scim]]`, `[[universal_logout]]`, ...).
     #[serde(flatten)]
-    pub admin: AdminConfig,
-    /// Shared Signals transmitters whose Security Event Tokens are accepted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub transmitters: Vec<TransmitterConfig>,
-    /// FusionAuth webhooks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fusionauth: Option<FusionAuthConfig>,
-    /// SCIM 2.0 provisioning clients.
-    #[serde(flatten)]
-    pub scim: ScimConfig,
-    /// Okta orgs whose Universal Logout requests are accepted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub universal_logout: Vec<UniversalLogoutConfig>,
+    pub inputs: InputsConfig,
     /// Keys no part knows: refused at validation (serde cannot deny unknown fields next to
     /// flattened ones).
     #[serde(flatten, skip_serializing)]
@@ -429,16 +415,8 @@ pub struct Settings {
     pub index: IndexSettings,
     /// The trusted issuers.
     pub issuers: Vec<IssuerSettings>,
-    /// The admin API's bearer tokens; empty: the admin API is off.
-    pub admin_tokens: Vec<secrecy::SecretString>,
-    /// Shared Signals transmitters; none: no Shared Signals endpoint.
-    pub transmitters: Vec<TransmitterSettings>,
-    /// FusionAuth webhooks; `None`: no webhook endpoint.
-    pub fusionauth: Option<FusionAuthSettings>,
-    /// SCIM clients; none: no SCIM endpoint.
-    pub scim: Vec<ScimSettings>,
-    /// Universal Logout senders; none: no `/global-token-revocation` endpoint.
-    pub universal_logout: Vec<UniversalLogoutSettings>,
+    /// Every input's settings; an input whose section is empty is off.
+    pub inputs: InputsSettings,
     /// How far an OP's clock may be ahead of this one.
     pub clock_skew: std::time::Duration,
     /// Things worth a warning at startup (plain http, in-memory store).
@@ -525,41 +503,22 @@ impl Config {
             self.allow_insecure_http,
             &mut check,
         )?;
-        let admin_tokens = self.admin.validate(&mut check)?;
-        if listeners.admin.is_some() && admin_tokens.is_empty() {
+        let inputs = self.inputs.validate(
+            self.issuer.issuer.as_deref(),
+            &issuers,
+            self.allow_insecure_http,
+            &mut check,
+        )?;
+        if listeners.admin.is_some() && inputs.admin.is_empty() {
             check.warn("admin_listen is set but no admin_tokens: the admin API stays off");
         }
-        let transmitters = inputs::validate_transmitters(
-            &self.transmitters,
-            &issuers,
-            self.allow_insecure_http,
-            &mut check,
-        )?;
-        let fusionauth = self
-            .fusionauth
-            .as_ref()
-            .map(|f| f.validate(&issuers, &mut check))
-            .transpose()?;
-        let scim = self
-            .scim
-            .validate(self.issuer.issuer.as_deref(), &issuers, &mut check)?;
-        let universal_logout = inputs::validate_universal_logout(
-            &self.universal_logout,
-            &issuers,
-            self.allow_insecure_http,
-            &mut check,
-        )?;
         Ok(Settings {
             listeners,
             log_format,
             redis,
             index,
             issuers,
-            admin_tokens,
-            transmitters,
-            fusionauth,
-            scim,
-            universal_logout,
+            inputs,
             clock_skew: std::time::Duration::from_secs(self.clock_skew_secs),
             warnings: check.warnings,
             effective: self,
@@ -960,7 +919,7 @@ mod tests {
         assert!(printed.contains("redis://user:***@127.0.0.1/"), "{printed}");
         assert!(printed.contains("max_token_age_secs = 300"), "{printed}");
         let back: Config = toml::from_str(&printed).unwrap();
-        assert_eq!(back.admin.admin_tokens.len(), 2);
+        assert_eq!(back.inputs.admin_tokens.len(), 2);
         let again = back.validate(&Origins::default());
         // The redacted admin tokens are too short to be accepted: the secrets must be filled in.
         assert!(again.is_err());

@@ -61,9 +61,6 @@ struct Followed {
     fresh_as_of_ms: u64,
 }
 
-/// Publish a heartbeat where KEYS[1] lives (on a Cluster). ARGV: channel, message.
-const HEARTBEAT: &str = "redis.call('PUBLISH', ARGV[1], ARGV[2]) return 1";
-
 impl Follower {
     /// Start following in the background on `runtime`.
     pub(super) fn start(
@@ -184,7 +181,7 @@ async fn follow(
     lock(&view.wanted).extend(followed);
     write(&view.issuers).clear();
     load_wanted(view, &mut conn, prefix).await?;
-    let heartbeat = redis::Script::new(HEARTBEAT);
+    let heartbeat = super::lua::heartbeat();
     let give_up_ms = u64::try_from((max_staleness * 5).max(Duration::from_secs(1)).as_millis())
         .unwrap_or(u64::MAX);
     let mut beat = tokio::time::interval(beat_every);

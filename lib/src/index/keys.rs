@@ -99,6 +99,14 @@ impl IssuerKeys {
     pub(crate) fn user_bucket(&self, esub: &str) -> String {
         format!("{}u:{}", self.base, bucket(esub))
     }
+    /// The bucket hash holding the customers of the users whose encoded sub is `esub`'s bucket.
+    pub(crate) fn customer_bucket(&self, esub: &str) -> String {
+        format!("{}c:{}", self.base, bucket(esub))
+    }
+    /// The bucket hash listing the users of the OP session whose encoded sid is `esid`.
+    pub(crate) fn op_session_bucket(&self, esid: &str) -> String {
+        format!("{}i:{}", self.base, bucket(esid))
+    }
     /// The logout markers of this issuer (a hash: field `<kind>:<enc value>`).
     pub(crate) fn markers(&self) -> String {
         format!("{}x", self.base)
@@ -114,8 +122,9 @@ impl IssuerKeys {
     pub(crate) fn lease(&self, name: &str) -> String {
         format!("{}lease:{}", self.base, encode_component(name))
     }
-    pub(crate) fn event(&self, id: &str) -> String {
-        format!("{}evt:{}", self.base, encode_component(id))
+    /// An event claim ([`SessionIndex::claim_event`](super::SessionIndex::claim_event)).
+    pub(crate) fn event(&self, key: &str) -> String {
+        format!("{}evt:{}", self.base, encode_component(key))
     }
     /// The access-token denylist markers of this issuer (a hash: field `<kind>:<enc value>`).
     pub fn deny(&self) -> String {

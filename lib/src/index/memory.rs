@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::markers::{self, Marker, Markers};
 use super::{
-    IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex, SessionInfo,
-    SessionKey, SessionRecord, SessionState, StoreError, Target,
+    EventClaim, IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex,
+    SessionInfo, SessionKey, SessionRecord, SessionState, StoreError, Target,
 };
 use crate::sys::unix_now;
 
@@ -40,7 +40,10 @@ struct Inner {
     by_sub: HashMap<IssKey, HashSet<String>>,
     markers: HashMap<String, Markers>,
     jtis: HashMap<IssKey, Instant>,
-    events: HashMap<IssKey, Instant>,
+    /// Event claims: applied (`true`) or being applied, until when.
+    events: HashMap<IssKey, (bool, Instant)>,
+    /// Users' customers, until when (seconds since the epoch).
+    customers: HashMap<IssKey, (String, u64)>,
     leases: HashMap<IssKey, Instant>,
     records: HashMap<String, (Vec<u8>, Instant)>,
     last_sweep: Option<Instant>,
@@ -72,7 +75,8 @@ impl Inner {
             markers.prune(secs);
         }
         self.jtis.retain(|_, e| *e > now);
-        self.events.retain(|_, e| *e > now);
+        self.events.retain(|_, (_, e)| *e > now);
+        self.customers.retain(|_, (_, until)| *until > secs);
         self.records.retain(|_, (_, e)| *e > now);
     }
 
@@ -170,6 +174,14 @@ impl SessionIndex for MemoryIndex {
                 .entry(key(&s.issuer, sid))
                 .or_default()
                 .insert(s.session_id.clone());
+        }
+        if let Some(customer) = &s.customer {
+            let remembered = until.saturating_add(self.marker_secs());
+            let entry = inner
+                .customers
+                .entry(key(&s.issuer, &s.sub))
+                .or_insert_with(|| (customer.clone(), 0));
+            *entry = (customer.clone(), entry.1.max(remembered));
         }
         Ok(Registration::Registered)
     }
@@ -280,15 +292,6 @@ impl SessionIndex for MemoryIndex {
         Ok(())
     }
 
-    async fn event_seen(&self, issuer: &str, id: &str) -> Result<bool, StoreError> {
-        let now = Instant::now();
-        let inner = self.lock();
-        Ok(inner
-            .events
-            .get(&key(issuer, id))
-            .is_some_and(|expires| *expires > now))
-    }
-
     async fn claim(&self, issuer: &str, name: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -310,17 +313,70 @@ impl SessionIndex for MemoryIndex {
             .is_some_and(|until| *until > now))
     }
 
-    async fn remember_event(
+    async fn claim_event(
         &self,
         issuer: &str,
-        id: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+        event: &str,
+        lease: Duration,
+    ) -> Result<EventClaim, StoreError> {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.sweep(now);
-        inner.events.insert(key(issuer, id), now + ttl);
+        let k = key(issuer, event);
+        Ok(match inner.events.get(&k) {
+            Some((true, until)) if *until > now => EventClaim::Done,
+            Some((false, until)) if *until > now => EventClaim::Busy,
+            _ => {
+                inner.events.insert(k, (false, now + lease));
+                EventClaim::Claimed
+            }
+        })
+    }
+
+    async fn finish_event(
+        &self,
+        issuer: &str,
+        event: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        self.lock()
+            .events
+            .insert(key(issuer, event), (true, now + ttl));
         Ok(())
+    }
+
+    async fn release_event(&self, issuer: &str, event: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let k = key(issuer, event);
+        if inner.events.get(&k).is_some_and(|(done, _)| !done) {
+            inner.events.remove(&k);
+        }
+        Ok(())
+    }
+
+    async fn customer_of(&self, issuer: &str, sub: &str) -> Result<Option<String>, StoreError> {
+        let secs = unix_now();
+        Ok(self
+            .lock()
+            .customers
+            .get(&key(issuer, sub))
+            .filter(|(_, until)| *until > secs)
+            .map(|(customer, _)| customer.clone()))
+    }
+
+    async fn op_session_users(&self, issuer: &str, sid: &str) -> Result<Vec<String>, StoreError> {
+        let inner = self.lock();
+        let mut users: Vec<String> = inner
+            .by_sid
+            .get(&key(issuer, sid))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.live_session(issuer, id).map(|s| s.sub.clone()))
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
     }
 
     async fn sessions(&self, issuer: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {

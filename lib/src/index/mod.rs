@@ -30,6 +30,8 @@ mod follower;
 mod keys;
 #[cfg(feature = "redis")]
 mod legacy_v1;
+#[cfg(feature = "redis")]
+mod lua;
 mod markers;
 mod memory;
 #[cfg(feature = "redis")]
@@ -46,7 +48,7 @@ pub(crate) use connection::RedisConnection;
 #[cfg(feature = "redis")]
 pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
 #[cfg(feature = "scim")]
-pub use directory::{Lookup, MemoryDirectory, ScimUser, UserDirectory, Written};
+pub use directory::{Found, Lookup, MemoryDirectory, Owner, ScimUser, UserDirectory, Written};
 #[cfg(feature = "denylist")]
 pub(crate) use keys::decode_component;
 pub use keys::{
@@ -72,6 +74,11 @@ pub struct SessionRecord {
     pub auth_time: u64,
     /// How long the session may live; the index forgets it after that.
     pub ttl: Duration,
+    /// The customer the login belongs to, when the application's rules decided one
+    /// ([`Policies`](crate::session_store::Policies)): senders scoped to a customer act only on
+    /// the users of theirs. The index remembers a user's customer for as long as its sessions
+    /// live, and [`IndexSettings::marker_ttl`] longer.
+    pub customer: Option<String>,
 }
 
 impl SessionRecord {
@@ -188,6 +195,18 @@ pub enum Registration {
     LoggedOut,
 }
 
+/// What [`SessionIndex::claim_event`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventClaim {
+    /// Nobody applied it yet: it is this caller's to apply.
+    Claimed,
+    /// Another delivery of it is being applied right now.
+    Busy,
+    /// It was applied before.
+    Done,
+}
+
 /// A live session of a user, as [`SessionIndex::sessions`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -246,6 +265,9 @@ pub(crate) fn check_record(s: &SessionRecord) -> Result<(), StoreError> {
     }
     if s.sid.as_deref() == Some("") {
         return Err(StoreError::Invalid("empty sid"));
+    }
+    if s.customer.as_deref() == Some("") {
+        return Err(StoreError::Invalid("empty customer"));
     }
     Ok(())
 }
@@ -329,22 +351,46 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Whether an event (a Security Event Token, a webhook) with this id, from a source acting
-    /// for `issuer`, was handled before.
-    fn event_seen(
+    /// Claim an event: `key` names it within `issuer` (the core namespaces it by sender). The
+    /// claim holds for `lease` unless [finished](Self::finish_event) or
+    /// [released](Self::release_event) before, so that a process that dies while applying it
+    /// does not block the sender's retry for long.
+    fn claim_event(
         &self,
         issuer: &str,
-        id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        key: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<EventClaim, StoreError>> + Send;
 
-    /// Remember that the event was handled, for `ttl` (after its actions were applied, so that
-    /// a failure leaves it to be handled again).
-    fn remember_event(
+    /// Remember a claimed event as applied, for `ttl`.
+    fn finish_event(
         &self,
         issuer: &str,
-        id: &str,
+        key: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Give a claim back after a failure, so that the sender's retry applies the event.
+    fn release_event(
+        &self,
+        issuer: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The customer a user last logged in as (see [`SessionRecord::customer`]), while the
+    /// index remembers it.
+    fn customer_of(
+        &self,
+        issuer: &str,
+        sub: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The users with a session in the OP session `sid`.
+    fn op_session_users(
+        &self,
+        issuer: &str,
+        sid: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// The live sessions of (issuer, sub), oldest authentication first.
     fn sessions(

@@ -1,6 +1,7 @@
 //! The ways a session-ending request arrives. Each input authenticates what it received in its
-//! own protocol, turns it into one action of the [`Core`](crate::core::Core), and answers in its
-//! protocol's format:
+//! own protocol, names its [`Sender`](crate::core::Sender), hands the [`Core`](crate::core::Core)
+//! an [`Event`](crate::core::Event) of actions, and answers in its protocol's format; a refusal
+//! is a [`Refusal`](crate::response::Refusal), rendered per protocol in one place.
 //!
 //! - [`backchannel`] — OpenID Connect Back-Channel Logout 1.0 logout tokens;
 //! - [`admin`] — the admin API (feature `admin`);
@@ -10,6 +11,22 @@
 //! - [`scim`] — SCIM 2.0 provisioning: deactivation and deletion (feature `scim`);
 //! - [`universal_logout`] — Okta Universal Logout, the Global Token Revocation profile
 //!   (feature `universal-logout`).
+//!
+//! ## Adding an input
+//!
+//! 1. A folder `inputs/<name>/` holding its protocol (`mod.rs`: authenticate, build the event,
+//!    answer), its configuration section (`config.rs`: the raw serde shape and its validation,
+//!    with the shared sender checks of [`config::senders`](crate::config::senders)), and its
+//!    `mount`, which builds its router from the server's `Mount` context, or nothing when it is not
+//!    configured.
+//! 2. A line here: the `mod`, a field of [`InputsConfig`] and [`InputsSettings`] and one of
+//!    their validation, and a line in `mount_all`.
+//! 3. A feature in `lib/Cargo.toml`, added to `server`.
+//!
+//! Rules every input keeps: authenticate before reading a body or doing work; bound every body;
+//! never echo what it received in an answer or a log line; change nothing except through
+//! [`Core::apply`](crate::core::Core::apply), which enforces the sender's scope, applies each
+//! event once, runs the hooks and writes the audit line.
 
 #[cfg(feature = "admin")]
 pub mod admin;
@@ -24,3 +41,185 @@ pub mod scim;
 pub mod shared_signals;
 #[cfg(feature = "universal-logout")]
 pub mod universal_logout;
+
+#[cfg(feature = "server")]
+pub use self::server::{InputsConfig, InputsSettings};
+#[cfg(feature = "server")]
+pub(crate) use self::server::{Mount, Mounted, Place, mount_all};
+
+/// The inputs as the library server sees them: their configuration sections, validated
+/// together, and mounted in turn.
+#[cfg(feature = "server")]
+mod server {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use serde::{Deserialize, Serialize};
+
+    use super::admin::config::{AdminToken, ScopedAdminConfig};
+    use super::fusionauth::config::{FusionAuthConfig, FusionAuthSettings};
+    use super::scim::config::{ScimClientConfig, ScimSettings};
+    use super::shared_signals::config::{TransmitterConfig, TransmitterSettings};
+    use super::universal_logout::config::{UniversalLogoutConfig, UniversalLogoutSettings};
+    use super::{admin, backchannel, fusionauth, scim, shared_signals, universal_logout};
+    use crate::config::{Check, ConfigError, IssuerSettings, Secret, Settings};
+    use crate::core::Core;
+    use crate::index::{RecordStore, SessionIndex, UserDirectory};
+    use crate::provider::Provider;
+    use crate::server::ServerError;
+
+    /// Every input's configuration section, as written (flattened into the file's top level;
+    /// no field of its own may be flattened, so that unknown keys are still found).
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[non_exhaustive]
+    pub struct InputsConfig {
+        /// Bearer tokens of the admin API, acting on every configured issuer; none (and no
+        /// `[[admin]]`): the admin API is off.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub admin_tokens: Vec<Secret>,
+        /// Admin tokens scoped to one issuer and, optionally, one customer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub admin: Vec<ScopedAdminConfig>,
+        /// Shared Signals transmitters whose Security Event Tokens are accepted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub transmitters: Vec<TransmitterConfig>,
+        /// FusionAuth webhooks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fusionauth: Option<FusionAuthConfig>,
+        /// Bearer tokens of a SCIM client for the issuer given by `issuer` (flags, environment).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub scim_tokens: Vec<Secret>,
+        /// SCIM 2.0 provisioning clients, each scoped to one issuer.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub scim: Vec<ScimClientConfig>,
+        /// Okta orgs whose Universal Logout requests are accepted.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub universal_logout: Vec<UniversalLogoutConfig>,
+    }
+
+    /// Every input's section, validated: an empty one leaves its input off.
+    #[derive(Debug, Clone, Default)]
+    #[non_exhaustive]
+    pub struct InputsSettings {
+        /// The admin API's tokens; none: the admin API is off.
+        pub admin: Vec<AdminToken>,
+        /// Shared Signals transmitters; none: no Shared Signals endpoint.
+        pub transmitters: Vec<TransmitterSettings>,
+        /// FusionAuth webhooks; `None`: no webhook endpoint.
+        pub fusionauth: Option<FusionAuthSettings>,
+        /// SCIM clients; none: no SCIM endpoint.
+        pub scim: Vec<ScimSettings>,
+        /// Universal Logout senders; none: no `/global-token-revocation` endpoint.
+        pub universal_logout: Vec<UniversalLogoutSettings>,
+    }
+
+    impl InputsConfig {
+        /// Validate every section against the configured issuers. `single_issuer` is the
+        /// issuer given by `issuer` (what `scim_tokens` are for).
+        pub fn validate(
+            &self,
+            single_issuer: Option<&str>,
+            issuers: &[IssuerSettings],
+            allow_insecure_http: bool,
+            check: &mut Check<'_>,
+        ) -> Result<InputsSettings, ConfigError> {
+            Ok(InputsSettings {
+                admin: admin::config::validate(&self.admin_tokens, &self.admin, issuers, check)?,
+                transmitters: shared_signals::config::validate(
+                    &self.transmitters,
+                    issuers,
+                    allow_insecure_http,
+                    check,
+                )?,
+                fusionauth: self
+                    .fusionauth
+                    .as_ref()
+                    .map(|f| f.validate(issuers, check))
+                    .transpose()?,
+                scim: scim::config::validate(
+                    &self.scim_tokens,
+                    &self.scim,
+                    single_issuer,
+                    issuers,
+                    check,
+                )?,
+                universal_logout: universal_logout::config::validate(
+                    &self.universal_logout,
+                    issuers,
+                    allow_insecure_http,
+                    check,
+                )?,
+            })
+        }
+    }
+
+    /// What an input is mounted with.
+    pub(crate) struct Mount<'a, S, D> {
+        /// The one core.
+        pub(crate) core: &'a Core<S>,
+        /// Every setting.
+        pub(crate) settings: &'a Settings,
+        /// The configured issuers, with their keys.
+        pub(crate) issuers: &'a [(Arc<Provider>, &'a IssuerSettings)],
+        /// For discovering other senders' keys.
+        pub(crate) http: &'a reqwest::Client,
+        /// Where SCIM users are kept.
+        pub(crate) directory: &'a D,
+    }
+
+    impl<S, D> Mount<'_, S, D> {
+        /// The keys of a configured issuer.
+        pub(crate) fn provider(&self, issuer: &str) -> Option<&Arc<Provider>> {
+            self.issuers
+                .iter()
+                .find(|(p, _)| p.issuer() == issuer)
+                .map(|(p, _)| p)
+        }
+    }
+
+    /// Which listener serves a mounted input.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Place {
+        /// The main listener, which the OPs and senders reach.
+        Main,
+        /// The admin listener (the main one when none is configured).
+        Admin,
+    }
+
+    /// An input's routes, and where they are served.
+    pub(crate) struct Mounted {
+        pub(crate) router: Router,
+        pub(crate) place: Place,
+        /// The health checks (the back-channel input's).
+        pub(crate) health: Option<Router>,
+    }
+
+    impl Mounted {
+        pub(crate) fn main(router: Router) -> Self {
+            Self {
+                router,
+                place: Place::Main,
+                health: None,
+            }
+        }
+    }
+
+    /// Every configured input, in turn.
+    pub(crate) async fn mount_all<S, D>(m: &Mount<'_, S, D>) -> Result<Vec<Mounted>, ServerError>
+    where
+        S: SessionIndex + RecordStore,
+        D: UserDirectory,
+    {
+        Ok([
+            Some(backchannel::mount(m)),
+            shared_signals::mount(m).await?,
+            fusionauth::mount(m),
+            scim::mount(m),
+            universal_logout::mount(m).await?,
+            admin::mount(m),
+        ]
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+}

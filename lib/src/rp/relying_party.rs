@@ -378,18 +378,27 @@ where
         self.inner.client.client_id().as_str()
     }
 
-    /// The back-channel logout receiver for this client's issuer, ending sessions in `index`
-    /// (the session store's backend) and revoking the refresh tokens their records hold. Mount
-    /// its [`into_router`](Receiver::into_router) in the application, at the back-channel
-    /// logout URI registered at the OP.
-    pub fn receiver<B: SessionIndex + RecordStore>(&self, index: B) -> Receiver<B> {
-        let provider = Arc::clone(&self.inner.provider);
+    /// The application's [`Core`] over `index` (the session store's backend): this client's
+    /// issuer, with denylist markers of the default access-token lifetime, and the revocation
+    /// of the refresh tokens held by every session it ends. Give the same core to the receiver,
+    /// the session store ([`LogoutAware::with_core`](crate::session_store::LogoutAware::with_core)),
+    /// [`OwnSessions`](crate::session_store::OwnSessions) and
+    /// [`revalidation`](Self::revalidation): every way a session ends then runs the same rules.
+    pub fn core<B: SessionIndex + RecordStore>(&self, index: B) -> Core<B> {
+        let provider = &self.inner.provider;
         let revocation = super::RefreshTokenRevocation::new(index.clone())
-            .with_issuer(Arc::clone(&provider), vec![self.credentials()]);
-        let core = Core::builder(index)
+            .with_issuer(Arc::clone(provider), vec![self.credentials()]);
+        Core::builder(index)
             .issuer(provider.issuer())
             .after_logout(Arc::new(revocation))
-            .build();
+            .build()
+    }
+
+    /// The back-channel logout receiver for this client's issuer, ending sessions through
+    /// `core` ([`core`](Self::core)). Mount its [`into_router`](Receiver::into_router) in the
+    /// application, at the back-channel logout URI registered at the OP.
+    pub fn receiver<B: SessionIndex + RecordStore>(&self, core: Core<B>) -> Receiver<B> {
+        let provider = Arc::clone(&self.inner.provider);
         let policy = Policy::new(provider.issuer(), self.client_id());
         Receiver::new(core).with_issuer(provider, policy)
     }
@@ -484,18 +493,23 @@ where
             ));
         }
         let issuer = claims.issuer().to_string();
-        let policy = match payload_of(&raw) {
-            Value::Object(all) => self.inner.policies.choose(&PolicyInput {
-                issuer: &issuer,
-                client_id: Some(self.client_id()),
-                claims: &all,
-            }),
-            _ => None,
+        let (policy, customer) = match payload_of(&raw) {
+            Value::Object(all) => {
+                let input = PolicyInput {
+                    issuer: &issuer,
+                    client_id: Some(self.client_id()),
+                    claims: &all,
+                };
+                let policies = &self.inner.policies;
+                (policies.choose(&input), policies.customer_for(&input))
+            }
+            _ => (None, None),
         };
         Ok(Login {
             issuer,
             sub,
             policy,
+            customer,
             client_id: Some(self.client_id().to_owned()),
             // `"sid": ""` names no OP session.
             sid: claims

@@ -23,7 +23,8 @@ use serde::Deserialize;
 
 use super::relying_party::{REAUTH_KEY, RelyingParty, RpError};
 use super::{HttpClient, Refreshed};
-use crate::index::{Deny, Logout, SessionIndex, Target};
+use crate::core::{Action, Core, Event, Scope, Sender};
+use crate::index::{RecordStore, SessionIndex};
 use crate::session_store::{
     CHECK_KEY, CheckFacts, Login, PerRequest, Policies, Sealed, SessionAccess, SessionLayer,
     SessionPolicy, Unreachable,
@@ -73,7 +74,7 @@ impl<I, H> Clone for Revalidation<I, H> {
 #[derive(Debug)]
 struct Shared<I, H> {
     rp: RelyingParty<H>,
-    index: I,
+    core: Core<I>,
 }
 
 impl<H> RelyingParty<H>
@@ -85,13 +86,15 @@ where
         + 'static,
 {
     /// The per-request checks of the policies set with
-    /// [`with_policies`](Self::with_policies), with `index` for the revalidation lease and for
-    /// logging a revoked user out everywhere.
-    pub fn revalidation<I: SessionIndex>(&self, index: I) -> Revalidation<I, H> {
+    /// [`with_policies`](Self::with_policies), over `core`'s index (the revalidation lease), and
+    /// through `core` when a refused user is logged out everywhere
+    /// ([`SessionPolicy::revoke_user_for`]): with its clock skew, its denylist marker lifetime
+    /// for the issuer and its after-logout hooks (refresh-token revocation).
+    pub fn revalidation<I: SessionIndex + RecordStore>(&self, core: Core<I>) -> Revalidation<I, H> {
         Revalidation {
             shared: Arc::new(Shared {
                 rp: self.clone(),
-                index,
+                core,
             }),
         }
     }
@@ -99,7 +102,7 @@ where
 
 impl<I, H> Revalidation<I, H>
 where
-    I: SessionIndex,
+    I: SessionIndex + RecordStore,
     H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
         + Clone
         + Send
@@ -165,7 +168,7 @@ where
         let id = session.id().unwrap_or_default();
         let lease = format!("revalidate:{id}:{}", facts.checked_at);
         let down = format!("down:{id}:{}", facts.checked_at);
-        let index = &self.shared.index;
+        let index = self.shared.core.index();
         let lease_error =
             |e: crate::index::StoreError| RpError::Provider(format!("revalidation lease: {e}"));
         if !index
@@ -189,7 +192,7 @@ where
         match self.confirm(session, &sub).await? {
             Confirmation::Confirmed => Ok(Checked::Confirmed),
             Confirmation::Refused(why) => {
-                self.revoke_user(&policy, &issuer, &sub, now).await;
+                self.revoke_user(&policy, &issuer, &sub).await;
                 Ok(Checked::Ended(why))
             }
             Confirmation::NoAnswer(why) => {
@@ -276,22 +279,23 @@ where
     }
 
     /// With [`SessionPolicy::revoke_user_for`], log the user out everywhere and refuse their
-    /// access tokens, as a back-channel logout of the user would.
-    async fn revoke_user(&self, policy: &SessionPolicy, issuer: &str, sub: &str, now: u64) {
-        let Some(lifetime) = policy.revoke_user_for else {
+    /// access tokens, through the core as every revocation: the revalidation is a sender
+    /// scoped to the one user.
+    async fn revoke_user(&self, policy: &SessionPolicy, issuer: &str, sub: &str) {
+        if policy.revoke_user_for.is_none() {
             return;
+        }
+        let sender = Sender::new("revalidation", "", Scope::user(issuer, sub));
+        let revoke = Action::RevokeUser {
+            issuer: issuer.to_owned(),
+            sub: sub.to_owned(),
         };
-        let logout = Logout {
-            issuer,
-            target: Target::Sub { sub },
-            issued_at: now,
-            jti: None,
-            deny: Some(Deny {
-                issued_until: now,
-                lifetime,
-            }),
-        };
-        if let Err(error) = self.shared.index.logout(&logout).await {
+        if let Err(error) = self
+            .shared
+            .core
+            .apply(Event::new(sender, vec![revoke]))
+            .await
+        {
             tracing::error!(%error, "a user the OP refused could not be logged out everywhere");
         }
     }
@@ -314,7 +318,7 @@ impl<I, H> Sealed for Revalidation<I, H> {}
 
 impl<I, H> PerRequest for Revalidation<I, H>
 where
-    I: SessionIndex,
+    I: SessionIndex + RecordStore,
     H: for<'c> AsyncHttpClient<'c, Future: Send, Error: Send + Sync>
         + Clone
         + Send

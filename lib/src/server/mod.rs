@@ -1,11 +1,11 @@
 //! The library server: what `oidc-logout serve` runs, for anyone's `main`.
 //!
 //! [`Server::run`] turns validated [`Settings`] into a running service, top to bottom: fetch
-//! every issuer's and transmitter's keys, connect the index (Redis, or memory), build the one
-//! [`Core`] with its after-logout hook (refresh-token revocation), build each enabled input on
-//! top of it, bind the listeners (main; metrics and health; the admin API's own), and serve
-//! them until the shutdown future resolves, then let in-flight requests finish for the grace
-//! period. Nothing here parses flags or installs a logger or a metrics exporter: that is the
+//! every issuer's keys, connect the index (Redis, or memory), build the one [`Core`] with its
+//! after-logout hook (refresh-token revocation), mount each configured input on top of it (in
+//! turn, [`inputs`](crate::inputs): each builds its router from its own settings), bind the
+//! listeners (main; metrics and health; the admin API's own), and serve them until the
+//! shutdown future resolves, then let in-flight requests finish for the grace period. Nothing here parses flags or installs a logger or a metrics exporter: that is the
 //! caller's, as in `src/main.rs`.
 
 use std::future::Future;
@@ -23,12 +23,8 @@ use crate::index::{
     IndexSettings, MemoryDirectory, MemoryIndex, RecordStore, RedisIndex, SessionIndex, StoreError,
     UserDirectory,
 };
-use crate::inputs::admin;
-use crate::inputs::backchannel::{PATH, Receiver};
-use crate::inputs::fusionauth::{FusionAuthReceiver, Tenant};
-use crate::inputs::scim::{self, ScimClient};
-use crate::inputs::shared_signals::{SsfReceiver, Transmitter};
-use crate::inputs::universal_logout;
+use crate::inputs::backchannel::PATH;
+use crate::inputs::{Mount, Place};
 use crate::provider::{Provider, ProviderError, http_client};
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
@@ -169,52 +165,10 @@ impl Server {
                 })?;
             issuers.push((provider, issuer));
         }
-        let mut transmitters = Vec::with_capacity(self.settings.transmitters.len());
-        for t in &self.settings.transmitters {
-            let provider = Provider::discover_at(
-                &t.issuer,
-                "ssf-configuration",
-                http.clone(),
-                t.provider.clone(),
-            )
-            .await
-            .map_err(|source| ServerError::Transmitter {
-                issuer: t.issuer.clone(),
-                source,
-            })?;
-            transmitters.push(
-                Transmitter::new(provider, t.audiences.clone())
-                    .algorithms(t.algorithms.clone())
-                    .subject_issuer(t.subject_issuer.clone())
-                    .email_is_sub(t.email_is_sub)
-                    .max_age(t.max_event_age),
-            );
-        }
-        let mut senders = Vec::with_capacity(self.settings.universal_logout.len());
-        for u in &self.settings.universal_logout {
-            // The org's keys are its ID tokens' keys: the issuer's provider when it is one.
-            let provider = match issuers.iter().find(|(p, _)| p.issuer() == u.issuer) {
-                Some((provider, _)) => Arc::clone(provider),
-                None => Provider::discover(&u.issuer, http.clone(), u.provider.clone())
-                    .await
-                    .map_err(|source| ServerError::Issuer {
-                        setting: "universal_logout.issuer".into(),
-                        issuer: u.issuer.clone(),
-                        source,
-                    })?,
-            };
-            senders.push(
-                universal_logout::Sender::new(provider, &u.client_id, &u.audience)
-                    .with_algorithms(u.algorithms.clone())
-                    .with_subject_issuer(&u.subject_issuer)
-                    .with_email_is_sub(u.email_is_sub),
-            );
-        }
         let inputs = Inputs {
             settings: &self.settings,
             issuers,
-            senders,
-            transmitters,
+            http,
             metrics: self.metrics,
         };
         match &self.settings.redis {
@@ -264,8 +218,7 @@ impl Server {
 struct Inputs<'a> {
     settings: &'a Settings,
     issuers: Vec<(Arc<Provider>, &'a IssuerSettings)>,
-    transmitters: Vec<Transmitter>,
-    senders: Vec<universal_logout::Sender>,
+    http: reqwest::Client,
     metrics: Option<MetricsRender>,
 }
 
@@ -288,63 +241,49 @@ impl Inputs<'_> {
         }
         let core = core.build();
 
-        let receiver = self
-            .issuers
-            .iter()
-            .fold(Receiver::new(core.clone()), |r, (provider, issuer)| {
-                r.with_issuer(Arc::clone(provider), issuer.policy.clone())
-            });
-        let (logout, health) = receiver.into_routers();
-        let mut main = logout.merge(health.clone());
-        if !self.transmitters.is_empty() {
-            let ssf = self.transmitters.into_iter().fold(
-                SsfReceiver::new(core.clone()),
-                SsfReceiver::with_transmitter,
-            );
-            main = main.merge(ssf.into_router());
-        }
-        if let Some(fa) = &settings.fusionauth {
-            let mut webhooks =
-                FusionAuthReceiver::new(core.clone(), &fa.hmac_secrets, fa.lock_actions.clone())
-                    .with_max_age(fa.max_event_age);
-            for (tenant_id, issuer) in &fa.tenants {
-                // Validated: every tenant's issuer is a configured one.
-                if let Some((provider, _)) = self.issuers.iter().find(|(p, _)| p.issuer() == issuer)
-                {
-                    webhooks = webhooks.with_tenant(Tenant::new(tenant_id, Arc::clone(provider)));
+        let mount = Mount {
+            core: &core,
+            settings,
+            issuers: &self.issuers,
+            http: &self.http,
+            directory: &directory,
+        };
+        let mut main = Router::new();
+        let mut health = Router::new();
+        let mut admin_api: Option<Router> = None;
+        for mounted in crate::inputs::mount_all(&mount).await? {
+            if let Some(h) = mounted.health {
+                health = health.merge(h);
+            }
+            match mounted.place {
+                Place::Main => main = main.merge(mounted.router),
+                Place::Admin => {
+                    admin_api = Some(match admin_api {
+                        Some(routes) => routes.merge(mounted.router),
+                        None => mounted.router,
+                    });
                 }
             }
-            main = main.merge(webhooks.into_router());
         }
-        if !settings.scim.is_empty() {
-            let clients: Vec<ScimClient> = settings
-                .scim
-                .iter()
-                .map(|c| {
-                    ScimClient::new(&c.issuer, c.tokens.clone())
-                        .with_sub_attribute(&c.sub_attribute)
-                })
-                .collect();
-            main = main.merge(scim::router(core.clone(), directory, &clients));
-            tracing::info!("SCIM provisioning under {}", scim::PREFIX);
-        }
-        if !self.senders.is_empty() {
-            main = main.merge(universal_logout::router(core.clone(), self.senders));
-            tracing::info!("Universal Logout at {}", universal_logout::PATH);
-        }
-        let admin_api = (!settings.admin_tokens.is_empty())
-            .then(|| admin::router(core.clone(), &settings.admin_tokens));
+        main = main.merge(health.clone());
         let listeners = &settings.listeners;
         let main_listener = bind(listeners.main, settings.name("listen")).await?;
         tracing::info!("listening on http://{}{PATH}", local(&main_listener));
         let admin = match (admin_api, listeners.admin) {
             (Some(router), Some(address)) => {
                 let listener = bind(address, settings.name("admin_listen")).await?;
-                tracing::info!("admin API on http://{}{}", local(&listener), admin::PREFIX);
+                tracing::info!(
+                    "admin API on http://{}{}",
+                    local(&listener),
+                    crate::inputs::admin::PREFIX
+                );
                 Some((listener, telemetry::observe(router)))
             }
             (Some(router), None) => {
-                tracing::info!("admin API on the main listener under {}", admin::PREFIX);
+                tracing::info!(
+                    "admin API on the main listener under {}",
+                    crate::inputs::admin::PREFIX
+                );
                 main = main.merge(router);
                 None
             }

@@ -12,8 +12,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{LOGIN_KEY, LoginFacts, Policies, SessionPolicy};
+use crate::core::{Action, Core, CoreError, Event, Scope, Sender};
 use crate::index::{
-    Registration, SessionIndex, SessionKey, SessionRecord, SessionState, StoreError,
+    RecordStore, Registration, SessionIndex, SessionKey, SessionRecord, SessionState, StoreError,
 };
 use crate::sys::unix_now;
 
@@ -85,19 +86,29 @@ fn fingerprint(login: &LoginFacts<'_>) -> String {
 #[derive(Clone, Debug)]
 pub struct LogoutAware<S, I> {
     inner: S,
-    index: I,
+    core: Core<I>,
     policies: Arc<Policies>,
 }
 
-impl<S, I> LogoutAware<S, I> {
+impl<S, I: SessionIndex> LogoutAware<S, I> {
     /// Make `inner` logout-aware with `index`. Limits: none beyond the application's own expiry
-    /// until a policy is set.
+    /// until a policy is set. The application's own logouts (a deleted session) end the session
+    /// in the index through a [`Core`] of its own; give it the application's with
+    /// [`with_core`](Self::with_core) to run its after-logout hooks too.
     pub fn wrap(inner: S, index: I) -> Self {
         Self {
             inner,
-            index,
+            core: Core::builder(index).build(),
             policies: Arc::default(),
         }
+    }
+
+    /// End sessions through `core` (over the same index): its after-logout hooks run for the
+    /// application's own logouts too.
+    #[must_use]
+    pub fn with_core(mut self, core: Core<I>) -> Self {
+        self.core = core;
+        self
     }
 
     /// Limits for sessions no other policy applies to.
@@ -128,14 +139,21 @@ impl<S, I> LogoutAware<S, I> {
     pub fn inner(&self) -> &S {
         &self.inner
     }
+}
 
+impl<S, I: SessionIndex> LogoutAware<S, I> {
     /// The index, to share it with a receiver.
     pub fn index(&self) -> &I {
-        &self.index
+        self.core.index()
+    }
+
+    /// The core the application's own logouts go through.
+    pub fn core(&self) -> &Core<I> {
+        &self.core
     }
 }
 
-impl<B: Clone> LogoutAware<super::Records<B>, B> {
+impl<B: SessionIndex> LogoutAware<super::Records<B>, B> {
     /// This crate's store on `backend`, which holds both the records and the index.
     pub fn new(backend: B) -> Self {
         Self::wrap(super::Records::new(backend.clone()), backend)
@@ -143,7 +161,7 @@ impl<B: Clone> LogoutAware<super::Records<B>, B> {
 
     /// The backend, to share it with a receiver.
     pub fn backend(&self) -> &B {
-        &self.index
+        self.core.index()
     }
 }
 
@@ -243,11 +261,11 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
         let session = key(id, &login);
         let registered = indexed_in(data).is_some_and(|i| i.id == id && i.until > unix_now());
         let state = match registered
-            .then(|| self.index.known_state(&session))
+            .then(|| self.core.index().known_state(&session))
             .flatten()
         {
             Some(state) => state,
-            None => self.index.state(&session).await?,
+            None => self.core.index().state(&session).await?,
         };
         Ok(state == SessionState::Active)
     }
@@ -273,7 +291,7 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             && indexed.id == id
             && indexed.login == print
         {
-            if self.index.known_state(&session) == Some(SessionState::Ended) {
+            if self.core.index().known_state(&session) == Some(SessionState::Ended) {
                 return Ok(Write::Ended);
             }
             // Two seconds of margin: the backend's clock reading rounds down to the second.
@@ -301,9 +319,10 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             sid: login.sid.clone().map(Cow::into_owned),
             auth_time: login.auth_time,
             ttl: index_ttl,
+            customer: login.customer.clone().map(Cow::into_owned),
         };
         let registered_at = unix_now();
-        if self.index.register(&record).await? == Registration::LoggedOut {
+        if self.core.index().register(&record).await? == Registration::LoggedOut {
             return Ok(Write::Ended);
         }
         // The backend counts the lifetime from its own clock reading, after this one, in whole
@@ -320,16 +339,34 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
         })
     }
 
-    /// End a session in the index before it is deleted from the store (`data`: what it held).
+    /// End a session in the index before it is deleted from the store (`data`: what it held):
+    /// the application's own logout, through the core like every other.
     pub(super) async fn before_delete(
         &self,
         id: &str,
         data: &HashMap<String, Value>,
-    ) -> Result<(), RuleError> {
+    ) -> Result<(), RuleError>
+    where
+        I: RecordStore,
+    {
         if let Ok(Some(login)) = login_in(data) {
-            self.index
-                .end_session(&login.issuer, id, Some(&login.sub))
-                .await?;
+            let sender = Sender::new(
+                "application",
+                "",
+                Scope::user(login.issuer.as_ref(), login.sub.as_ref()),
+            );
+            let end = Action::EndSession {
+                issuer: login.issuer.clone().into_owned(),
+                session_id: id.to_owned(),
+                sub: Some(login.sub.clone().into_owned()),
+            };
+            self.core
+                .apply(Event::new(sender, vec![end]))
+                .await
+                .map_err(|e| match e {
+                    CoreError::Unavailable(error) => RuleError::Index(error),
+                    other => RuleError::Index(StoreError::Unexpected(other.to_string())),
+                })?;
         }
         Ok(())
     }
@@ -363,12 +400,16 @@ macro_rules! implement {
         impl<S, I> $ts::session_store::SessionStore for LogoutAware<S, I>
         where
             S: $ts::session_store::SessionStore,
-            I: SessionIndex + std::fmt::Debug,
+            I: SessionIndex + RecordStore + std::fmt::Debug,
         {
             async fn create(
                 &self,
                 record: &mut $ts::session::Record,
             ) -> $ts::session_store::Result<()> {
+                // Always a fresh id: after `flush`, tower-sessions creates the next session with
+                // the id of the one just deleted, so an ended session's id (and a cookie stolen
+                // with it) would name the new session.
+                record.id = $ts::session::Id::default();
                 let id = record.id.to_string();
                 match self
                     .before_write(&id, &record.data, record.expiry_date)

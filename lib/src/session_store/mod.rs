@@ -144,6 +144,10 @@ pub struct Login {
     /// for the issuer's or the default policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The customer this login belongs to, decided by the same rules
+    /// ([`Policies::customer_for`]): senders scoped to a customer reach only its users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     /// The raw ID token, for `id_token_hint` at logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<TokenSecret>,
@@ -315,6 +319,8 @@ pub(crate) struct LoginFacts<'a> {
     pub(crate) logged_in_at: u64,
     #[serde(borrow, default)]
     pub(crate) policy: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) customer: Option<Cow<'a, str>>,
 }
 
 /// The login a stored session record (this crate's JSON) holds, if it can be read.
@@ -328,6 +334,7 @@ pub(crate) fn login_of_bytes(data: &[u8]) -> Option<Login> {
 pub(crate) struct Recorded {
     pub(crate) client_id: Option<String>,
     pub(crate) policy: Option<String>,
+    pub(crate) customer: Option<String>,
     pub(crate) logged_in_at: Option<u64>,
     pub(crate) last_seen: Option<u64>,
     pub(crate) user_agent: Option<String>,
@@ -345,6 +352,7 @@ pub(crate) fn recorded_of_bytes(data: &[u8]) -> Option<(Login, Recorded)> {
     let recorded = Recorded {
         client_id: login.client_id.clone(),
         policy: login.policy.clone(),
+        customer: login.customer.clone(),
         logged_in_at: Some(login.logged_in_at),
         last_seen: (details.last_seen > 0).then_some(details.last_seen),
         user_agent: details.user_agent,

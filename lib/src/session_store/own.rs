@@ -1,7 +1,8 @@
 //! A user's own sessions: a router the application mounts (say under `/account/sessions`) so
 //! that a logged-in user sees where else they are logged in and ends one session, or all but
 //! the current one. Authenticated by the application's session (its [`Login`](super::Login));
-//! a user only ever sees and ends their own sessions at their issuer.
+//! the user is a sender of the [`Core`] scoped to themselves, so they only ever see and end
+//! their own sessions at their issuer, and their ends run the core's hooks.
 //!
 //! Sessions are named by an opaque handle (a digest of the session id), never by the id itself:
 //! a session id is what the session cookie holds, and listing it would hand every other
@@ -28,43 +29,27 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{CHECK_KEY, CheckFacts, SessionAccess, recorded_of_bytes};
-use crate::core::AfterLogout;
-use crate::index::{RecordStore, SessionIndex, StoreError};
+use super::{CHECK_KEY, CheckFacts, SessionAccess};
+use crate::core::{Action, Core, Event, Scope, Sender};
+use crate::index::{RecordStore, SessionIndex};
+use crate::response::{Protocol, Refusal};
 
 /// The largest request body read (a handle).
 const MAX_BODY_BYTES: usize = 1024;
 
-/// The user's own sessions, over `index` (the one the session store registers in). Build its
-/// router with [`router`](Self::router) (tower-sessions 0.15) inside the session layer.
+/// The user's own sessions, through `core` (over the index the session store registers in;
+/// its after-logout hooks, such as refresh-token revocation, run for the sessions a user
+/// ends). Build its router with [`router`](Self::router) (tower-sessions 0.15) inside the
+/// session layer.
+#[derive(Debug)]
 pub struct OwnSessions<I> {
-    index: I,
-    after_logout: Option<Arc<dyn AfterLogout>>,
-}
-
-impl<I: std::fmt::Debug> std::fmt::Debug for OwnSessions<I> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnSessions")
-            .field("index", &self.index)
-            .finish_non_exhaustive()
-    }
+    core: Core<I>,
 }
 
 impl<I: SessionIndex + RecordStore> OwnSessions<I> {
-    /// The user's sessions in `index`.
-    pub fn new(index: I) -> Self {
-        Self {
-            index,
-            after_logout: None,
-        }
-    }
-
-    /// Run `hook` for the sessions a user ends (e.g. `RefreshTokenRevocation`, to revoke their
-    /// refresh tokens).
-    #[must_use]
-    pub fn with_after_logout(mut self, hook: Arc<dyn AfterLogout>) -> Self {
-        self.after_logout = Some(hook);
-        self
+    /// The user's sessions, ended through `core`.
+    pub fn new(core: Core<I>) -> Self {
+        Self { core }
     }
 
     /// The router, for tower-sessions 0.15.
@@ -94,6 +79,17 @@ struct User<T> {
     issuer: String,
     sub: String,
     current: Option<String>,
+}
+
+impl<T> User<T> {
+    /// The user as the core's sender: scoped to themselves.
+    fn sender(&self) -> Sender {
+        Sender::new(
+            "own-sessions",
+            "",
+            Scope::user(self.issuer.clone(), self.sub.clone()),
+        )
+    }
 }
 
 impl<S: Send + Sync, T: SessionAccess + Clone + 'static> FromRequestParts<S> for User<T> {
@@ -128,20 +124,16 @@ impl<S: Send + Sync, T: SessionAccess + Clone + 'static> FromRequestParts<S> for
     }
 }
 
-fn failure(status: StatusCode, code: &str, description: &str) -> Response {
-    crate::response::error(crate::response::Protocol::OAuth, status, code, description)
+fn failure(status: StatusCode, code: &'static str, description: &'static str) -> Response {
+    Refusal::new(status, Some(code), description).render(Protocol::OAuth)
 }
 
 fn unavailable() -> Response {
-    crate::response::unavailable(
-        crate::response::Protocol::OAuth,
-        "the session store is unavailable; retry",
-    )
+    Refusal::unavailable("the session store is unavailable; retry").render(Protocol::OAuth)
 }
 
-fn store_failed(error: &StoreError) -> Response {
-    tracing::error!(%error, "a user's session list failed: session store unavailable");
-    unavailable()
+fn failed(refusal: impl Into<Refusal>) -> Response {
+    refusal.into().render(Protocol::OAuth)
 }
 
 /// The opaque name of a session in these answers.
@@ -156,12 +148,12 @@ fn handle(session_id: &str) -> String {
 }
 
 /// The user's live session ids.
-async fn ids<I: SessionIndex>(
-    index: &I,
-    user: &User<impl Sized>,
-) -> Result<Vec<String>, StoreError> {
-    Ok(index
-        .sessions(&user.issuer, &user.sub)
+async fn ids<I: SessionIndex + RecordStore, T>(
+    core: &Core<I>,
+    user: &User<T>,
+) -> Result<Vec<String>, Refusal> {
+    Ok(core
+        .sessions(&user.sender(), &user.issuer, &user.sub)
         .await?
         .into_iter()
         .map(|s| s.session_id)
@@ -172,34 +164,27 @@ async fn list<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>
     State(own): State<Arc<OwnSessions<I>>>,
     user: User<T>,
 ) -> Response {
-    let infos = match own.index.sessions(&user.issuer, &user.sub).await {
-        Ok(infos) => infos,
-        Err(error) => return store_failed(&error),
+    let views = match own
+        .core
+        .sessions(&user.sender(), &user.issuer, &user.sub)
+        .await
+    {
+        Ok(views) => views,
+        Err(error) => return failed(error),
     };
-    let ids: Vec<String> = infos.iter().map(|i| i.session_id.clone()).collect();
-    let records = match own.index.get_records(&ids).await {
-        Ok(records) => records,
-        Err(error) => return store_failed(&error),
-    };
-    let sessions: Vec<Value> = infos
+    let sessions: Vec<Value> = views
         .iter()
-        .zip(records)
-        .map(|(info, record)| {
-            let recorded = record
-                .as_deref()
-                .and_then(recorded_of_bytes)
-                .map(|(_, r)| r)
-                .unwrap_or_default();
+        .map(|view| {
             json!({
-                "session": handle(&info.session_id),
-                "current": user.current.as_deref() == Some(info.session_id.as_str()),
-                "client_id": recorded.client_id,
-                "policy": recorded.policy,
-                "logged_in_at": recorded.logged_in_at,
-                "last_seen": recorded.last_seen,
-                "user_agent": recorded.user_agent,
-                "address": recorded.address,
-                "auth_time": info.auth_time,
+                "session": handle(&view.session_id),
+                "current": user.current.as_deref() == Some(view.session_id.as_str()),
+                "client_id": view.client_id,
+                "policy": view.policy,
+                "logged_in_at": view.logged_in_at,
+                "last_seen": view.last_seen,
+                "user_agent": view.user_agent,
+                "address": view.address,
+                "auth_time": view.auth_time,
             })
         })
         .collect();
@@ -232,30 +217,22 @@ fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Box<Response>> 
         })
 }
 
-/// End `victims` of the user; returns how many were ended.
-async fn end_ids<I: SessionIndex + RecordStore, T: SessionAccess>(
+/// End `victims` of the user through the core; returns how many were ended.
+async fn end_ids<I: SessionIndex + RecordStore, T>(
     own: &OwnSessions<I>,
     user: &User<T>,
     victims: &[String],
-) -> Result<usize, Box<Response>> {
-    let mut ended = Vec::new();
-    for id in victims {
-        match own
-            .index
-            .end_session(&user.issuer, id, Some(&user.sub))
-            .await
-        {
-            Ok(_) => ended.push(id.clone()),
-            Err(error) => return Err(Box::new(store_failed(&error))),
-        }
-    }
-    if let Some(hook) = &own.after_logout
-        && !ended.is_empty()
-    {
-        hook.sessions_ended(&user.issuer, &ended);
-    }
-    tracing::info!(target: "oidc_logout::audit", action = "end_own_sessions", issuer = ?user.issuer, sub = ?user.sub, ended = ended.len(), "user action");
-    Ok(ended.len())
+) -> Result<usize, Refusal> {
+    let actions = victims
+        .iter()
+        .map(|id| Action::EndSession {
+            issuer: user.issuer.clone(),
+            session_id: id.clone(),
+            sub: Some(user.sub.clone()),
+        })
+        .collect();
+    let outcome = own.core.apply(Event::new(user.sender(), actions)).await?;
+    Ok(outcome.ended())
 }
 
 async fn end<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
@@ -275,9 +252,9 @@ async fn end<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
             "name the session to end: {\"session\": \"<handle>\"}",
         );
     };
-    let all = match ids(&own.index, &user).await {
+    let all = match ids(&own.core, &user).await {
         Ok(all) => all,
-        Err(error) => return store_failed(&error),
+        Err(refusal) => return failed(refusal),
     };
     let Some(id) = all.into_iter().find(|id| handle(id) == wanted) else {
         return failure(
@@ -286,8 +263,8 @@ async fn end<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 'static>(
             "no such session of yours",
         );
     };
-    if let Err(response) = end_ids(&own, &user, std::slice::from_ref(&id)).await {
-        return *response;
+    if let Err(refusal) = end_ids(&own, &user, std::slice::from_ref(&id)).await {
+        return failed(refusal);
     }
     if user.current.as_deref() == Some(id.as_str()) && user.session.flush().await.is_err() {
         return unavailable();
@@ -304,15 +281,15 @@ async fn end_others<I: SessionIndex + RecordStore, T: SessionAccess + Clone + 's
     if let Err(response) = json_body(&headers, &bytes) {
         return *response;
     }
-    let others: Vec<String> = match ids(&own.index, &user).await {
+    let others: Vec<String> = match ids(&own.core, &user).await {
         Ok(all) => all
             .into_iter()
             .filter(|id| user.current.as_deref() != Some(id.as_str()))
             .collect(),
-        Err(error) => return store_failed(&error),
+        Err(refusal) => return failed(refusal),
     };
     match end_ids(&own, &user, &others).await {
         Ok(count) => crate::response::json(StatusCode::OK, &json!({ "ended": count })),
-        Err(response) => *response,
+        Err(refusal) => failed(refusal),
     }
 }

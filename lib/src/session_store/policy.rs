@@ -40,9 +40,10 @@ pub struct SessionPolicy {
     /// next authorization request carries `max_age`.
     pub max_auth_age: Option<Duration>,
     /// When a revalidation finds the user's access revoked, end every session of the user at
-    /// the issuer and refuse their access tokens for this long (the issuer's access-token
-    /// lifetime), as a back-channel logout of the user would. Without it only the session that
-    /// was checked ends.
+    /// the issuer and refuse their access tokens, as a back-channel logout of the user would
+    /// (through the core: its denylist marker lasts the issuer's access-token lifetime as the
+    /// core is configured, [`CoreBuilder::issuer_with_lifetime`](crate::core::CoreBuilder::issuer_with_lifetime);
+    /// set this to the same). Without it only the session that was checked ends.
     pub revoke_user_for: Option<Duration>,
 }
 
@@ -127,13 +128,20 @@ pub struct PolicyInput<'a> {
 }
 
 /// One rule: every condition it has must hold. A claim condition holds when the claim is that
-/// string, or an array holding it (`amr`, `groups`).
+/// string, or an array holding it (`amr`, `groups`). A rule names a policy, a customer, or both:
+/// the first matching rule that names a policy picks the session's policy, the first matching
+/// rule that names a customer decides whose user the login is.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PolicyRule {
     /// The policy to use when the rule matches.
-    pub policy: String,
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The customer the login belongs to when the rule matches: senders scoped to a customer
+    /// (`customer = "…"` in their configuration) reach only its users.
+    #[serde(default)]
+    pub customer: Option<String>,
     /// Only logins from this issuer.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -152,12 +160,35 @@ impl PolicyRule {
     /// A rule choosing `policy`; with no condition it matches every login.
     pub fn new(policy: impl Into<String>) -> Self {
         Self {
-            policy: policy.into(),
+            policy: Some(policy.into()),
+            ..Self::for_customer_only()
+        }
+    }
+
+    /// A rule deciding that the logins it matches belong to `customer` (and choosing no policy).
+    pub fn customer_rule(customer: impl Into<String>) -> Self {
+        Self {
+            customer: Some(customer.into()),
+            ..Self::for_customer_only()
+        }
+    }
+
+    fn for_customer_only() -> Self {
+        Self {
+            policy: None,
+            customer: None,
             issuer: None,
             client: None,
             claims: HashMap::new(),
             email_domain: None,
         }
+    }
+
+    /// The logins it matches belong to `customer`.
+    #[must_use]
+    pub fn customer(mut self, customer: impl Into<String>) -> Self {
+        self.customer = Some(customer.into());
+        self
     }
 
     /// Only logins from `issuer`.
@@ -313,12 +344,26 @@ impl Policies {
             policies.named.insert(name, policy);
         }
         for (i, rule) in config.rules.into_iter().enumerate() {
-            if !policies.named.contains_key(&rule.policy) {
-                return Err(PolicyError(format!(
-                    "rule {} names the policy {:?}, which is not configured",
-                    i + 1,
-                    rule.policy
-                )));
+            match (&rule.policy, &rule.customer) {
+                (None, None) => {
+                    return Err(PolicyError(format!(
+                        "rule {} names neither a policy nor a customer",
+                        i + 1
+                    )));
+                }
+                (Some(policy), _) if !policies.named.contains_key(policy) => {
+                    return Err(PolicyError(format!(
+                        "rule {} names the policy {policy:?}, which is not configured",
+                        i + 1
+                    )));
+                }
+                (_, Some(customer)) if customer.trim().is_empty() => {
+                    return Err(PolicyError(format!(
+                        "rule {} names an empty customer",
+                        i + 1
+                    )));
+                }
+                _ => {}
             }
             policies.rules.push(rule);
         }
@@ -338,8 +383,19 @@ impl Policies {
         }
         self.rules
             .iter()
+            .filter(|rule| rule.policy.is_some())
             .find(|rule| rule.matches(login))
-            .map(|rule| rule.policy.clone())
+            .and_then(|rule| rule.policy.clone())
+    }
+
+    /// The customer a login belongs to: the first matching rule that names one's; `None` when
+    /// no rule does (only senders scoped to no customer reach the user).
+    pub fn customer_for(&self, login: &PolicyInput<'_>) -> Option<String> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.customer.is_some())
+            .find(|rule| rule.matches(login))
+            .and_then(|rule| rule.customer.clone())
     }
 
     /// The policy a session runs under: the one its login recorded (`name`), else its
@@ -382,6 +438,11 @@ impl Policies {
 /// [[session_policies.rules]]
 /// policy = "strict"
 /// email_domain = "acme.example"
+///
+/// # Whose users logins are: the customer that scoped senders may reach.
+/// [[session_policies.rules]]
+/// customer = "acme"
+/// claims = { tid = "acme" }
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -548,6 +609,41 @@ mod tests {
     }
 
     #[test]
+    fn rules_decide_the_customer_too() {
+        let policies = Policies::default()
+            .with_policy("strict", strict())
+            .with_rule(
+                PolicyRule::new("strict")
+                    .claim("tid", "acme")
+                    .customer("acme"),
+            )
+            .with_rule(PolicyRule::customer_rule("globex").claim("tid", "globex"));
+        let acme = claims(json!({"tid": "acme"}));
+        let globex = claims(json!({"tid": "globex"}));
+        assert_eq!(
+            policies.customer_for(&input(&acme, None)).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            policies.choose(&input(&acme, None)).as_deref(),
+            Some("strict")
+        );
+        assert_eq!(
+            policies.customer_for(&input(&globex, None)).as_deref(),
+            Some("globex")
+        );
+        assert_eq!(
+            policies.choose(&input(&globex, None)),
+            None,
+            "a customer rule picks no policy"
+        );
+        assert_eq!(
+            policies.customer_for(&input(&claims(json!({})), None)),
+            None
+        );
+    }
+
+    #[test]
     fn configuration_is_checked() {
         let config: PoliciesConfig = serde_json::from_value(json!({
             "default": {"idle_timeout_secs": 28800},
@@ -563,6 +659,7 @@ mod tests {
 
         for (bad, why) in [
             (json!({"rules": [{"policy": "nope"}]}), "not configured"),
+            (json!({"rules": [{"claims": {"tid": "x"}}]}), "neither"),
             (
                 json!({"policies": {"p": {"revalidate_after_secs": 0}}}),
                 "at least 1",

@@ -6,7 +6,10 @@
 
 use serde_json::{Map, Value};
 
+use axum::http::StatusCode;
+
 use super::path::{member, names, strip_core, value_at};
+use crate::response::Refusal;
 
 /// The PatchOp message schema.
 pub(crate) const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -20,15 +23,9 @@ pub(crate) struct Draft {
     pub(crate) sub: String,
 }
 
-/// Why a request cannot be applied: a SCIM `scimType` and a fixed description.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Invalid {
-    pub(crate) scim_type: &'static str,
-    pub(crate) detail: &'static str,
-}
-
-const fn invalid(scim_type: &'static str, detail: &'static str) -> Invalid {
-    Invalid { scim_type, detail }
+/// Why a request cannot be applied: a 400 with a SCIM `scimType` and a fixed description.
+pub(crate) fn invalid(scim_type: &'static str, detail: &'static str) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
 }
 
 /// A boolean as clients send it: `false`, or Entra ID's `"False"`.
@@ -42,7 +39,7 @@ pub(crate) fn boolean(value: &Value) -> Option<bool> {
 }
 
 /// Apply a PatchOp message to `draft`; `sub_attribute` is the path mapped to `sub`.
-pub(crate) fn apply(body: &Value, draft: &mut Draft, sub_attribute: &str) -> Result<(), Invalid> {
+pub(crate) fn apply(body: &Value, draft: &mut Draft, sub_attribute: &str) -> Result<(), Refusal> {
     let message = body.as_object().ok_or(invalid(
         "invalidSyntax",
         "the body must be a PatchOp object",
@@ -103,7 +100,7 @@ pub(crate) fn apply(body: &Value, draft: &mut Draft, sub_attribute: &str) -> Res
     Ok(())
 }
 
-fn text(value: &Value) -> Result<String, Invalid> {
+fn text(value: &Value) -> Result<String, Refusal> {
     match value {
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
         _ => Err(invalid(
@@ -114,7 +111,7 @@ fn text(value: &Value) -> Result<String, Invalid> {
 }
 
 /// One attribute set by path.
-fn set(draft: &mut Draft, path: &str, value: &Value, sub_attribute: &str) -> Result<(), Invalid> {
+fn set(draft: &mut Draft, path: &str, value: &Value, sub_attribute: &str) -> Result<(), Refusal> {
     if strip_core(path).eq_ignore_ascii_case(strip_core(sub_attribute)) {
         draft.sub = text(value)?;
     }
@@ -134,7 +131,7 @@ fn set_all(
     draft: &mut Draft,
     attributes: &Map<String, Value>,
     sub_attribute: &str,
-) -> Result<(), Invalid> {
+) -> Result<(), Refusal> {
     for (name, value) in attributes {
         if names(name, "active") || names(name, "userName") || names(name, "externalId") {
             set(draft, name, value, "")?;
@@ -153,18 +150,20 @@ fn set_all(
     Ok(())
 }
 
-fn remove(draft: &mut Draft, path: &str, sub_attribute: &str) -> Result<(), Invalid> {
+fn remove(draft: &mut Draft, path: &str, sub_attribute: &str) -> Result<(), Refusal> {
     if strip_core(path).eq_ignore_ascii_case(strip_core(sub_attribute)) {
         return Err(invalid(
             "mutability",
             "the attribute mapped to the user's sub cannot be removed",
         ));
     }
-    if names(path, "active") || names(path, "userName") {
-        return Err(invalid(
-            "mutability",
-            "active and userName cannot be removed",
-        ));
+    if names(path, "userName") {
+        return Err(invalid("mutability", "userName cannot be removed"));
+    }
+    // RFC 7644 §3.5.2.2: a removed single-valued attribute is unassigned; for `active` that
+    // means not active (Okta and Entra ID deprovision this way too).
+    if names(path, "active") {
+        draft.active = false;
     }
     if names(path, "externalId") {
         draft.external_id = None;
@@ -255,6 +254,18 @@ mod tests {
             (d.user_name.as_str(), d.sub.as_str()),
             ("new@example.com", "new@example.com")
         );
+    }
+
+    #[test]
+    fn removing_active_deactivates() {
+        let mut d = draft();
+        apply(
+            &patch(json!([{"op": "Remove", "path": "active"}])),
+            &mut d,
+            "externalId",
+        )
+        .expect("valid");
+        assert!(!d.active);
     }
 
     #[test]

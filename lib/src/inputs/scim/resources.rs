@@ -2,10 +2,10 @@
 //! discovery documents clients read first (`ServiceProviderConfig`, `ResourceTypes`, `Schemas`;
 //! RFC 7643 §5–7), saying exactly what is supported.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::PREFIX;
-use super::path::USER_SCHEMA;
+use super::path::{USER_SCHEMA, strip_core};
 use crate::index::ScimUser;
 
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -33,6 +33,90 @@ pub(super) fn user(user: &ScimUser) -> Value {
         map.insert("externalId".into(), external.clone().into());
     }
     resource
+}
+
+/// Which attributes an answer holds (RFC 7644 §3.4.2.5): `attributes` (only these, besides
+/// `id` and `schemas`, which are always returned) or `excludedAttributes` (all but these).
+/// Names compare case-insensitively, with or without the core schema's URN; `meta.created`
+/// names a sub-attribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Projection {
+    only: Option<Vec<String>>,
+    excluded: Vec<String>,
+}
+
+impl Projection {
+    /// From the comma-separated query parameters.
+    pub(super) fn from_query(attributes: Option<&str>, excluded: Option<&str>) -> Self {
+        let split = |list: &str| -> Vec<String> {
+            list.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| strip_core(a).to_ascii_lowercase())
+                .collect()
+        };
+        Self {
+            only: attributes.map(split).filter(|a| !a.is_empty()),
+            excluded: excluded.map(split).unwrap_or_default(),
+        }
+    }
+
+    /// From the arrays of a `SearchRequest` body.
+    pub(super) fn from_lists(attributes: &[String], excluded: &[String]) -> Self {
+        Self::from_query(Some(&attributes.join(",")), Some(&excluded.join(",")))
+    }
+
+    /// `resource` holding only what was asked for.
+    pub(super) fn apply(&self, resource: Value) -> Value {
+        let Value::Object(object) = resource else {
+            return resource;
+        };
+        let always = |key: &str| key == "id" || key == "schemas";
+        let mut kept = Map::new();
+        for (key, value) in object {
+            let name = key.to_ascii_lowercase();
+            if always(&key) {
+                kept.insert(key, value);
+                continue;
+            }
+            let subs = |list: &[String]| -> Vec<String> {
+                list.iter()
+                    .filter_map(|a| a.strip_prefix(&format!("{name}.")).map(str::to_owned))
+                    .collect()
+            };
+            let value = match &self.only {
+                Some(only) if only.contains(&name) => value,
+                Some(only) => {
+                    let wanted = subs(only);
+                    match value {
+                        Value::Object(inner) if !wanted.is_empty() => Value::Object(
+                            inner
+                                .into_iter()
+                                .filter(|(k, _)| wanted.contains(&k.to_ascii_lowercase()))
+                                .collect(),
+                        ),
+                        _ => continue,
+                    }
+                }
+                None => value,
+            };
+            if self.excluded.contains(&name) {
+                continue;
+            }
+            let dropped = subs(&self.excluded);
+            let value = match value {
+                Value::Object(inner) if !dropped.is_empty() => Value::Object(
+                    inner
+                        .into_iter()
+                        .filter(|(k, _)| !dropped.contains(&k.to_ascii_lowercase()))
+                        .collect(),
+                ),
+                other => other,
+            };
+            kept.insert(key, value);
+        }
+        Value::Object(kept)
+    }
 }
 
 /// A list response holding `resources` (all of them: a filter finds at most one user).
@@ -150,7 +234,30 @@ fn rfc3339(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{Projection, rfc3339};
+    use serde_json::json;
+
+    #[test]
+    fn answers_hold_what_was_asked_for() {
+        let resource = json!({
+            "schemas": ["s"], "id": "1", "userName": "alice", "active": false,
+            "meta": {"created": "c", "location": "l"},
+        });
+        let only = Projection::from_query(
+            Some("userName, urn:ietf:params:scim:schemas:core:2.0:User:meta.created"),
+            None,
+        );
+        assert_eq!(
+            only.apply(resource.clone()),
+            json!({"schemas": ["s"], "id": "1", "userName": "alice", "meta": {"created": "c"}})
+        );
+        let without = Projection::from_query(None, Some("ACTIVE,meta.location,id"));
+        assert_eq!(
+            without.apply(resource.clone()),
+            json!({"schemas": ["s"], "id": "1", "userName": "alice", "meta": {"created": "c"}})
+        );
+        assert_eq!(Projection::default().apply(resource.clone()), resource);
+    }
 
     #[test]
     fn dates_are_rfc3339() {

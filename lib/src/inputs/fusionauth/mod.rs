@@ -7,9 +7,11 @@
 //! the tenants' issuers publishes; an `exp` that has not passed; an `iat`, if any, within the
 //! freshness window — *before any byte of the body is read*, so an unauthenticated sender cannot
 //! make the receiver hold its body; then the (small, bounded) body is read, and
-//! [`FusionAuthReceiver::process`] checks that the signature's `request_body_sha256` is its hash,
-//! that its tenant is the signer's, skips an event id handled before, and acts. Nothing about an
-//! unauthenticated request is logged or echoed beyond the fixed reason it was refused.
+//! [`FusionAuthReceiver::process`] checks that the signature's `request_body_sha256` is its hash
+//! and that its tenant is the signer's, and hands the core the event: the tenant is the sender
+//! (scoped to its issuer and, when configured, customer), the event's id is applied once.
+//! Nothing about an unauthenticated request is echoed, and its refusal is only counted (and
+//! logged as a sum per interval).
 //! FusionAuth waits for the answer of transactional events, so the work is the few Redis calls
 //! of one revocation.
 //!
@@ -31,12 +33,17 @@ use jsonwebtoken::DecodingKey;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use crate::core::{Core, CoreError, DEFAULT_EVENT_MAX_AGE, MAX_EVENT_MAX_AGE, to_completion};
-use crate::index::{RecordStore, SessionIndex, StoreError};
+use crate::core::{
+    Action, Core, DEFAULT_EVENT_MAX_AGE, Event, MAX_EVENT_MAX_AGE, Outcome, Scope, Sender,
+};
+use crate::index::{RecordStore, SessionIndex};
 use crate::jose::{Jws, Rules, is_hmac, numeric_date};
 use crate::provider::Provider;
-use crate::response::{self, Protocol};
+use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
+
+#[cfg(feature = "server")]
+pub mod config;
 
 /// The path the receiver serves.
 pub const PATH: &str = "/webhooks/fusionauth";
@@ -47,27 +54,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Clock skew allowed on `exp` and `iat`, in seconds.
 const LEEWAY: u64 = 30;
 
-/// Why a webhook was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebhookError {
-    /// No signature, or it does not verify, or it is not over this body: 401.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// Malformed body, unknown tenant, or an event this endpoint does not handle: 400.
-    #[error("{0}")]
-    Invalid(String),
-    /// Redis is unavailable: 503, FusionAuth retries or reports it.
-    #[error(transparent)]
-    Unavailable(#[from] StoreError),
+fn invalid(message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::invalid(message)
 }
 
-fn invalid(message: impl Into<String>) -> WebhookError {
-    WebhookError::Invalid(message.into())
-}
-
-fn unauthenticated(message: impl Into<String>) -> WebhookError {
-    WebhookError::Unauthenticated(message.into())
+/// A 401: the request is not (or no longer) authenticated; `reason` labels it in the counts.
+fn unauthenticated(reason: &'static str, message: &'static str) -> Refusal {
+    Refusal::unauthenticated(Some("unauthenticated"), message, false).because(reason)
 }
 
 /// A FusionAuth tenant whose users are subjects of a configured issuer.
@@ -79,6 +72,8 @@ pub struct Tenant {
     /// The OIDC issuer of that tenant, as configured in `[[issuers]]`, whose keys also verify
     /// webhooks signed with an RSA or EC key.
     pub provider: Arc<Provider>,
+    /// Only the users of this customer, when set.
+    pub customer: Option<String>,
 }
 
 impl Tenant {
@@ -87,7 +82,15 @@ impl Tenant {
         Self {
             tenant_id: tenant_id.into(),
             provider,
+            customer: None,
         }
+    }
+
+    /// Act only on the users of `customer` (as the applications' logins recorded it).
+    #[must_use]
+    pub fn with_customer(mut self, customer: Option<String>) -> Self {
+        self.customer = customer;
+        self
     }
 }
 
@@ -153,13 +156,6 @@ pub struct Authenticated {
     body_sha256: Vec<u8>,
 }
 
-/// What an event asks the core to do.
-enum Action<'a> {
-    RevokeUser(&'a str),
-    EndClientSessions(&'a str, &'a str),
-    Nothing,
-}
-
 impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
     /// A receiver acting through `core`, verifying HMAC signatures with `hmac_secrets` (none:
     /// only RSA/EC signatures, with the tenants' issuers' keys), revoking users when a user
@@ -205,11 +201,15 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
         &self,
         signature: Option<&str>,
         now: u64,
-    ) -> Result<Authenticated, WebhookError> {
-        let signature = signature
-            .ok_or_else(|| unauthenticated("the X-FusionAuth-Signature-JWT header is missing"))?;
+    ) -> Result<Authenticated, Refusal> {
+        let signature = signature.ok_or_else(|| {
+            unauthenticated(
+                "no_signature",
+                "the X-FusionAuth-Signature-JWT header is missing",
+            )
+        })?;
         let signed = Jws::parse(signature, &RULES)
-            .map_err(|e| unauthenticated(format!("the signature JWT is refused: {e}")))?;
+            .map_err(|_| unauthenticated("malformed_signature", "the signature JWT is refused"))?;
         let signer = if is_hmac(signed.algorithm()) {
             signed.verify_with(&self.hmac).ok().map(|()| Signer::Hmac)
         } else {
@@ -229,31 +229,44 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             signer
         };
         let signer = signer.ok_or_else(|| {
-            unauthenticated("the signature does not verify with a configured key")
+            unauthenticated(
+                "bad_signature",
+                "the signature does not verify with a configured key",
+            )
         })?;
         let claims = signed.into_claims();
         match numeric_date(&claims, "exp") {
             Ok(Some(exp)) if exp.saturating_add(LEEWAY) > now => {}
-            Ok(Some(_)) => return Err(unauthenticated("the signature has expired")),
-            _ => return Err(unauthenticated("the signature has no valid exp")),
+            Ok(Some(_)) => return Err(unauthenticated("expired", "the signature has expired")),
+            _ => return Err(unauthenticated("no_exp", "the signature has no valid exp")),
         }
         match numeric_date(&claims, "iat") {
             Ok(None) => {}
             Ok(Some(iat)) if iat <= now.saturating_add(LEEWAY) => {
                 if now.saturating_sub(iat) > self.max_age.as_secs() {
-                    return Err(unauthenticated("the signature is older than accepted here"));
+                    return Err(unauthenticated(
+                        "too_old",
+                        "the signature is older than accepted here",
+                    ));
                 }
             }
-            _ => return Err(unauthenticated("the signature has an invalid iat")),
+            _ => {
+                return Err(unauthenticated(
+                    "bad_iat",
+                    "the signature has an invalid iat",
+                ));
+            }
         }
         let claimed = claims
             .get("request_body_sha256")
             .and_then(Value::as_str)
-            .ok_or_else(|| unauthenticated("the signature has no request_body_sha256"))?;
+            .ok_or_else(|| {
+                unauthenticated("no_body_hash", "the signature has no request_body_sha256")
+            })?;
         let body_sha256 = base64::engine::general_purpose::STANDARD
             .decode(claimed)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claimed))
-            .map_err(|_| unauthenticated("request_body_sha256 is not base64"))?;
+            .map_err(|_| unauthenticated("bad_body_hash", "request_body_sha256 is not base64"))?;
         Ok(Authenticated {
             signer,
             body_sha256,
@@ -266,10 +279,11 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
         signed: Authenticated,
         body: &[u8],
         now: u64,
-    ) -> Result<Handled, WebhookError> {
+    ) -> Result<Handled, Refusal> {
         let hash = digest::digest(&digest::SHA256, body);
         if hash.as_ref() != signed.body_sha256.as_slice() {
             return Err(unauthenticated(
+                "body_hash_mismatch",
                 "request_body_sha256 is not the hash of this body",
             ));
         }
@@ -289,6 +303,7 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
             && signer != issuer
         {
             return Err(unauthenticated(
+                "other_tenant",
                 "the event is signed by another tenant's issuer",
             ));
         }
@@ -299,30 +314,29 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
         }
         let id = text(event, "id").ok_or_else(|| invalid("the event has no id"))?;
         let kind = text(event, "type").ok_or_else(|| invalid("the event has no type"))?;
-        let action = self.action(kind, event)?;
-        // From here on the event changes state: finish, whatever happens to the request.
-        let work = apply(
-            self.core.clone(),
-            issuer.to_owned(),
-            id.to_owned(),
-            kind.to_owned(),
-            match action {
-                Action::RevokeUser(sub) => Owned::RevokeUser(sub.to_owned()),
-                Action::EndClientSessions(sub, app) => {
-                    Owned::EndClientSessions(sub.to_owned(), app.to_owned())
-                }
-                Action::Nothing => Owned::Nothing,
-            },
+        let actions = self.actions(issuer, kind, event)?;
+        let sender = Sender::new(
+            "fusionauth",
+            tenant.tenant_id.clone(),
+            Scope::issuer(issuer).with_customer(tenant.customer.clone()),
         );
-        to_completion(work).await.unwrap_or_else(|| {
-            Err(WebhookError::Unavailable(StoreError::Unexpected(
-                "applying the event failed".into(),
-            )))
-        })
+        let asks_nothing = actions.is_empty();
+        if asks_nothing {
+            tracing::info!(kind = ?kind, "webhook event asks for nothing here");
+        }
+        match self
+            .core
+            .apply(Event::new(sender, actions).with_id(id))
+            .await?
+        {
+            Outcome::Duplicate => Ok(Handled::Duplicate),
+            _ if asks_nothing => Ok(Handled::Ignored),
+            outcome => Ok(Handled::Applied(outcome.ended_ids())),
+        }
     }
 
-    /// What the event of type `kind` asks for.
-    fn action<'e>(&self, kind: &str, event: &'e Value) -> Result<Action<'e>, WebhookError> {
+    /// What the event of type `kind` asks for, on `issuer`'s users.
+    fn actions(&self, issuer: &str, kind: &str, event: &Value) -> Result<Vec<Action>, Refusal> {
         let user_id = || {
             event
                 .get("user")
@@ -330,8 +344,14 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                 .or_else(|| text(event, "userId"))
                 .ok_or_else(|| invalid("the event names no user"))
         };
+        let revoke = |sub: &str| {
+            vec![Action::RevokeUser {
+                issuer: issuer.to_owned(),
+                sub: sub.to_owned(),
+            }]
+        };
         Ok(match kind {
-            "user.deactivate" | "user.delete" => Action::RevokeUser(user_id()?),
+            "user.deactivate" | "user.delete" => revoke(user_id()?),
             "user.action" => {
                 let sub = text(event, "actioneeUserId")
                     .ok_or_else(|| invalid("the user.action event has no actioneeUserId"))?;
@@ -341,17 +361,21 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                     .any(|a| self.lock_actions.iter().any(|l| l == a));
                 let starting = text(event, "phase").is_none_or(|p| p == "start");
                 if locking && starting {
-                    Action::RevokeUser(sub)
+                    revoke(sub)
                 } else {
-                    Action::Nothing
+                    Vec::new()
                 }
             }
             "jwt.refresh-token.revoke" => {
                 let sub = user_id()?;
                 match text(event, "applicationId") {
                     // One application's tokens: end that client's sessions.
-                    Some(app) => Action::EndClientSessions(sub, app),
-                    None => Action::RevokeUser(sub),
+                    Some(app) => vec![Action::EndUserSessions {
+                        issuer: issuer.to_owned(),
+                        sub: sub.to_owned(),
+                        clients: Some(vec![app.to_owned()]),
+                    }],
+                    None => revoke(sub),
                 }
             }
             _ => {
@@ -361,55 +385,6 @@ impl<S: SessionIndex + RecordStore> FusionAuthReceiver<S> {
                 ));
             }
         })
-    }
-}
-
-/// An [`Action`] that owns its strings, to run in a task of its own.
-enum Owned {
-    RevokeUser(String),
-    EndClientSessions(String, String),
-    Nothing,
-}
-
-/// Act on an authenticated event once: skip an id handled before, act, remember the id (after
-/// acting, so that a failure leaves it to be retried).
-async fn apply<S: SessionIndex + RecordStore>(
-    core: Core<S>,
-    issuer: String,
-    id: String,
-    kind: String,
-    action: Owned,
-) -> Result<Handled, WebhookError> {
-    if core.event_seen(&issuer, &id).await.map_err(store)? {
-        return Ok(Handled::Duplicate);
-    }
-    let handled = match &action {
-        Owned::Nothing => {
-            tracing::info!(kind = ?kind, "webhook event asks for nothing here");
-            Handled::Ignored
-        }
-        Owned::RevokeUser(sub) => {
-            Handled::Applied(core.revoke_user(&issuer, sub).await.map_err(store)?)
-        }
-        Owned::EndClientSessions(sub, app) => Handled::Applied(
-            core.end_client_sessions(&issuer, sub, std::slice::from_ref(app))
-                .await
-                .map_err(store)?,
-        ),
-    };
-    if let Handled::Applied(ended) = &handled {
-        tracing::info!(kind = ?kind, %issuer, ended = ended.len(), "webhook event applied");
-    }
-    core.remember_event(&issuer, &id).await.map_err(store)?;
-    Ok(handled)
-}
-
-/// A core failure as the webhook's: the store's 503, or (for an issuer the core does not
-/// know, a configuration mistake) a 400.
-fn store(error: CoreError) -> WebhookError {
-    match error {
-        CoreError::Unavailable(error) => WebhookError::Unavailable(error),
-        other => invalid(other.to_string()),
     }
 }
 
@@ -441,19 +416,39 @@ async fn receive<S: SessionIndex + RecordStore>(
     }
 }
 
-fn answer(error: &WebhookError) -> Response {
-    let (status, code) = match error {
-        WebhookError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        WebhookError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-        WebhookError::Unavailable(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
-    };
+fn answer(refusal: &Refusal) -> Response {
+    let code = refusal.code().unwrap_or("invalid_request");
     metrics::counter!(crate::telemetry::WEBHOOKS, "outcome" => code).increment(1);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(%error, "webhook not applied: session store unavailable");
-    } else {
-        tracing::info!(%error, "webhook refused");
+    if refusal.status() == StatusCode::UNAUTHORIZED {
+        crate::telemetry::refused_unauthenticated("fusionauth", refusal.reason());
+    } else if !refusal.is_retryable() {
+        tracing::info!(
+            reason = refusal.reason(),
+            description = refusal.description(),
+            "webhook refused"
+        );
     }
-    response::error(Protocol::OAuth, status, code, &error.to_string())
+    refusal.render(Protocol::OAuth)
+}
+
+/// The FusionAuth webhooks of the library server: off without a `[fusionauth]` table.
+#[cfg(feature = "server")]
+pub(crate) fn mount<S, D>(m: &super::Mount<'_, S, D>) -> Option<super::Mounted>
+where
+    S: SessionIndex + RecordStore,
+{
+    let fa = m.settings.inputs.fusionauth.as_ref()?;
+    let mut webhooks =
+        FusionAuthReceiver::new(m.core.clone(), &fa.hmac_secrets, fa.lock_actions.clone())
+            .with_max_age(fa.max_event_age);
+    for tenant in &fa.tenants {
+        // Validated: every tenant's issuer is a configured one.
+        if let Some(provider) = m.provider(&tenant.issuer) {
+            webhooks = webhooks.with_tenant(
+                Tenant::new(&tenant.tenant_id, Arc::clone(provider))
+                    .with_customer(tenant.customer.clone()),
+            );
+        }
+    }
+    Some(super::Mounted::main(webhooks.into_router()))
 }

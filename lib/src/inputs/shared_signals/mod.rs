@@ -4,11 +4,12 @@
 //! One request reads top to bottom in [`SsfReceiver::process`]: check the request, parse the
 //! SET and pick the transmitter by its `iss`, verify the signature with the transmitter's keys
 //! (JWKS from its `/.well-known/ssf-configuration`), check the claims (`typ: secevent+jwt`,
-//! `aud`, `iat`, `jti`, no `exp`), skip a SET handled before (202 again), then act on each
-//! event through the [`Core`]: CAEP `session-revoked` ends the sessions its subject names
-//! (an OP session, or all of a user's) with their denylist marker, RISC `account-disabled`
-//! revokes the user, a verification event is acknowledged. The SET's `jti` is remembered only
-//! after the actions succeeded, so a failure (503) is retried by the transmitter and applied then.
+//! `aud`, `iat`, `jti`, no `exp`), then hand the [`Core`] one event, the SET, with the
+//! transmitter as sender (scoped to its subject issuer and, when configured, customer) and the
+//! `jti` as id: CAEP `session-revoked` ends the sessions its subject names (an OP session, or
+//! all of a user's) with their denylist marker, RISC `account-disabled` revokes the user, a
+//! verification event asks for nothing. The core applies the SET once (a SET seen before is a
+//! 202 again), whole or, after a failure (503), again on the transmitter's retry.
 //!
 //! Answers: 202 with an empty body on success; 400 with `{"err": …, "description": …}` (RFC 8935
 //! §2.4 error codes) for anything wrong, which changes nothing; 503 when Redis is unavailable.
@@ -26,13 +27,17 @@ use axum::routing::post;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::core::{Core, CoreError, DEFAULT_EVENT_MAX_AGE, MAX_EVENT_MAX_AGE, to_completion};
-use crate::index::SessionIndex;
-use crate::index::StoreError;
+use crate::core::{
+    Action, Core, DEFAULT_EVENT_MAX_AGE, Event, MAX_EVENT_MAX_AGE, Outcome, Scope, Sender,
+};
+use crate::index::{RecordStore, SessionIndex};
 use crate::jose::{JoseError, Jws, Rules, audience_names_one_of, numeric_date};
 use crate::provider::Provider;
-use crate::response::{self, Protocol};
+use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
+
+#[cfg(feature = "server")]
+pub mod config;
 
 /// The path the receiver serves.
 pub const PATH: &str = "/shared-signals/events";
@@ -52,42 +57,13 @@ pub const MAX_SET_BYTES: usize = 16 * 1024;
 /// How far in the future `iat` may be, for clock skew.
 const LEEWAY: u64 = 60;
 
-/// Why a SET is refused; each maps to an RFC 8935 error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SetError {
-    /// Malformed request or SET, or an event this receiver cannot act on.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// No key of the transmitter verifies the signature, or the algorithm is not allowed.
-    #[error("{0}")]
-    InvalidKey(&'static str),
-    /// The `iss` is not a configured transmitter.
-    #[error("the SET issuer is not a configured transmitter")]
-    InvalidIssuer,
-    /// The `aud` does not name this receiver.
-    #[error("the SET audience does not name this receiver")]
-    InvalidAudience,
-    /// The subject belongs to an issuer this transmitter does not speak for.
-    #[error("the subject's issuer is not one this transmitter may act on")]
-    AccessDenied,
+/// A refusal with RFC 8935's error code `code` (§2.4): every failure is a 400.
+fn refused(code: &'static str, description: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, Some(code), description)
 }
 
-impl SetError {
-    /// The `err` code of RFC 8935 §2.4.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidKey(_) => "invalid_key",
-            Self::InvalidIssuer => "invalid_issuer",
-            Self::InvalidAudience => "invalid_audience",
-            Self::AccessDenied => "access_denied",
-        }
-    }
-}
-
-fn invalid(description: impl Into<String>) -> SetError {
-    SetError::InvalidRequest(description.into())
+fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    refused("invalid_request", description)
 }
 
 /// A configured transmitter. Build it with [`Transmitter::new`].
@@ -107,6 +83,8 @@ pub struct Transmitter {
     pub email_is_sub: bool,
     /// How old a SET's `iat` may be (at most [`MAX_EVENT_MAX_AGE`]).
     pub max_age: Duration,
+    /// Only the users of this customer, when set.
+    pub customer: Option<String>,
 }
 
 impl Transmitter {
@@ -121,7 +99,15 @@ impl Transmitter {
             subject_issuer,
             email_is_sub: false,
             max_age: DEFAULT_EVENT_MAX_AGE,
+            customer: None,
         }
+    }
+
+    /// Act only on the users of `customer` (as the applications' logins recorded it).
+    #[must_use]
+    pub fn customer(mut self, customer: Option<String>) -> Self {
+        self.customer = customer;
+        self
     }
 
     /// How old a SET's `iat` may be (capped at [`MAX_EVENT_MAX_AGE`]).
@@ -154,31 +140,6 @@ impl Transmitter {
     }
 }
 
-/// What one event asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Action {
-    /// End an OP session's application sessions (with its denylist marker).
-    OpSession {
-        /// The sessions' issuer.
-        issuer: String,
-        /// The OP session.
-        sid: String,
-    },
-    /// End all of a user's sessions and write the user's denylist marker.
-    User {
-        /// The user's issuer.
-        issuer: String,
-        /// The user.
-        sub: String,
-    },
-    /// Nothing to do (verification, or an event type this receiver does not act on).
-    Acknowledge {
-        /// The event type.
-        event: String,
-    },
-}
-
 /// A verified SET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -189,6 +150,8 @@ pub struct VerifiedSet {
     pub jti: String,
     /// What its events ask for, in order.
     pub actions: Vec<Action>,
+    /// The events that ask for nothing here (verification, types not acted on).
+    pub acknowledged: Vec<String>,
 }
 
 /// The receiver: transmitters by issuer, and the core that acts.
@@ -214,21 +177,22 @@ const RULES: Rules = Rules {
     hmac: false,
 };
 
-impl From<JoseError> for SetError {
-    fn from(error: JoseError) -> Self {
-        match error {
-            JoseError::UnsupportedAlgorithm => {
-                SetError::InvalidKey("the SET algorithm is not supported")
-            }
-            JoseError::AlgorithmNotAllowed => {
-                SetError::InvalidKey("the SET algorithm is not allowed for this transmitter")
-            }
-            JoseError::UnknownKey | JoseError::BadSignature => {
-                SetError::InvalidKey("no key of the transmitter verifies the SET signature")
-            }
-            JoseError::WrongType => invalid("the SET header must have typ secevent+jwt"),
-            other => invalid(format!("the SET is refused: {other}")),
+/// A refused signature, as RFC 8935 names it.
+fn jose_refusal(error: JoseError) -> Refusal {
+    match error {
+        JoseError::UnsupportedAlgorithm => {
+            refused("invalid_key", "the SET algorithm is not supported")
         }
+        JoseError::AlgorithmNotAllowed => refused(
+            "invalid_key",
+            "the SET algorithm is not allowed for this transmitter",
+        ),
+        JoseError::UnknownKey | JoseError::BadSignature => refused(
+            "invalid_key",
+            "no key of the transmitter verifies the SET signature",
+        ),
+        JoseError::WrongType => invalid("the SET header must have typ secevent+jwt"),
+        other => invalid(format!("the SET is refused: {other}")),
     }
 }
 
@@ -237,14 +201,24 @@ pub async fn verify(
     token: &str,
     transmitters: &HashMap<String, Transmitter>,
     now: u64,
-) -> Result<VerifiedSet, SetError> {
-    let set = Jws::parse(token, &RULES)?;
+) -> Result<VerifiedSet, Refusal> {
+    let set = Jws::parse(token, &RULES).map_err(jose_refusal)?;
     let iss = set
         .unverified_str("iss")
         .ok_or_else(|| invalid("the SET has no iss"))?;
-    let transmitter = transmitters.get(iss).ok_or(SetError::InvalidIssuer)?;
-    set.require_algorithm(&transmitter.algorithms)?;
-    transmitter.provider.verify(&set).await?;
+    let transmitter = transmitters.get(iss).ok_or_else(|| {
+        refused(
+            "invalid_issuer",
+            "the SET issuer is not a configured transmitter",
+        )
+    })?;
+    set.require_algorithm(&transmitter.algorithms)
+        .map_err(jose_refusal)?;
+    transmitter
+        .provider
+        .verify(&set)
+        .await
+        .map_err(jose_refusal)?;
     check_claims(&set.into_claims(), transmitter, now)
 }
 
@@ -252,9 +226,12 @@ pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     transmitter: &Transmitter,
     now: u64,
-) -> Result<VerifiedSet, SetError> {
+) -> Result<VerifiedSet, Refusal> {
     if !audience_names_one_of(claims, &transmitter.audiences) {
-        return Err(SetError::InvalidAudience);
+        return Err(refused(
+            "invalid_audience",
+            "the SET audience does not name this receiver",
+        ));
     }
     if claims.contains_key("exp") {
         return Err(invalid("a SET must not have exp"));
@@ -281,6 +258,7 @@ pub(crate) fn check_claims(
         return Err(invalid("the SET has no event"));
     }
     let mut actions = Vec::with_capacity(events.len());
+    let mut acknowledged = Vec::new();
     for (event, payload) in events {
         let action = match event.as_str() {
             SESSION_REVOKED | ACCOUNT_DISABLED => {
@@ -297,17 +275,20 @@ pub(crate) fn check_claims(
                             user: Some(sub),
                             ..
                         },
-                    ) => Action::User { issuer, sub },
+                    ) => Action::RevokeUser { issuer, sub },
                     (ACCOUNT_DISABLED, Subject::Session { user: None, .. }) => {
                         return Err(invalid("account-disabled needs a user subject"));
                     }
-                    (_, Subject::User { issuer, sub }) => Action::User { issuer, sub },
-                    (_, Subject::Session { issuer, sid, .. }) => Action::OpSession { issuer, sid },
+                    (_, Subject::User { issuer, sub }) => Action::RevokeUser { issuer, sub },
+                    (_, Subject::Session { issuer, sid, .. }) => {
+                        Action::RevokeOpSession { issuer, sid }
+                    }
                 }
             }
-            other => Action::Acknowledge {
-                event: other.to_owned(),
-            },
+            other => {
+                acknowledged.push(other.to_owned());
+                continue;
+            }
         };
         actions.push(action);
     }
@@ -315,6 +296,7 @@ pub(crate) fn check_claims(
         issuer: transmitter.provider.issuer().to_owned(),
         jti: jti.to_owned(),
         actions,
+        acknowledged,
     })
 }
 
@@ -331,7 +313,7 @@ enum Subject {
     },
 }
 
-fn field<'v>(subject: &'v Value, name: &str, format: &str) -> Result<&'v str, SetError> {
+fn field<'v>(subject: &'v Value, name: &str, format: &str) -> Result<&'v str, Refusal> {
     subject
         .get(name)
         .and_then(Value::as_str)
@@ -340,18 +322,14 @@ fn field<'v>(subject: &'v Value, name: &str, format: &str) -> Result<&'v str, Se
 }
 
 /// A simple subject (RFC 9493) as a user, under the transmitter's mapping.
-fn user_of(subject: &Value, transmitter: &Transmitter) -> Result<(String, String), SetError> {
+fn user_of(subject: &Value, transmitter: &Transmitter) -> Result<(String, String), Refusal> {
     let format = subject.get("format").and_then(Value::as_str).unwrap_or("");
     match format {
-        "iss_sub" => {
-            // A transmitter acts on the sessions of the issuer it is configured for, whatever
-            // issuer its subjects name.
-            let iss = field(subject, "iss", format)?;
-            if iss != transmitter.subject_issuer {
-                return Err(SetError::AccessDenied);
-            }
-            Ok((iss.to_owned(), field(subject, "sub", format)?.to_owned()))
-        }
+        // The issuer as named: the core refuses one outside the transmitter's scope.
+        "iss_sub" => Ok((
+            field(subject, "iss", format)?.to_owned(),
+            field(subject, "sub", format)?.to_owned(),
+        )),
         "opaque" => Ok((
             transmitter.subject_issuer.clone(),
             field(subject, "id", format)?.to_owned(),
@@ -369,7 +347,7 @@ fn user_of(subject: &Value, transmitter: &Transmitter) -> Result<(String, String
     }
 }
 
-fn subject_of(subject: &Value, transmitter: &Transmitter) -> Result<Subject, SetError> {
+fn subject_of(subject: &Value, transmitter: &Transmitter) -> Result<Subject, Refusal> {
     let format = subject.get("format").and_then(Value::as_str);
     let complex = format.is_none_or(|f| f == "complex")
         && (subject.get("user").is_some() || subject.get("session").is_some());
@@ -403,7 +381,7 @@ fn subject_of(subject: &Value, transmitter: &Transmitter) -> Result<Subject, Set
     }
 }
 
-impl<S: SessionIndex> SsfReceiver<S> {
+impl<S: SessionIndex + RecordStore> SsfReceiver<S> {
     /// A receiver acting through `core`, with no transmitter yet.
     pub fn new(core: Core<S>) -> Self {
         Self {
@@ -428,113 +406,51 @@ impl<S: SessionIndex> SsfReceiver<S> {
         response::protect(routes, MAX_SET_BYTES, Protocol::SecurityEvent)
     }
 
-    /// Verify a SET and apply what it asks for. `Ok(false)` when it was handled before.
-    ///
-    /// The whole SET is checked before anything changes: every event must be one this
-    /// receiver can carry out, on an issuer its core knows. If an action then fails (Redis),
-    /// the answer is a 503 and the SET is not remembered, so the transmitter's retry applies it
-    /// again (each action is safe to repeat).
-    pub async fn process(&self, token: &str) -> Result<bool, Refused> {
-        let set = verify(token, &self.transmitters, unix_now())
-            .await
-            .map_err(Refused::Set)?;
-        for action in &set.actions {
-            let issuer = match action {
-                Action::OpSession { issuer, .. } | Action::User { issuer, .. } => issuer,
-                Action::Acknowledge { .. } => continue,
-            };
-            if !self.core.knows(issuer) {
-                return Err(Refused::Set(invalid(
-                    "the subject's issuer is not configured here",
-                )));
-            }
+    /// Verify a SET and apply what it asks for, through the core. `Ok(false)` when it was
+    /// applied before. A SET naming sessions outside the transmitter's scope is refused whole
+    /// before anything changes (`access_denied`); a failure midway is a 503, and the
+    /// transmitter's retry applies it again (each action is safe to repeat).
+    pub async fn process(&self, token: &str) -> Result<bool, Refusal> {
+        let set = verify(token, &self.transmitters, unix_now()).await?;
+        let transmitter = self
+            .transmitters
+            .get(&set.issuer)
+            .ok_or_else(|| invalid("the SET issuer is not a configured transmitter"))?;
+        for event in &set.acknowledged {
+            tracing::info!(transmitter = %set.issuer, event = ?event, "security event acknowledged");
         }
-        // From here on the SET changes state: finish, whatever happens to the request.
-        to_completion(apply(self.core.clone(), set))
-            .await
-            .unwrap_or_else(|| {
-                Err(Refused::Unavailable(StoreError::Unexpected(
-                    "applying the SET failed".into(),
-                )))
-            })
-    }
-}
-
-/// Apply a verified SET whose issuers the core knows: each action in order, then remember its
-/// id. If an action fails the SET is not remembered, so the transmitter's retry applies it
-/// again (each action is safe to repeat); the log says how far it got.
-async fn apply<S: SessionIndex>(core: Core<S>, set: VerifiedSet) -> Result<bool, Refused> {
-    if core
-        .event_seen(&set.issuer, &set.jti)
-        .await
-        .map_err(unavailable)?
-    {
-        return Ok(false);
-    }
-    let total = set.actions.len();
-    for (done, action) in set.actions.iter().enumerate() {
-        let ended = match action {
-            Action::OpSession { issuer, sid } => core.revoke_op_session(issuer, sid).await,
-            Action::User { issuer, sub } => core.revoke_user(issuer, sub).await,
-            Action::Acknowledge { event } => {
-                tracing::info!(transmitter = %set.issuer, event = ?event, "security event acknowledged");
-                continue;
-            }
-        };
-        match ended {
-            Ok(ended) => {
-                tracing::info!(transmitter = %set.issuer, ?action, ended = ended.len(), "security event applied");
-            }
-            Err(error) => {
-                if done > 0 {
-                    tracing::error!(
-                        transmitter = %set.issuer, done, total,
-                        "security event partly applied; the transmitter's retry applies the rest"
-                    );
-                }
-                return Err(unavailable(error));
-            }
+        let sender = Sender::new(
+            "shared-signals",
+            set.issuer.clone(),
+            Scope::issuer(transmitter.subject_issuer.clone())
+                .with_customer(transmitter.customer.clone()),
+        );
+        let event = Event::new(sender, set.actions).with_id(set.jti);
+        match self.core.apply(event).await {
+            Ok(Outcome::Duplicate) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(error) => Err(Refusal::from(error)),
         }
     }
-    core.remember_event(&set.issuer, &set.jti)
-        .await
-        .map_err(unavailable)?;
-    Ok(true)
 }
 
-fn unavailable(error: CoreError) -> Refused {
-    match error {
-        CoreError::Unavailable(store) => Refused::Unavailable(store),
-        // Checked before any action; an issuer cannot disappear from a built core.
-        other => Refused::Set(invalid(other.to_string())),
+fn error(refusal: &Refusal) -> Response {
+    if refusal.is_retryable() {
+        metrics::counter!(crate::telemetry::SECURITY_EVENTS, "outcome" => "unavailable")
+            .increment(1);
+    } else {
+        metrics::counter!(crate::telemetry::SECURITY_EVENTS, "outcome" => "rejected", "reason" => refusal.code().unwrap_or("invalid_request"))
+            .increment(1);
+        tracing::info!(
+            err = refusal.code(),
+            description = refusal.description(),
+            "security event refused"
+        );
     }
+    refusal.render(Protocol::SecurityEvent)
 }
 
-/// Why a SET was not applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refused {
-    /// The SET or request is wrong: 400.
-    #[error(transparent)]
-    Set(SetError),
-    /// Redis is unavailable: 503, the transmitter retries.
-    #[error(transparent)]
-    Unavailable(#[from] crate::index::StoreError),
-}
-
-fn error(set: &SetError) -> Response {
-    metrics::counter!(crate::telemetry::SECURITY_EVENTS, "outcome" => "rejected", "reason" => set.code())
-        .increment(1);
-    tracing::info!(err = set.code(), description = %set, "security event refused");
-    response::error(
-        Protocol::SecurityEvent,
-        StatusCode::BAD_REQUEST,
-        set.code(),
-        &set.to_string(),
-    )
-}
-
-async fn receive<S: SessionIndex>(
+async fn receive<S: SessionIndex + RecordStore>(
     State(receiver): State<Arc<SsfReceiver<S>>>,
     headers: HeaderMap,
     body: Body,
@@ -561,17 +477,44 @@ async fn receive<S: SessionIndex>(
             metrics::counter!(crate::telemetry::SECURITY_EVENTS, "outcome" => outcome).increment(1);
             StatusCode::ACCEPTED.into_response()
         }
-        Err(Refused::Set(set)) => error(&set),
-        Err(Refused::Unavailable(store)) => {
-            tracing::error!(error = %store, "security event not applied: session store unavailable");
-            metrics::counter!(crate::telemetry::SECURITY_EVENTS, "outcome" => "unavailable")
-                .increment(1);
-            response::error(
-                Protocol::SecurityEvent,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the session store is unavailable; retry later",
-            )
-        }
+        Err(refusal) => error(&refusal),
     }
+}
+
+/// The Shared Signals receiver of the library server: off without transmitters. Each
+/// transmitter's keys come from its `/.well-known/ssf-configuration`.
+#[cfg(feature = "server")]
+pub(crate) async fn mount<S, D>(
+    m: &super::Mount<'_, S, D>,
+) -> Result<Option<super::Mounted>, crate::server::ServerError>
+where
+    S: SessionIndex + RecordStore,
+{
+    let configured = &m.settings.inputs.transmitters;
+    if configured.is_empty() {
+        return Ok(None);
+    }
+    let mut receiver = SsfReceiver::new(m.core.clone());
+    for t in configured {
+        let provider = Provider::discover_at(
+            &t.issuer,
+            "ssf-configuration",
+            m.http.clone(),
+            t.provider.clone(),
+        )
+        .await
+        .map_err(|source| crate::server::ServerError::Transmitter {
+            issuer: t.issuer.clone(),
+            source,
+        })?;
+        receiver = receiver.with_transmitter(
+            Transmitter::new(provider, t.audiences.clone())
+                .algorithms(t.algorithms.clone())
+                .subject_issuer(t.subject_issuer.clone())
+                .email_is_sub(t.email_is_sub)
+                .max_age(t.max_event_age)
+                .customer(t.customer.clone()),
+        );
+    }
+    Ok(Some(super::Mounted::main(receiver.into_router())))
 }

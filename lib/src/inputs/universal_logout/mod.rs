@@ -7,12 +7,14 @@
 //!
 //! Each configured [`Sender`] names the org (its keys come from its discovery document), the
 //! application's client id and the endpoint's URL as registered, and the configured issuer
-//! whose sessions its subjects name. The JWT is verified (signature, `typ`, algorithm, every
-//! claim, the `jti` claimed once only) before the body is read; then the core revokes the user:
+//! whose sessions its subjects name (and, when configured, the customer whose users it may
+//! reach). The JWT is verified (signature, `typ`, algorithm, every claim) before the body is
+//! read; then the core gets the event — the org's application is the sender, the JWT's `jti` a
+//! single-use id (spent by its first request, whatever the answer) — and revokes the user:
 //! sessions ended, denylist marker written, refresh tokens revoked. Answers, as Okta's guide
 //! lists them: `204` (done), `400` (malformed, or a subject format not handled), `401` (no or a
-//! bad JWT), `403` (a subject of another issuer than the sender's), `503` (the session store is
-//! unavailable; nothing was done). Okta reads only the status.
+//! bad JWT, or one used before), `403` (a subject of another issuer than the sender's), `503`
+//! (the session store is unavailable; nothing was done). Okta reads only the status.
 //!
 //! An `email` subject names a user only where the OP's `sub` is the e-mail address
 //! ([`Sender::with_email_is_sub`]); otherwise it is refused with `400`, and the Okta
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::post;
@@ -32,12 +34,15 @@ use headers::{Authorization, HeaderMapExt as _};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::core::{Core, CoreError};
+use crate::core::{Action, Core, Event, Outcome, Scope};
 use crate::index::{RecordStore, SessionIndex};
 use crate::jose::{Jws, Rules, audience_names_one_of, numeric_date};
 use crate::provider::Provider;
-use crate::response::{self, Protocol};
+use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
+
+#[cfg(feature = "server")]
+pub mod config;
 
 /// Where the endpoint is mounted.
 pub const PATH: &str = "/global-token-revocation";
@@ -50,10 +55,6 @@ const LEEWAY: u64 = 60;
 
 /// The longest a JWT may be valid (Okta's: five minutes either side of now).
 const MAX_LIFETIME: u64 = 15 * 60;
-
-/// How long a JWT's id is held: longer than any JWT accepted here stays valid. A JWT is good
-/// for one request, whatever its answer (a retry comes with a new one).
-const JTI_MEMORY: std::time::Duration = std::time::Duration::from_secs(MAX_LIFETIME + 2 * LEEWAY);
 
 const RULES: Rules = Rules {
     max_bytes: 16 * 1024,
@@ -78,6 +79,8 @@ pub struct Sender {
     pub subject_issuer: String,
     /// Whether an `email` subject is the user's `sub` at that issuer.
     pub email_is_sub: bool,
+    /// Only the users of this customer, when set.
+    pub customer: Option<String>,
 }
 
 impl Sender {
@@ -95,7 +98,24 @@ impl Sender {
             algorithms: vec![Algorithm::RS256],
             subject_issuer,
             email_is_sub: false,
+            customer: None,
         }
+    }
+
+    /// Act only on the users of `customer` (as the applications' logins recorded it).
+    #[must_use]
+    pub fn with_customer(mut self, customer: Option<String>) -> Self {
+        self.customer = customer;
+        self
+    }
+
+    /// The sender the core sees: this org's application, within its issuer and customer.
+    fn sender(&self) -> crate::core::Sender {
+        crate::core::Sender::new(
+            "universal-logout",
+            format!("{} {}", self.provider.issuer(), self.client_id),
+            Scope::issuer(self.subject_issuer.clone()).with_customer(self.customer.clone()),
+        )
     }
 
     /// Its JWTs may use these algorithms.
@@ -120,10 +140,11 @@ impl Sender {
     }
 }
 
-/// The sender a request's JWT came from.
+/// The sender a request's JWT came from, and the JWT's id.
 #[derive(Clone)]
 struct Authenticated {
     sender: Arc<Sender>,
+    jti: String,
 }
 
 struct Endpoint<S> {
@@ -148,19 +169,9 @@ pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, senders: Vec<Sender>
     response::protect(routes, MAX_BODY_BYTES, Protocol::OAuth)
 }
 
-fn refuse(status: StatusCode, code: &str, description: &str) -> Response {
-    let mut response = response::error(Protocol::OAuth, status, code, description);
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-fn unauthorized(description: &str) -> Response {
-    tracing::warn!(target: "oidc_logout::audit", why = description, "universal logout request refused");
-    refuse(StatusCode::UNAUTHORIZED, "invalid_token", description)
+fn unauthorized(description: &'static str) -> Response {
+    crate::telemetry::refused_unauthenticated("universal-logout", "invalid_token");
+    Refusal::unauthenticated(Some("invalid_token"), description, true).render(Protocol::OAuth)
 }
 
 async fn authenticate<S: SessionIndex + RecordStore>(
@@ -171,21 +182,20 @@ async fn authenticate<S: SessionIndex + RecordStore>(
     let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
         return unauthorized("a bearer JWT is required");
     };
-    let sender = match verify(&endpoint, bearer.token(), unix_now()).await {
-        Ok(sender) => sender,
+    let authenticated = match verify(&endpoint, bearer.token(), unix_now()).await {
+        Ok(authenticated) => authenticated,
         Err(why) => return unauthorized(why),
     };
-    request.extensions_mut().insert(Authenticated { sender });
+    request.extensions_mut().insert(authenticated);
     next.run(request).await
 }
 
-/// Verify a bearer JWT: its sender, signature and claims, and claim its `jti` (once only,
-/// atomically: two requests with one JWT cannot both pass). Returns the sender.
+/// Verify a bearer JWT: its sender, signature and claims. Its `jti` is spent by the core.
 async fn verify<S: SessionIndex + RecordStore>(
     endpoint: &Endpoint<S>,
     token: &str,
     now: u64,
-) -> Result<Arc<Sender>, &'static str> {
+) -> Result<Authenticated, &'static str> {
     let jws =
         Jws::parse(token, &RULES).map_err(|_| "the bearer is not a global-token-revocation JWT")?;
     let claimed = jws.unverified_str("iss").unwrap_or_default();
@@ -225,16 +235,10 @@ async fn verify<S: SessionIndex + RecordStore>(
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or("the JWT has no jti")?;
-    match endpoint
-        .core
-        .index()
-        .claim(&sender.subject_issuer, &format!("gtr:{jti}"), JTI_MEMORY)
-        .await
-    {
-        Ok(true) => Ok(sender),
-        Ok(false) => Err("the JWT was used before"),
-        Err(_) => Err("the JWT cannot be checked for replay now; retry"),
-    }
+    Ok(Authenticated {
+        sender,
+        jti: jti.to_owned(),
+    })
 }
 
 fn check_claims(
@@ -269,13 +273,8 @@ fn check_claims(
     Ok(())
 }
 
-/// The user a request names, or why not.
-enum Subject {
-    User(String),
-    OtherIssuer,
-}
-
-fn subject(sender: &Sender, body: &[u8]) -> Result<Subject, &'static str> {
+/// The user a request names (its issuer and `sub`), or why not.
+fn subject(sender: &Sender, body: &[u8]) -> Result<(String, String), &'static str> {
     let body: Value = serde_json::from_slice(body).map_err(|_| "the body must be a JSON object")?;
     let object = body.as_object().ok_or("the body must be a JSON object")?;
     // `sub_id` (the draft since -03, Okta's guide); `subject` (earlier drafts, Auth0's docs).
@@ -294,14 +293,11 @@ fn subject(sender: &Sender, body: &[u8]) -> Result<Subject, &'static str> {
             let (Some(iss), Some(sub)) = (text("iss"), text("sub")) else {
                 return Err("an iss_sub subject needs iss and sub");
             };
-            if iss == sender.subject_issuer {
-                Ok(Subject::User(sub.to_owned()))
-            } else {
-                Ok(Subject::OtherIssuer)
-            }
+            // As named: the core refuses an issuer outside the sender's.
+            Ok((iss.to_owned(), sub.to_owned()))
         }
         Some("email") if sender.email_is_sub => text("email")
-            .map(|email| Subject::User(email.to_owned()))
+            .map(|email| (sender.subject_issuer.clone(), email.to_owned()))
             .ok_or("an email subject needs email"),
         Some("email") => Err(
             "email subjects are not mapped to users here: send Issuer and Subject identifier (iss_sub)",
@@ -314,50 +310,59 @@ fn subject(sender: &Sender, body: &[u8]) -> Result<Subject, &'static str> {
 
 async fn revoke<S: SessionIndex + RecordStore>(
     State(endpoint): State<Arc<Endpoint<S>>>,
-    axum::Extension(Authenticated { sender }): axum::Extension<Authenticated>,
+    axum::Extension(Authenticated { sender, jti }): axum::Extension<Authenticated>,
     bytes: Bytes,
 ) -> Response {
-    answer(&endpoint, &sender, &bytes).await
-}
-
-async fn answer<S: SessionIndex + RecordStore>(
-    endpoint: &Endpoint<S>,
-    sender: &Sender,
-    bytes: &[u8],
-) -> Response {
-    let sub = match subject(sender, bytes) {
-        Ok(Subject::User(sub)) => sub,
-        Ok(Subject::OtherIssuer) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "the subject is not a user of this sender's issuer",
-            );
-        }
-        Err(why) => return refuse(StatusCode::BAD_REQUEST, "invalid_request", why),
+    let (issuer, sub) = match subject(&sender, &bytes) {
+        Ok(user) => user,
+        Err(why) => return Refusal::invalid(why).render(Protocol::OAuth),
     };
-    match endpoint
-        .core
-        .revoke_user(&sender.subject_issuer, &sub)
-        .await
-    {
-        Ok(ended) => {
-            tracing::info!(target: "oidc_logout::audit", sender = ?sender.provider.issuer(), action = "revoke_user", issuer = ?sender.subject_issuer, ended = ended.len(), "universal logout");
+    let event = Event::new(sender.sender(), vec![Action::RevokeUser { issuer, sub }])
+        .with_single_use_id(jti);
+    match endpoint.core.apply(event).await {
+        Ok(Outcome::Duplicate) => unauthorized("the JWT was used before"),
+        Ok(_) => {
             let mut response = Response::new(axum::body::Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
-        Err(CoreError::Unavailable(error)) => {
-            tracing::error!(%error, "universal logout failed: session store unavailable");
-            response::unavailable(Protocol::OAuth, "the session store is unavailable; retry")
-        }
-        Err(other) => {
-            tracing::error!(error = %other, "universal logout failed");
-            refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "server_error",
-                "the user cannot be logged out here",
-            )
-        }
+        Err(error) => Refusal::from(error).render(Protocol::OAuth),
     }
+}
+
+/// Universal Logout in the library server: off without `[[universal_logout]]`. An org's keys
+/// are its ID tokens' keys: the issuer's when it is a configured one, else discovered.
+#[cfg(feature = "server")]
+pub(crate) async fn mount<S, D>(
+    m: &super::Mount<'_, S, D>,
+) -> Result<Option<super::Mounted>, crate::server::ServerError>
+where
+    S: SessionIndex + RecordStore,
+{
+    let configured = &m.settings.inputs.universal_logout;
+    if configured.is_empty() {
+        return Ok(None);
+    }
+    let mut senders = Vec::with_capacity(configured.len());
+    for u in configured {
+        let provider = match m.provider(&u.issuer) {
+            Some(provider) => Arc::clone(provider),
+            None => Provider::discover(&u.issuer, m.http.clone(), u.provider.clone())
+                .await
+                .map_err(|source| crate::server::ServerError::Issuer {
+                    setting: "universal_logout.issuer".into(),
+                    issuer: u.issuer.clone(),
+                    source,
+                })?,
+        };
+        senders.push(
+            Sender::new(provider, &u.client_id, &u.audience)
+                .with_algorithms(u.algorithms.clone())
+                .with_subject_issuer(&u.subject_issuer)
+                .with_email_is_sub(u.email_is_sub)
+                .with_customer(u.customer.clone()),
+        );
+    }
+    tracing::info!("Universal Logout at {PATH}");
+    Ok(Some(super::Mounted::main(router(m.core.clone(), senders))))
 }

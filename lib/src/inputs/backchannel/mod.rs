@@ -2,8 +2,9 @@
 //!
 //! One logout reads top to bottom: `backchannel_logout` checks the request (form, exactly one
 //! `logout_token`), [`Receiver::process`] parses the token, picks the issuer it claims, verifies
-//! it with that issuer's keys and [`Policy`], and hands it to the [`Core`], which ends the
-//! sessions in the index. Responses: 200 with an empty body; 400 with
+//! it with that issuer's keys and [`Policy`], and hands it to the [`Core`] as an event of the
+//! issuer (the OP is the sender), which ends the sessions in the index and remembers the `jti`
+//! in the same step. Responses: 200 with an empty body; 400 with
 //! `{"error":"invalid_request","error_description":…}` for anything wrong with the request; 503
 //! with `Retry-After` when the index cannot be written, because the sessions are not ended and
 //! the OP must not be told they are (a 400 would say the token was bad, which it was not). Every
@@ -20,11 +21,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::core::{Core, CoreError};
-use crate::index::{LogoutOutcome, SessionIndex, StoreError};
+use crate::core::{Core, Event, Outcome, Scope, Sender};
+use crate::index::{RecordStore, SessionIndex};
 use crate::logout_token::{LogoutToken, MAX_TOKEN_BYTES, Policy, Rejection, UnverifiedToken};
 use crate::provider::Provider;
-use crate::response::{self, Protocol};
+use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
 use crate::telemetry;
 
@@ -39,18 +40,6 @@ pub const READY_PATH: &str = "/readyz";
 
 /// The largest request body read, in bytes: a maximal token plus room for other parameters.
 pub const MAX_BODY_BYTES: usize = MAX_TOKEN_BYTES + 4096;
-
-/// Why a logout was not applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LogoutError {
-    /// The request or token is invalid: 400.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// The index could not be written: 503, the OP should retry.
-    #[error(transparent)]
-    Unavailable(#[from] StoreError),
-}
 
 /// A logout that was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +73,7 @@ impl<S> std::fmt::Debug for Receiver<S> {
     }
 }
 
-impl<S: SessionIndex> Receiver<S> {
+impl<S: SessionIndex + RecordStore> Receiver<S> {
     /// A receiver that applies logouts through `core` and trusts no issuer yet.
     pub fn new(core: Core<S>) -> Self {
         Self {
@@ -162,21 +151,30 @@ impl<S: SessionIndex> Receiver<S> {
         (ready, body)
     }
 
-    /// Validate a logout token and end the sessions it names.
-    pub async fn process(&self, token: &str) -> Result<Applied, LogoutError> {
-        let token = self.verify(token).await?;
-        match self.core.apply_logout(token).await {
-            Ok((token, LogoutOutcome::Applied { ended })) => Ok(Applied {
+    /// Validate a logout token and end the sessions it names. A refusal is a 400 (the token
+    /// or request is wrong, `reason()` says why) or a 503 (the index cannot be written: the OP
+    /// should retry).
+    pub async fn process(&self, token: &str) -> Result<Applied, Refusal> {
+        let token = self.verify(token).await.map_err(refusal)?;
+        if !self.core.knows(&token.issuer) {
+            return Err(refusal(Rejection::UnknownIssuer));
+        }
+        // The OP is the sender, scoped to its own issuer.
+        let sender = Sender::new(
+            "backchannel",
+            token.issuer.clone(),
+            Scope::issuer(token.issuer.clone()),
+        );
+        match self
+            .core
+            .apply(Event::logout(sender, token.clone()))
+            .await?
+        {
+            Outcome::Duplicate => Err(refusal(Rejection::Replayed)),
+            outcome => Ok(Applied {
                 token,
-                ended: ended.len() as u64,
+                ended: outcome.ended() as u64,
             }),
-            Ok((_, LogoutOutcome::Replayed)) => Err(Rejection::Replayed.into()),
-            Err(CoreError::UnknownIssuer) => Err(Rejection::UnknownIssuer.into()),
-            Err(CoreError::Unavailable(error)) => Err(error.into()),
-            // A logout names its sessions by sid or sub, never by an id alone.
-            Err(error @ CoreError::UserUnknown) => {
-                Err(StoreError::Unexpected(error.to_string()).into())
-            }
         }
     }
 
@@ -203,7 +201,7 @@ impl<S: SessionIndex> Receiver<S> {
 #[derive(Debug, Clone, Copy)]
 pub struct HealthDetail;
 
-async fn ready<S: SessionIndex>(
+async fn ready<S: SessionIndex + RecordStore>(
     State(receiver): State<Arc<Receiver<S>>>,
     detail: Option<axum::Extension<HealthDetail>>,
 ) -> Response {
@@ -254,8 +252,13 @@ fn is_form(content_type: &[u8]) -> bool {
         })
 }
 
+/// A refused token, as the OP is told: 400 with the rule's description.
+fn refusal(rejection: Rejection) -> Refusal {
+    Refusal::invalid(rejection.to_string()).because(rejection.reason())
+}
+
 /// `POST /backchannel-logout`: the request, then the token, then the index, then the answer.
-async fn backchannel_logout<S: SessionIndex>(
+async fn backchannel_logout<S: SessionIndex + RecordStore>(
     State(receiver): State<Arc<Receiver<S>>>,
     headers: HeaderMap,
     body: Body,
@@ -263,16 +266,18 @@ async fn backchannel_logout<S: SessionIndex>(
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     if !content_type.is_some_and(is_form) {
         return refused(
-            "content_type",
-            "content type must be application/x-www-form-urlencoded",
+            &Refusal::invalid("content type must be application/x-www-form-urlencoded")
+                .because("content_type"),
         );
     }
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return refused("body", "request body is too large or could not be read");
+        return refused(
+            &Refusal::invalid("request body is too large or could not be read").because("body"),
+        );
     };
     let token = match request_token(content_type, &body) {
         Ok(token) => token,
-        Err(description) => return refused("form", description),
+        Err(description) => return refused(&Refusal::invalid(description).because("form")),
     };
     match receiver.process(&token).await {
         Ok(applied) => {
@@ -280,24 +285,44 @@ async fn backchannel_logout<S: SessionIndex>(
             metrics::counter!(telemetry::SESSIONS_ENDED).increment(applied.ended);
             StatusCode::OK.into_response()
         }
-        Err(LogoutError::Rejected(rejection)) => {
-            refused(rejection.reason(), &rejection.to_string())
-        }
-        Err(LogoutError::Unavailable(error)) => {
-            tracing::error!(%error, "logout not applied: session store unavailable");
-            metrics::counter!(telemetry::LOGOUTS, "outcome" => "unavailable").increment(1);
-            metrics::counter!(telemetry::REDIS_ERRORS, "operation" => "logout").increment(1);
-            response::unavailable(
-                Protocol::OAuth,
-                "the session store is unavailable; retry later",
-            )
-        }
+        Err(refusal) => refused(&refusal),
     }
 }
 
-/// A 400 for a refused logout, logged and counted with its reason.
-fn refused(reason: &'static str, description: &str) -> Response {
-    tracing::info!(reason, description, "logout refused");
-    metrics::counter!(telemetry::LOGOUTS, "outcome" => "rejected", "reason" => reason).increment(1);
-    response::invalid_request(Protocol::OAuth, description)
+/// A refused logout, logged and counted with its reason: 400, or 503 when it was not applied
+/// for want of the index.
+fn refused(refusal: &Refusal) -> Response {
+    if refusal.is_retryable() {
+        metrics::counter!(telemetry::LOGOUTS, "outcome" => "unavailable").increment(1);
+        metrics::counter!(telemetry::REDIS_ERRORS, "operation" => "logout").increment(1);
+    } else {
+        tracing::info!(
+            reason = refusal.reason(),
+            description = refusal.description(),
+            "logout refused"
+        );
+        metrics::counter!(telemetry::LOGOUTS, "outcome" => "rejected", "reason" => refusal.reason())
+            .increment(1);
+    }
+    refusal.render(Protocol::OAuth)
+}
+
+/// The back-channel receiver of the library server: every configured issuer's tokens, with the
+/// health checks beside it.
+#[cfg(feature = "server")]
+pub(crate) fn mount<S, D>(m: &super::Mount<'_, S, D>) -> super::Mounted
+where
+    S: SessionIndex + RecordStore,
+{
+    let receiver = m
+        .issuers
+        .iter()
+        .fold(Receiver::new(m.core.clone()), |r, (provider, issuer)| {
+            r.with_issuer(Arc::clone(provider), issuer.policy.clone())
+        });
+    let (logout, health) = receiver.into_routers();
+    super::Mounted {
+        health: Some(health),
+        ..super::Mounted::main(logout)
+    }
 }

@@ -4,16 +4,17 @@
 //! Off unless tokens are configured. Every request must carry one of them as a bearer token,
 //! checked from the headers before the body is read; the comparison is of SHA-256 digests in
 //! constant time, so neither the content nor the length of a configured token leaks through
-//! timing. Every action is logged as an audit line (target `oidc_logout::audit`) naming the token
-//! by a short fingerprint, never the token itself. The work is the [`Core`]'s, the path every
-//! input takes.
+//! timing. A token is the sender: named by a short fingerprint (never the token itself), acting
+//! on every configured issuer or, for a scoped token, on one issuer and optionally one
+//! customer's users. The work is the [`Core`]'s, the path every input takes, and so is the
+//! audit line.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -24,10 +25,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::core::{Core, CoreError};
-use crate::index::{RecordStore, SessionIndex, StoreError};
+use crate::core::{Action, Core, Event, Scope, Sender};
+use crate::index::{RecordStore, SessionIndex};
 use crate::inputs::bearer::BearerTokens;
-use crate::response::{self, Protocol};
+use crate::response::{self, Protocol, Refusal};
+
+#[cfg(feature = "server")]
+pub mod config;
 
 /// Where the admin API is mounted.
 pub const PREFIX: &str = "/admin/v1";
@@ -35,18 +39,26 @@ pub const PREFIX: &str = "/admin/v1";
 /// The largest request body read, in bytes (requests are a few short strings).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Who made a request: the fingerprint of the token it presented.
+/// Who made a request: the sender its token is.
 #[derive(Clone)]
-struct Caller(String);
+struct Caller(Arc<Sender>);
 
 struct Admin<S> {
     core: Core<S>,
 }
 
-/// The admin router (paths under [`PREFIX`]), accepting any of `tokens` as bearer token.
-/// With no tokens it refuses every request.
+/// The admin router (paths under [`PREFIX`]), accepting any of `tokens` as bearer token, each
+/// acting on every issuer the core is configured for. With no tokens it refuses every request.
 pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretString]) -> Router {
-    let tokens = Arc::new(BearerTokens::new(tokens.iter().map(|t| (t, ()))));
+    scoped_router(core, tokens.iter().map(|t| (t, Scope::any_issuer())))
+}
+
+/// The admin router for tokens each with its own scope (one issuer, optionally a customer).
+pub fn scoped_router<'a, S: SessionIndex + RecordStore>(
+    core: Core<S>,
+    tokens: impl IntoIterator<Item = (&'a SecretString, Scope)>,
+) -> Router {
+    let tokens = Arc::new(BearerTokens::new(tokens));
     let routes = Router::new()
         .route(&format!("{PREFIX}/sessions"), get(list::<S>))
         .route(&format!("{PREFIX}/sessions/end"), post(end_session::<S>))
@@ -63,32 +75,24 @@ pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretStri
 
 /// Refuse a request without an accepted bearer token, before anything else happens.
 async fn authenticate(
-    State(tokens): State<Arc<BearerTokens<()>>>,
+    State(tokens): State<Arc<BearerTokens<Scope>>>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let Some(Authorization(bearer)) = request.headers().typed_get::<Authorization<Bearer>>() else {
         return unauthorized("a bearer token is required");
     };
-    let Some((fingerprint, ())) = tokens.find(bearer.token()) else {
-        tracing::warn!(target: "oidc_logout::audit", "admin request with a wrong token refused");
+    let Some((fingerprint, scope)) = tokens.find(bearer.token()) else {
+        crate::telemetry::refused_unauthenticated("admin", "wrong_token");
         return unauthorized("the bearer token is not accepted");
     };
-    request.extensions_mut().insert(Caller(fingerprint));
+    let sender = Sender::new("admin", fingerprint, scope);
+    request.extensions_mut().insert(Caller(Arc::new(sender)));
     next.run(request).await
 }
 
-fn unauthorized(description: &str) -> Response {
-    let mut response = response::error(
-        Protocol::OAuth,
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        description,
-    );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+fn unauthorized(description: &'static str) -> Response {
+    Refusal::unauthenticated(Some("unauthorized"), description, true).render(Protocol::OAuth)
 }
 
 /// A JSON object body of type `T` that holds what it must, or why not (for the 400).
@@ -110,21 +114,18 @@ trait Validate {
     fn validate(&self) -> Result<(), String>;
 }
 
-fn failed(error: &CoreError) -> Response {
-    match error {
-        CoreError::UnknownIssuer
-        | CoreError::UserUnknown
-        | CoreError::Unavailable(StoreError::Invalid(_)) => {
-            response::invalid_request(Protocol::OAuth, &error.to_string())
-        }
-        CoreError::Unavailable(store) => {
-            tracing::error!(error = %store, "admin action failed: session store unavailable");
-            response::unavailable(
-                Protocol::OAuth,
-                "the session store is unavailable; retry (every admin action is safe to repeat)",
-            )
-        }
-    }
+/// A refusal as this API answers it.
+fn failed(refusal: impl Into<Refusal>) -> Response {
+    refusal.into().render(Protocol::OAuth)
+}
+
+/// Apply `actions` as the caller's event.
+async fn act<S: SessionIndex + RecordStore>(
+    admin: &Admin<S>,
+    by: &Sender,
+    actions: Vec<Action>,
+) -> Result<crate::core::Outcome, Refusal> {
+    Ok(admin.core.apply(Event::new(by.clone(), actions)).await?)
 }
 
 fn ok(body: serde_json::Value) -> Response {
@@ -155,18 +156,17 @@ async fn list<S: SessionIndex + RecordStore>(
     let user = match query {
         Ok(Query(user)) if user.validate().is_ok() => user,
         _ => {
-            return response::invalid_request(
-                Protocol::OAuth,
+            return failed(Refusal::invalid(
                 "query parameters issuer and sub are required",
-            );
+            ));
         }
     };
-    match admin.core.sessions(&user.issuer, &user.sub).await {
+    match admin.core.sessions(&by, &user.issuer, &user.sub).await {
         Ok(sessions) => {
-            tracing::info!(target: "oidc_logout::audit", token = %by, action = "list", issuer = ?user.issuer, sub = ?user.sub, sessions = sessions.len(), "admin action");
+            tracing::info!(target: crate::core::AUDIT_TARGET, input = "admin", sender = ?by.name(), action = "list", issuer = ?user.issuer, sub = ?user.sub, sessions = sessions.len(), "sessions listed");
             ok(json!({ "issuer": user.issuer, "sub": user.sub, "sessions": sessions }))
         }
-        Err(error) => failed(&error),
+        Err(error) => failed(error),
     }
 }
 
@@ -198,18 +198,16 @@ async fn end_session<S: SessionIndex + RecordStore>(
 ) -> Response {
     let request: OneSession = match body(&bytes) {
         Ok(request) => request,
-        Err(why) => return response::invalid_request(Protocol::OAuth, &why),
+        Err(why) => return failed(Refusal::invalid(why)),
     };
-    match admin
-        .core
-        .end_session(&request.issuer, &request.session_id, request.sub.as_deref())
-        .await
-    {
-        Ok(ended) => {
-            tracing::info!(target: "oidc_logout::audit", token = %by, action = "end_session", issuer = ?request.issuer, session_id = ?request.session_id, ended, "admin action");
-            ok(json!({ "ended": ended }))
-        }
-        Err(error) => failed(&error),
+    let end = Action::EndSession {
+        issuer: request.issuer,
+        session_id: request.session_id,
+        sub: request.sub,
+    };
+    match act(&admin, &by, vec![end]).await {
+        Ok(outcome) => ok(json!({ "ended": outcome.ended() > 0 })),
+        Err(refusal) => failed(refusal),
     }
 }
 
@@ -245,19 +243,16 @@ async fn end_sessions<S: SessionIndex + RecordStore>(
 ) -> Response {
     let request: UserSessions = match body(&bytes) {
         Ok(request) => request,
-        Err(why) => return response::invalid_request(Protocol::OAuth, &why),
+        Err(why) => return failed(Refusal::invalid(why)),
     };
-    let (issuer, sub) = (&request.issuer, &request.sub);
-    let result = match &request.clients {
-        Some(clients) => admin.core.end_client_sessions(issuer, sub, clients).await,
-        None => admin.core.end_user_sessions(issuer, sub).await,
+    let end = Action::EndUserSessions {
+        issuer: request.issuer,
+        sub: request.sub,
+        clients: request.clients,
     };
-    match result {
-        Ok(ended) => {
-            tracing::info!(target: "oidc_logout::audit", token = %by, action = "end_sessions", issuer = ?issuer, sub = ?sub, clients = ?request.clients, ended = ended.len(), "admin action");
-            ok(json!({ "ended": ended }))
-        }
-        Err(error) => failed(&error),
+    match act(&admin, &by, vec![end]).await {
+        Ok(outcome) => ok(json!({ "ended": outcome.ended_ids() })),
+        Err(refusal) => failed(refusal),
     }
 }
 
@@ -268,13 +263,38 @@ async fn revoke<S: SessionIndex + RecordStore>(
 ) -> Response {
     let request: User = match body(&bytes) {
         Ok(request) => request,
-        Err(why) => return response::invalid_request(Protocol::OAuth, &why),
+        Err(why) => return failed(Refusal::invalid(why)),
     };
-    match admin.core.revoke_user(&request.issuer, &request.sub).await {
-        Ok(ended) => {
-            tracing::info!(target: "oidc_logout::audit", token = %by, action = "revoke_user", issuer = ?request.issuer, sub = ?request.sub, ended = ended.len(), "admin action");
-            ok(json!({ "ended": ended, "revoked": true }))
-        }
-        Err(error) => failed(&error),
+    let revoke = Action::RevokeUser {
+        issuer: request.issuer,
+        sub: request.sub,
+    };
+    match act(&admin, &by, vec![revoke]).await {
+        Ok(outcome) => ok(json!({ "ended": outcome.ended_ids(), "revoked": true })),
+        Err(refusal) => failed(refusal),
     }
+}
+
+/// The admin API of the library server, on the admin listener; off without tokens.
+#[cfg(feature = "server")]
+pub(crate) fn mount<S, D>(m: &super::Mount<'_, S, D>) -> Option<super::Mounted>
+where
+    S: SessionIndex + RecordStore,
+{
+    let tokens = &m.settings.inputs.admin;
+    if tokens.is_empty() {
+        return None;
+    }
+    let scoped = tokens.iter().map(|t| {
+        let scope = match &t.issuer {
+            Some(issuer) => Scope::issuer(issuer.clone()).with_customer(t.customer.clone()),
+            None => Scope::any_issuer(),
+        };
+        (&t.token, scope)
+    });
+    Some(super::Mounted {
+        router: scoped_router(m.core.clone(), scoped),
+        place: super::Place::Admin,
+        health: None,
+    })
 }

@@ -1,0 +1,70 @@
+//! The one audit line of every event the core handles (target `oidc_logout::audit`): which
+//! input and sender, the event id, what each action named, how many sessions ended, and the
+//! outcome. Inputs write none: whatever way a session ends, the line is the same.
+
+use super::{CoreError, Event, Outcome};
+
+/// The tracing target of audit lines.
+pub const TARGET: &str = "oidc_logout::audit";
+
+/// Write the line for `event`, which came to `result`: `action` names the kinds of its
+/// actions, `actions` what each named.
+pub(super) fn line(event: &Event, result: &Result<Outcome, CoreError>) {
+    let sender = event.sender();
+    let id = event.id.as_ref().map(|(id, _)| id.as_str());
+    let kinds = event
+        .actions()
+        .iter()
+        .map(|a| a.kind())
+        .collect::<Vec<_>>()
+        .join(",");
+    let actions = event
+        .actions()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    match result {
+        Ok(Outcome::Applied(done)) => {
+            let ended: usize = done.iter().map(|d| d.ended.len()).sum();
+            let outcome = if done.iter().any(|d| d.out_of_scope) {
+                "out_of_scope"
+            } else {
+                "applied"
+            };
+            tracing::info!(
+                target: TARGET,
+                input = sender.input(),
+                sender = ?sender.name(),
+                event = ?id,
+                action = %kinds,
+                actions = %actions,
+                ended,
+                outcome,
+                "logout applied"
+            );
+        }
+        Ok(Outcome::Duplicate) => tracing::info!(
+            target: TARGET,
+            input = sender.input(),
+            sender = ?sender.name(),
+            event = ?id,
+            action = %kinds,
+            actions = %actions,
+            ended = 0,
+            outcome = "duplicate",
+            "event applied before"
+        ),
+        Err(error) => tracing::warn!(
+            target: TARGET,
+            input = sender.input(),
+            sender = ?sender.name(),
+            event = ?id,
+            action = %kinds,
+            actions = %actions,
+            outcome = error.label(),
+            %error,
+            "event not applied"
+        ),
+    }
+}

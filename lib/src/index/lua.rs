@@ -1,0 +1,87 @@
+//! The Lua scripts of the Redis index, one `.lua` file each in `lua/` (the reference for
+//! applications in other languages, `docs/redis-schema.md`): every script but the heartbeat
+//! starts with `lua/helpers.lua`, which holds the encoding, buckets, entries and the one marker
+//! merge that logout markers and denylist markers share.
+
+use std::time::Duration;
+
+use redis::Script;
+
+use super::{Logout, Target, encode_component};
+
+const HELPERS: &str = include_str!("lua/helpers.lua");
+
+/// The scripts, compiled once per index.
+pub(super) struct Scripts {
+    pub(super) register: Script,
+    pub(super) logout: Script,
+    pub(super) end_session: Script,
+    pub(super) state: Script,
+    pub(super) sessions: Script,
+    pub(super) customer: Script,
+    pub(super) event: Script,
+    #[cfg(feature = "scim")]
+    pub(super) scim_write: Script,
+    #[cfg(feature = "scim")]
+    pub(super) scim_delete: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            register: with_helpers(include_str!("lua/register.lua")),
+            logout: with_helpers(include_str!("lua/logout.lua")),
+            end_session: with_helpers(include_str!("lua/end_session.lua")),
+            state: with_helpers(include_str!("lua/state.lua")),
+            sessions: with_helpers(include_str!("lua/sessions.lua")),
+            customer: with_helpers(include_str!("lua/customer.lua")),
+            event: Script::new(include_str!("lua/event.lua")),
+            #[cfg(feature = "scim")]
+            scim_write: with_helpers(include_str!("lua/scim_write.lua")),
+            #[cfg(feature = "scim")]
+            scim_delete: with_helpers(include_str!("lua/scim_delete.lua")),
+        }
+    }
+}
+
+/// The version 1 scripts a migrating receiver runs.
+pub(super) struct V1Scripts {
+    pub(super) logout: Script,
+    pub(super) end_session: Script,
+    pub(super) sessions: Script,
+}
+
+impl V1Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            logout: with_helpers(include_str!("lua/v1_logout.lua")),
+            end_session: with_helpers(include_str!("lua/v1_end_session.lua")),
+            sessions: with_helpers(include_str!("lua/v1_sessions.lua")),
+        }
+    }
+}
+
+/// The heartbeat a follower publishes from the issuer's node.
+pub(super) fn heartbeat() -> Script {
+    Script::new(include_str!("lua/heartbeat.lua"))
+}
+
+/// A script: the shared helpers, then `body`.
+fn with_helpers(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}\n{body}"))
+}
+
+/// Milliseconds of `d`, at least 1 (for `PX`).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The denylist field a logout writes (`""` for none). A sid belongs to one user, so a
+/// (sid, sub) logout denies the sid's tokens.
+pub(super) fn deny_field(l: &Logout<'_>) -> String {
+    match (l.deny, l.target) {
+        (None, _) => String::new(),
+        (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
+        (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
+    }
+}
