@@ -14,16 +14,13 @@
 
 #[cfg(feature = "redis-sentinel")]
 use std::sync::Arc;
-use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, IntoConnectionInfo as _, RedisError, RedisFuture, Value};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Client, Cmd, IntoConnectionInfo as _, RedisFuture, Value};
 use secrecy::{ExposeSecret as _, SecretString};
 
+use super::managed::{TIMEOUT, manager};
 use super::{OrUnavailable as _, StoreError};
-
-/// How long connecting and each answer may take before the call fails.
-const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The sentinel service name used when none is configured.
 pub const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
@@ -212,15 +209,6 @@ pub fn redact_url(url: &str) -> String {
         Ok(parsed) => parsed.to_string(),
         Err(_) => "<not a URL>".into(),
     }
-}
-
-pub(super) async fn manager(client: Client) -> Result<ConnectionManager, RedisError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_with_config(client, config).await
 }
 
 /// A connection to Redis in any of its shapes. Clones share the underlying connections.

@@ -32,6 +32,8 @@ mod keys;
 mod legacy_v1;
 #[cfg(feature = "redis")]
 mod lua;
+#[cfg(feature = "redis")]
+mod managed;
 mod markers;
 mod memory;
 #[cfg(feature = "redis")]

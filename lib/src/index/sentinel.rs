@@ -12,7 +12,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{Cmd, ErrorKind, IntoConnectionInfo as _, RedisError, RedisFuture, Value};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::connection::manager;
+use super::managed::manager;
 use super::{OrUnavailable as _, StoreError};
 
 /// Connect to the primary the sentinels name for `master`.

@@ -45,7 +45,7 @@ pub mod universal_logout;
 #[cfg(feature = "server")]
 pub use self::server::{InputsConfig, InputsSettings};
 #[cfg(feature = "server")]
-pub(crate) use self::server::{Mount, Mounted, Place, mount_all};
+pub(crate) use self::server::{Mount, MountError, Mounted, Place, mount_all};
 
 /// The inputs as the library server sees them: their configuration sections, validated
 /// together, and mounted in turn.
@@ -65,8 +65,7 @@ mod server {
     use crate::config::{Check, ConfigError, IssuerSettings, Secret, Settings};
     use crate::core::Core;
     use crate::index::{RecordStore, SessionIndex, UserDirectory};
-    use crate::provider::Provider;
-    use crate::server::ServerError;
+    use crate::provider::{Provider, ProviderError};
 
     /// Every input's configuration section, as written (flattened into the file's top level;
     /// no field of its own may be flattened, so that unknown keys are still found).
@@ -204,8 +203,24 @@ mod server {
         }
     }
 
+    /// A sender's keys could not be loaded while mounting its input.
+    #[derive(Debug)]
+    pub(crate) enum MountError {
+        /// A Shared Signals transmitter's configuration or keys.
+        Transmitter {
+            issuer: String,
+            source: ProviderError,
+        },
+        /// An issuer's discovery document or keys, named by `setting`.
+        Issuer {
+            setting: String,
+            issuer: String,
+            source: ProviderError,
+        },
+    }
+
     /// Every configured input, in turn.
-    pub(crate) async fn mount_all<S, D>(m: &Mount<'_, S, D>) -> Result<Vec<Mounted>, ServerError>
+    pub(crate) async fn mount_all<S, D>(m: &Mount<'_, S, D>) -> Result<Vec<Mounted>, MountError>
     where
         S: SessionIndex + RecordStore,
         D: UserDirectory,

@@ -486,7 +486,7 @@ async fn receive<S: SessionIndex + RecordStore>(
 #[cfg(feature = "server")]
 pub(crate) async fn mount<S, D>(
     m: &super::Mount<'_, S, D>,
-) -> Result<Option<super::Mounted>, crate::server::ServerError>
+) -> Result<Option<super::Mounted>, super::MountError>
 where
     S: SessionIndex + RecordStore,
 {
@@ -503,7 +503,7 @@ where
             t.provider.clone(),
         )
         .await
-        .map_err(|source| crate::server::ServerError::Transmitter {
+        .map_err(|source| super::MountError::Transmitter {
             issuer: t.issuer.clone(),
             source,
         })?;

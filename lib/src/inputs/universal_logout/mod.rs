@@ -335,7 +335,7 @@ async fn revoke<S: SessionIndex + RecordStore>(
 #[cfg(feature = "server")]
 pub(crate) async fn mount<S, D>(
     m: &super::Mount<'_, S, D>,
-) -> Result<Option<super::Mounted>, crate::server::ServerError>
+) -> Result<Option<super::Mounted>, super::MountError>
 where
     S: SessionIndex + RecordStore,
 {
@@ -349,7 +349,7 @@ where
             Some(provider) => Arc::clone(provider),
             None => Provider::discover(&u.issuer, m.http.clone(), u.provider.clone())
                 .await
-                .map_err(|source| crate::server::ServerError::Issuer {
+                .map_err(|source| super::MountError::Issuer {
                     setting: "universal_logout.issuer".into(),
                     issuer: u.issuer.clone(),
                     source,
