@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::signals::{SET_AUDIENCE, Transmitter as Idp, event, iss_sub};
-use common::{CLIENT, RedisServer, index_on, now, serve, start};
+use common::{RedisServer, index_on, now, serve};
 use oidc_logout::Core;
 use oidc_logout::index::{RedisIndex, SessionRecord, SessionState};
 use oidc_logout::inputs::shared_signals::{
@@ -22,21 +22,7 @@ use serde_json::{Map, Value, json};
 
 const AUDIENCE: &str = SET_AUDIENCE;
 
-async fn push(url: &str, content_type: &str, body: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", content_type)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("POST");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
+use common::signals::push;
 
 struct Setup {
     redis: RedisServer,
@@ -340,52 +326,4 @@ async fn bad_sets_are_refused_with_their_code_and_change_nothing() {
 
 fn b64(value: &Value) -> String {
     common::signals::b64(value.to_string().as_bytes())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_receives_sets_from_a_configured_transmitter() {
-    let redis = RedisServer::start();
-    let idp = Idp::start().await;
-    let dir = common::topologies::TempDir::new("ssf-config");
-    let config = dir.0.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[issuers]]\nissuer = \"{iss}\"\nclients = [\"{CLIENT}\"]\n\
-             [[transmitters]]\nissuer = \"{iss}\"\naudiences = [\"{AUDIENCE}\"]\n",
-            iss = idp.issuer()
-        ),
-    )
-    .expect("config");
-    let redis_url = redis.url();
-    let running = start(
-        &["serve", "--config", &config.display().to_string()],
-        &[
-            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
-            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
-        ],
-    );
-    let endpoint = common::endpoint(&running);
-    let url = endpoint.replace("/backchannel-logout", PATH);
-    let index = index_on(&redis).await;
-    common::register(
-        &index,
-        &SessionRecord {
-            session_id: "dave-1".into(),
-            issuer: idp.issuer().into(),
-            sub: "dave".into(),
-            sid: None,
-            auth_time: now() - 30,
-            ttl: Duration::from_secs(600),
-            customer: None,
-        },
-    )
-    .await;
-    let set = idp.sign(&idp.set(event(ACCOUNT_DISABLED), Some(iss_sub(idp.issuer(), "dave"))));
-    let (status, body) = push(&url, "application/secevent+jwt", &set).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(
-        common::state_of(&index, idp.issuer(), "dave-1").await,
-        SessionState::Ended
-    );
 }

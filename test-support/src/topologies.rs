@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use crate::free_port;
 
 /// A directory of its own under the temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, endpoint, index_on, now, start};
+use common::{RedisServer, index_on, now};
 use oidc_logout::Core;
-use oidc_logout::index::{Registration, SessionIndex, SessionKey, SessionRecord, SessionState};
+use oidc_logout::index::{Registration, SessionIndex, SessionRecord, SessionState};
 use oidc_logout::inputs::scim::{self, ScimClient};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -23,29 +23,13 @@ const TOKEN: &str = "scim-token-of-tenant-a-0123456789abcdef";
 const OTHER_TOKEN: &str = "scim-token-of-tenant-b-0123456789abcdef";
 
 fn record(id: &str, sub: &str, auth_time: u64) -> SessionRecord {
-    SessionRecord {
-        session_id: id.into(),
-        issuer: ISS.into(),
-        sub: sub.into(),
-        sid: Some(format!("op-{id}")),
-        auth_time,
-        ttl: Duration::from_secs(3600),
-        customer: None,
-    }
+    common::session(ISS, id, sub, auth_time)
 }
 
-async fn state<S: SessionIndex>(index: &S, r: &SessionRecord) -> SessionState {
-    index
-        .state(&SessionKey {
-            issuer: &r.issuer,
-            session_id: &r.session_id,
-            sub: &r.sub,
-            sid: r.sid.as_deref(),
-            auth_time: r.auth_time,
-        })
-        .await
-        .expect("state")
-}
+use common::{
+    signals::scim_call as call, signals::scim_deactivate as deactivate, signals::scim_user as user,
+    state_of_record as state,
+};
 
 /// The SCIM endpoint over a Redis index, for clients of two issuers; returns its base URL.
 async fn serve_scim(redis: &RedisServer) -> (String, oidc_logout::index::RedisIndex) {
@@ -60,33 +44,6 @@ async fn serve_scim(redis: &RedisServer) -> (String, oidc_logout::index::RedisIn
     ];
     let base = common::serve(scim::router(core, index.clone(), &clients)).await;
     (format!("{base}{}", scim::PREFIX), index)
-}
-
-async fn call(
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/scim+json")
-            .body(body.to_owned());
-    }
-    let response = request.send().await.expect("answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        headers,
-    )
 }
 
 /// Replay one client's fixture: every step's status and expected members; the user's sessions
@@ -195,24 +152,6 @@ async fn entra_id_provisioning_deprovisions_the_right_user() {
 #[tokio::test]
 async fn okta_provisioning_deprovisions_the_right_user() {
     replay(include_str!("fixtures/scim/okta.json")).await;
-}
-
-fn user(name: &str, external: &str) -> String {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": name,
-        "externalId": external,
-        "active": true,
-    })
-    .to_string()
-}
-
-fn deactivate() -> String {
-    json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "active", "value": false}],
-    })
-    .to_string()
 }
 
 #[tokio::test]
@@ -388,70 +327,6 @@ async fn discovery_documents_say_what_is_supported() {
     );
     let (status, _, _) = call("GET", &format!("{base}/ServiceProviderConfig"), None, None).await;
     assert_eq!(status, 401, "discovery needs the token too");
-}
-
-/// `oidc-logout serve` with `OIDC_LOGOUT_SCIM_TOKENS`: the endpoint on the main listener for
-/// the issuer given by environment; a short token stops startup.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_command_serves_scim_when_tokens_are_configured() {
-    let redis = RedisServer::start();
-    let op = common::Op::start().await;
-    let redis_url = redis.url();
-    let running = start(
-        &["serve"],
-        &[
-            ("OIDC_LOGOUT_ISSUER", op.issuer()),
-            ("OIDC_LOGOUT_CLIENT_ID", common::CLIENT),
-            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
-            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
-            ("OIDC_LOGOUT_SCIM_TOKENS", TOKEN),
-        ],
-    );
-    let receiver = endpoint(&running);
-    let base = receiver.replace("/backchannel-logout", scim::PREFIX);
-    let index = index_on(&redis).await;
-    let session = SessionRecord {
-        issuer: op.issuer().into(),
-        ..record("laptop", "alice-ext", now() - 60)
-    };
-    index.register(&session).await.expect("register");
-    let (status, answer, _) = call(
-        "POST",
-        &format!("{base}/Users"),
-        Some(TOKEN),
-        Some(&user("alice", "alice-ext")),
-    )
-    .await;
-    assert_eq!(status, 201, "{answer}");
-    let id = answer["id"].as_str().expect("id");
-    let (status, _, _) = call(
-        "PATCH",
-        &format!("{base}/Users/{id}"),
-        Some(TOKEN),
-        Some(&deactivate()),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(state(&index, &session).await, SessionState::Ended);
-    let (status, _, _) = call("GET", &format!("{base}/Users/{id}"), None, None).await;
-    assert_eq!(status, 401);
-
-    let failure = common::failure(
-        &["serve"],
-        &[
-            ("OIDC_LOGOUT_ISSUER", op.issuer()),
-            ("OIDC_LOGOUT_CLIENT_ID", common::CLIENT),
-            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
-            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
-            ("OIDC_LOGOUT_SCIM_TOKENS", "short"),
-        ],
-    );
-    assert!(failure.contains("OIDC_LOGOUT_SCIM_TOKENS"), "{failure}");
-    assert!(failure.contains("32 characters"), "{failure}");
-    assert!(
-        !failure.contains("short"),
-        "the token is not echoed: {failure}"
-    );
 }
 
 /// A change of the attribute mapped to `sub` revokes the old `sub` (the record no longer names

@@ -371,7 +371,7 @@ async fn re_registration_never_shortens_an_entry<S: SessionIndex>(s: S) {
     assert!(listed[0].indexed_until >= t + 3600, "{listed:?}");
 }
 
-both_backends!(
+common::both_backends!(
     records_naming_no_one_are_refused,
     re_registration_never_shortens_an_entry,
     a_users_live_sessions_are_listed,

@@ -287,7 +287,7 @@ async fn a_refused_user_is_logged_out_everywhere_when_the_policy_says_so() {
 #[test]
 fn the_documented_policy_file_is_valid() {
     use oidc_logout::session_store::{PoliciesConfig, PolicyInput};
-    let doc = include_str!("../docs/deprovisioning.md");
+    let doc = include_str!("../../docs/deprovisioning.md");
     let toml_block = doc
         .split("```toml\n")
         .nth(1)

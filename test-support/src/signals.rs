@@ -12,7 +12,7 @@ use oidc_logout::test_op::{SigningAlg, SigningKey, TestOp, random_id};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use super::now;
+use crate::now;
 
 /// The `aud` the test transmitters put in their SETs.
 pub const SET_AUDIENCE: &str = "https://receiver.example/";
@@ -174,4 +174,84 @@ pub async fn every_input(
     );
     std::fs::write(&path, config).expect("config");
     (redis, op, idp, path)
+}
+
+// SCIM, as a provisioning client calls it.
+
+/// A SCIM request with a bearer token and a body; the status, the JSON answer and the headers.
+pub async fn scim_call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/scim+json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    )
+}
+
+/// An active SCIM User with this `userName` and `externalId`.
+pub fn scim_user(name: &str, external: &str) -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "externalId": external,
+        "active": true,
+    })
+    .to_string()
+}
+
+/// A SCIM PATCH that deactivates the user.
+pub fn scim_deactivate() -> String {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    })
+    .to_string()
+}
+
+/// POST a JSON body with an optional bearer token; the status.
+pub async fn post_json(url: &str, token: Option<&str>, body: &str) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("answer").status().as_u16()
+}
+
+/// POST `body` as `content_type` (a SET push, RFC 8935); the status and the JSON answer (or
+/// its text).
+pub async fn push(url: &str, content_type: &str, body: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

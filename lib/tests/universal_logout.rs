@@ -7,11 +7,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{Op, RedisServer, index_on, now};
 use oidc_logout::Core;
-use oidc_logout::index::{RedisIndex, SessionIndex, SessionKey, SessionRecord, SessionState};
+use oidc_logout::index::{RedisIndex, SessionIndex, SessionRecord, SessionState};
 use oidc_logout::inputs::universal_logout::{self, Sender};
 use oidc_logout::provider::Provider;
 use oidc_logout::test_op::{SigningAlg, SigningKey};
@@ -63,29 +62,10 @@ async fn setup(configure: impl FnOnce(Sender) -> Sender) -> Setup {
 }
 
 fn record(op: &Op, id: &str, sub: &str) -> SessionRecord {
-    SessionRecord {
-        session_id: id.into(),
-        issuer: op.issuer().into(),
-        sub: sub.into(),
-        sid: Some(format!("op-{id}")),
-        auth_time: now() - 60,
-        ttl: Duration::from_secs(3600),
-        customer: None,
-    }
+    common::session(op.issuer(), id, sub, now() - 60)
 }
 
-async fn state(index: &RedisIndex, r: &SessionRecord) -> SessionState {
-    index
-        .state(&SessionKey {
-            issuer: &r.issuer,
-            session_id: &r.session_id,
-            sub: &r.sub,
-            sid: r.sid.as_deref(),
-            auth_time: r.auth_time,
-        })
-        .await
-        .expect("state")
-}
+use common::state_of_record as state;
 
 /// The JWT as Okta's guide describes it.
 fn claims(s: &Setup, jti: &str) -> Value {
@@ -116,16 +96,7 @@ fn iss_sub(s: &Setup, sub: &str) -> String {
     body.to_string()
 }
 
-async fn post(url: &str, token: Option<&str>, body: &str) -> u16 {
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("answer").status().as_u16()
-}
+use common::signals::post_json as post;
 
 #[tokio::test]
 async fn an_iss_sub_request_logs_the_user_out_everywhere_once() {
@@ -277,53 +248,6 @@ async fn an_email_subject_is_the_sub_where_configured() {
     let email = fixture()["requests"]["email"].to_string();
     assert_eq!(post(&s.url, Some(&token), &email).await, 204);
     assert_eq!(state(&s.index, &alice).await, SessionState::Ended);
-}
-
-/// `oidc-logout serve` with a `[[universal_logout]]` table: the endpoint on the main listener.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_command_serves_universal_logout_when_configured() {
-    let redis = RedisServer::start();
-    let op = Op::start().await;
-    let port = common::free_port();
-    let url = format!("http://127.0.0.1:{port}{}", universal_logout::PATH);
-    let dir = std::env::temp_dir().join(format!("ul-{port}"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("oidc-logout.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[universal_logout]]\nissuer = \"{}\"\nclient_id = \"{CLIENT}\"\naudience = \"{url}\"\n",
-            op.issuer()
-        ),
-    )
-    .expect("config");
-    let path = file.to_string_lossy().into_owned();
-    let redis_url = redis.url();
-    let listen = format!("127.0.0.1:{port}");
-    let running = common::start(
-        &["serve", "--config", &path],
-        &[
-            ("OIDC_LOGOUT_ISSUER", op.issuer()),
-            ("OIDC_LOGOUT_CLIENT_ID", common::CLIENT),
-            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
-            ("OIDC_LOGOUT_LISTEN", &listen),
-        ],
-    );
-    running.wait_for("Universal Logout at");
-    common::endpoint(&running);
-    let index = index_on(&redis).await;
-    let alice = record(&op, "laptop", "alice");
-    index.register(&alice).await.expect("register");
-    let token = op.sign_with(
-        &op.key,
-        &[("typ", "global-token-revocation+jwt".into())],
-        &json!({"jti": "j-1", "iss": op.issuer(), "sub": CLIENT, "aud": url,
-                "exp": now() + 300, "nbf": now() - 300, "iat": now()}),
-    );
-    let body = json!({"sub_id": {"format": "iss_sub", "iss": op.issuer(), "sub": "alice"}});
-    assert_eq!(post(&url, Some(&token), &body.to_string()).await, 204);
-    assert_eq!(state(&index, &alice).await, SessionState::Ended);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Two applications of one Okta org: the same keys and issuer, told apart by `sub` and `aud`.
