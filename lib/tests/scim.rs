@@ -383,3 +383,108 @@ async fn a_changed_sub_is_revoked_and_a_refused_change_revokes_nothing() {
     assert_eq!(state(&index, &old).await, SessionState::Ended);
     assert_eq!(state(&index, &carol).await, SessionState::Active);
 }
+
+/// Where provisioning clients and compliance checkers look: every error a SCIM error message
+/// (unknown paths, resource types and methods included), `attributes` and `excludedAttributes`
+/// on get, list and search, `POST /Users/.search`, and `remove` of `active` deactivating.
+#[tokio::test]
+async fn the_protocol_is_complete_where_clients_look() {
+    let redis = RedisServer::start();
+    let (base, index) = serve_scim(&redis).await;
+    let alice = record("laptop", "alice-ext", now() - 60);
+    index.register(&alice).await.expect("register");
+    for (method, path) in [
+        ("GET", "/Groups"),
+        ("GET", "/Users/nope/extra"),
+        ("GET", "/ResourceTypes/Group"),
+        ("POST", "/Bulk"),
+        ("GET", ""),
+        ("DELETE", "/Users"),
+        ("PATCH", "/ServiceProviderConfig"),
+    ] {
+        let (status, answer, headers) =
+            call(method, &format!("{base}{path}"), Some(TOKEN), None).await;
+        assert!(status == 404 || status == 405, "{method} {path}: {status}");
+        assert_eq!(
+            answer["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{method} {path}: {answer}"
+        );
+        assert_eq!(answer["status"], status.to_string());
+        assert_eq!(
+            headers.get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/scim+json"[..])
+        );
+    }
+    let (_, created, _) = call(
+        "POST",
+        &format!("{base}/Users?attributes=userName"),
+        Some(TOKEN),
+        Some(&user("alice", "alice-ext")),
+    )
+    .await;
+    assert_eq!(created["userName"], "alice");
+    assert!(created.get("active").is_none(), "{created}");
+    let url = format!("{base}/Users/{}", created["id"].as_str().expect("id"));
+    let (_, got, _) = call(
+        "GET",
+        &format!("{url}?excludedAttributes=active,meta"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert!(
+        got.get("active").is_none() && got.get("meta").is_none(),
+        "{got}"
+    );
+    assert_eq!(
+        (&got["id"], &got["userName"]),
+        (&created["id"], &json!("alice"))
+    );
+    let (_, listed, _) = call(
+        "GET",
+        &format!("{base}/Users?excludedAttributes=active"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert!(listed["Resources"][0].get("active").is_none(), "{listed}");
+    let search = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": "userName eq \"ALICE\"",
+        "attributes": ["userName", "externalId"],
+    });
+    let (status, found, _) = call(
+        "POST",
+        &format!("{base}/Users/.search"),
+        Some(TOKEN),
+        Some(&search.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, &found["totalResults"]),
+        (200, &json!(1)),
+        "{found}"
+    );
+    assert_eq!(found["Resources"][0]["externalId"], "alice-ext");
+    assert!(found["Resources"][0].get("active").is_none());
+    let (status, _, _) = call(
+        "POST",
+        &format!("{base}/Users/.search"),
+        Some(TOKEN),
+        Some("{\"filter\": \"userName eq \\\"alice\\\"\"}"),
+    )
+    .await;
+    assert_eq!(status, 400, "a search without its schema is refused");
+    assert_eq!(state(&index, &alice).await, SessionState::Active);
+    let remove = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Remove", "path": "active"}],
+    });
+    let (status, answer, _) = call("PATCH", &url, Some(TOKEN), Some(&remove.to_string())).await;
+    assert_eq!(
+        (status, &answer["active"]),
+        (200, &json!(false)),
+        "{answer}"
+    );
+    assert_eq!(state(&index, &alice).await, SessionState::Ended);
+}

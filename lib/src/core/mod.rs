@@ -27,6 +27,8 @@
 
 mod audit;
 mod event;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use std::collections::HashMap;
