@@ -12,7 +12,7 @@ use common::signals::{
     post_json, push, scim_call, scim_user,
 };
 use common::{CLIENT, Op, RedisServer, deny_markers, endpoint, free_port, index_on, now, start};
-use oidc_logout::index::{RedisIndex, SessionIndex, SessionState};
+use oidc_logout::index::{RedisIndex, SessionState};
 use oidc_logout::inputs::shared_signals::ACCOUNT_DISABLED;
 use oidc_logout::session_store::{Login, OidcSessionStore};
 use serde_json::json;
