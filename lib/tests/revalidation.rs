@@ -309,3 +309,35 @@ fn the_documented_policy_file_is_valid() {
         Unreachable::ClosedAfter(Duration::from_secs(50))
     );
 }
+
+/// The two-customers rules of docs/deprovisioning.md decide each login's customer as written.
+#[test]
+fn the_documented_customer_rules_are_valid() {
+    use oidc_logout::session_store::{PoliciesConfig, PolicyInput};
+    let doc = include_str!("../../docs/deprovisioning.md");
+    let section = doc
+        .split("## Two customers on one OP")
+        .nth(1)
+        .expect("the section");
+    let toml_block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the application's rules");
+    let config: PoliciesConfig = toml::from_str(toml_block).expect("the documented TOML");
+    let policies = Policies::from_config(config).expect("a valid configuration");
+    for (idp, customer, policy) in [
+        ("acme-entra", Some("acme"), Some("strict")),
+        ("globex-okta", Some("globex"), None),
+        ("someone-else", None, None),
+    ] {
+        let claims = serde_json::json!({ "idp": idp });
+        let login = PolicyInput {
+            issuer: "https://login.example.com/realms/main",
+            client_id: Some("portal"),
+            claims: claims.as_object().expect("object"),
+        };
+        assert_eq!(policies.customer_for(&login).as_deref(), customer, "{idp}");
+        assert_eq!(policies.choose(&login).as_deref(), policy, "{idp}");
+    }
+}
