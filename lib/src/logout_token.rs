@@ -458,7 +458,7 @@ fn take_string(
 mod tests {
     //! One fast test per [`Rejection`]: the header rules through [`UnverifiedToken::parse`], the
     //! audience and pinning through [`check_audience`], the claim rules through [`check_claims`].
-    //! The black-box tests (tests/receiver.rs) cover the same over HTTP with real signatures.
+    //! The black-box tests (lib/tests/receiver.rs) cover the same over HTTP with real signatures.
 
     use super::*;
     use base64::Engine as _;
