@@ -4,19 +4,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::Query;
-use axum::http::StatusCode;
 use axum::routing::get;
 use common::{RedisServer, index_on, now};
 use oidc_logout::Core;
 use oidc_logout::index::RedisIndex;
-use oidc_logout::session_store::{Login, OidcSessionStore, OwnSessions, SessionDetails};
+use oidc_logout::session_store::{OidcSessionStore, OwnSessions, SessionDetails};
 use serde_json::{Value, json};
-use tower_sessions::{Session, SessionManagerLayer};
+use tower_sessions::SessionManagerLayer;
 
 const ISS: &str = "https://idp.example.com";
 
@@ -25,41 +22,7 @@ fn app(index: RedisIndex) -> Router {
         .with_client_details()
         .with_trusted_proxy("127.0.0.0/8")
         .expect("network");
-    Router::new()
-        .route(
-            "/login",
-            get(
-                |session: Session, Query(q): Query<HashMap<String, String>>| async move {
-                    let login = Login {
-                        issuer: ISS.into(),
-                        sub: q.get("sub").cloned().unwrap_or_default(),
-                        client_id: Some("web".into()),
-                        sid: None,
-                        auth_time: now() - 5,
-                        logged_in_at: now(),
-                        policy: Some("acme".into()),
-                        id_token: None,
-                        refresh_token: None,
-                        access_token: None,
-                        customer: None,
-                    };
-                    login
-                        .save_to(&session)
-                        .await
-                        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-                    Ok::<_, StatusCode>("logged in")
-                },
-            ),
-        )
-        .route(
-            "/me",
-            get(|session: Session| async move {
-                match Login::from_session(&session).await {
-                    Ok(Some(login)) => Ok(login.sub),
-                    _ => Err(StatusCode::UNAUTHORIZED),
-                }
-            }),
-        )
+    common::app::routes(ISS)
         .nest(
             "/account/sessions",
             OwnSessions::new(Core::builder(index.clone()).issuer(ISS).build()).router(),
@@ -161,7 +124,13 @@ async fn a_user_sees_and_ends_their_own_sessions_and_no_one_elses() {
         (&mut phone, "alice"),
         (&mut bob, "bob"),
     ] {
-        assert_eq!(device.get(&format!("/login?sub={sub}")).await.0, 200);
+        assert_eq!(
+            device
+                .get(&format!("/login?sub={sub}&client=web&policy=acme"))
+                .await
+                .0,
+            200
+        );
         // A request after login records the device (the login's own request saved the login).
         assert_eq!(device.get("/me").await.0, 200);
     }
@@ -243,7 +212,7 @@ async fn a_user_sees_and_ends_their_own_sessions_and_no_one_elses() {
     let mut tablet = Device::new(&base, "Tablet", "198.51.100.10");
     let mut desktop = Device::new(&base, "Desktop", "198.51.100.11");
     for device in [&mut tablet, &mut desktop] {
-        device.get("/login?sub=alice").await;
+        device.get("/login?sub=alice&client=web&policy=acme").await;
     }
     let (status, answer) = laptop
         .post_json("/account/sessions/end-others", json!({}))
@@ -278,29 +247,7 @@ async fn an_untrusted_peer_cannot_choose_its_recorded_address() {
         .with_client_details()
         .with_trusted_proxy("10.0.0.0/8")
         .expect("network");
-    let router = Router::new()
-        .route(
-            "/login",
-            get(|session: Session| async move {
-                let login = Login {
-                    issuer: ISS.into(),
-                    sub: "alice".into(),
-                    client_id: None,
-                    sid: None,
-                    auth_time: now(),
-                    logged_in_at: now(),
-                    policy: None,
-                    id_token: None,
-                    refresh_token: None,
-                    access_token: None,
-                    customer: None,
-                };
-                login
-                    .save_to(&session)
-                    .await
-                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
-            }),
-        )
+    let router = common::app::routes(ISS)
         .route("/ping", get(|| async { "pong" }))
         .layer(details.layer())
         .layer(SessionManagerLayer::new(OidcSessionStore::new(index.clone())).with_secure(false));

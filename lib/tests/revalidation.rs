@@ -5,20 +5,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use common::{Browser, Op, RedisServer, now, serve};
+use common::{Browser, Op, RedisServer, serve};
 use oidc_logout::index::{IndexSettings, MemoryIndex, RecordStore, SessionIndex};
 use oidc_logout::rp::RelyingParty;
-use oidc_logout::session_store::{
-    Login, OidcSessionStore, Policies, SessionPolicy, TokenSecret, Unreachable,
-};
+use oidc_logout::session_store::{OidcSessionStore, Policies, SessionPolicy, Unreachable};
 use secrecy::SecretString;
 use tower_sessions::{Session, SessionManagerLayer};
 
@@ -44,51 +41,15 @@ fn policies() -> Policies {
         )
 }
 
-/// The application: `/login?policy=…&refresh=…&access=…&auth_ago=…` records a login as its
-/// callback would; `/me` answers 200 with the user or 401; `/begin` starts a login.
+/// The application (the shared test application: `/login?policy=…&refresh=…&access=…&auth_ago=…`
+/// records a login as its callback would; `/me` answers 200 with the user or 401), and `/begin`
+/// starts a login.
 fn app<I>(rp: RelyingParty, index: I) -> Router
 where
     I: SessionIndex + RecordStore + Debug,
 {
     let store = OidcSessionStore::new(index.clone()).with_policies(rp.policies().clone());
     Router::new()
-        .route(
-            "/login",
-            get(
-                |State(rp): State<RelyingParty>,
-                 session: Session,
-                 Query(q): Query<HashMap<String, String>>| async move {
-                    let ago: u64 = q.get("auth_ago").and_then(|a| a.parse().ok()).unwrap_or(0);
-                    let login = Login {
-                        issuer: rp.provider().issuer().to_owned(),
-                        sub: q.get("sub").cloned().unwrap_or_else(|| "alice".into()),
-                        client_id: Some(APP.into()),
-                        sid: None,
-                        auth_time: now() - ago,
-                        logged_in_at: now(),
-                        policy: q.get("policy").cloned(),
-                        id_token: None,
-                        refresh_token: q.get("refresh").cloned().map(TokenSecret::new),
-                        access_token: q.get("access").cloned().map(TokenSecret::new),
-                        customer: None,
-                    };
-                    login
-                        .save_to(&session)
-                        .await
-                        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-                    Ok::<_, StatusCode>("logged in")
-                },
-            ),
-        )
-        .route(
-            "/me",
-            get(|session: Session| async move {
-                match Login::from_session(&session).await {
-                    Ok(Some(login)) => Ok(login.sub),
-                    _ => Err(StatusCode::UNAUTHORIZED),
-                }
-            }),
-        )
         .route(
             "/begin",
             get(
@@ -100,6 +61,7 @@ where
             ),
         )
         .with_state(rp.clone())
+        .merge(common::app::routes(rp.provider().issuer()))
         .layer(rp.revalidation(rp.core(index)).layer())
         .layer(SessionManagerLayer::new(store).with_secure(false))
 }

@@ -525,3 +525,25 @@ async fn update_in_refuses_another_login() {
         .expect("login");
     assert_eq!(kept.sub, "alice", "a refused update changes nothing");
 }
+
+/// tower-sessions creates the session that follows a `flush` under the id of the one it
+/// deleted; the wrapper gives it a fresh one, so that an ended session's id (and a cookie stolen
+/// with it) never names another session.
+#[tokio::test]
+async fn a_session_after_a_flush_gets_a_fresh_id() {
+    use std::sync::Arc;
+    use tower_sessions::{MemoryStore, Session};
+    let index = oidc_logout::MemoryIndex::new(Default::default());
+    let store = Arc::new(oidc_logout::LogoutAware::wrap(MemoryStore::default(), index));
+    let session = Session::new(None, store.clone(), None);
+    session.insert("n", 1).await.expect("insert");
+    session.save().await.expect("save");
+    let first = session.id().expect("an id");
+    session.flush().await.expect("flush");
+    session.insert("state", "after the logout").await.expect("insert");
+    session.save().await.expect("save");
+    let second = session.id().expect("an id");
+    assert_ne!(first, second, "the ended session's id was reused");
+    let again = Session::new(Some(first), store, None);
+    assert_eq!(again.get::<String>("state").await.expect("load"), None);
+}

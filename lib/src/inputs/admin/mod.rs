@@ -298,3 +298,28 @@ where
         health: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_objects_holding_what_they_must() {
+        assert!(body::<User>(br#"{"issuer": "i", "sub": "s"}"#).is_ok());
+        for bad in [
+            &br#"["i", "s"]"#[..],
+            br#"{"issuer": "", "sub": "s"}"#,
+            br#"{"issuer": "i"}"#,
+            br#"{"issuer": "i", "sub": "s", "extra": 1}"#,
+            b"not json",
+        ] {
+            assert!(
+                body::<User>(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(body::<UserSessions>(br#"{"issuer": "i", "sub": "s", "clients": []}"#).is_err());
+        assert!(body::<OneSession>(br#"{"issuer": "i", "session_id": "x", "sub": ""}"#).is_err());
+    }
+}

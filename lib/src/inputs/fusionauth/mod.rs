@@ -452,3 +452,124 @@ where
     }
     Some(super::Mounted::main(webhooks.into_router()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{IndexSettings, MemoryIndex, SessionRecord, SessionState};
+    use serde_json::json;
+
+    const ISS: &str = "https://auth.example";
+    const SECRET: &str = "a-webhook-hmac-secret-of-32-bytes!!";
+    const NOW: u64 = 1_800_000_000;
+
+    fn receiver(index: MemoryIndex) -> FusionAuthReceiver<MemoryIndex> {
+        let provider = Provider::from_jwks(ISS, &json!({"keys": []})).expect("provider");
+        let core = Core::builder(index).issuer(ISS).build();
+        FusionAuthReceiver::new(core, &[SECRET.to_owned().into()], vec!["lock".into()])
+            .with_tenant(Tenant::new("t1", provider))
+    }
+
+    fn signature(body: &str, secret: &str, exp: u64) -> String {
+        let hash = digest::digest(&digest::SHA256, body.as_bytes());
+        let claims = json!({
+            "request_body_sha256": base64::engine::general_purpose::STANDARD.encode(hash),
+            "iat": NOW, "exp": exp,
+        });
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
+    }
+
+    fn event(kind: &str, id: &str, fields: Value) -> String {
+        let mut event =
+            json!({"type": kind, "id": id, "tenantId": "t1", "createInstant": NOW * 1000});
+        if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
+            map.extend(extra);
+        }
+        json!({ "event": event }).to_string()
+    }
+
+    async fn send(
+        r: &FusionAuthReceiver<MemoryIndex>,
+        body: &str,
+        signature: &str,
+    ) -> Result<Handled, Refusal> {
+        let signed = r.authenticate(Some(signature), NOW).await?;
+        r.process(signed, body.as_bytes(), NOW).await
+    }
+
+    #[tokio::test]
+    async fn events_revoke_once_and_say_what_they_did() {
+        let index = MemoryIndex::new(IndexSettings::default());
+        let alice = SessionRecord {
+            session_id: "s1".into(),
+            issuer: ISS.into(),
+            sub: "alice".into(),
+            sid: None,
+            auth_time: crate::sys::unix_now() - 60,
+            ttl: Duration::from_secs(600),
+            customer: None,
+        };
+        index.register(&alice).await.expect("register");
+        let r = receiver(index.clone());
+        let body = event("user.deactivate", "e1", json!({"user": {"id": "alice"}}));
+        let sig = signature(&body, SECRET, NOW + 60);
+        assert_eq!(
+            send(&r, &body, &sig).await.ok(),
+            Some(Handled::Applied(vec!["s1".into()]))
+        );
+        assert_eq!(
+            index.state(&alice.key()).await.ok(),
+            Some(SessionState::Ended)
+        );
+        assert_eq!(send(&r, &body, &sig).await.ok(), Some(Handled::Duplicate));
+        let unlocking = event(
+            "user.action",
+            "e2",
+            json!({"actioneeUserId": "alice", "action": "note", "phase": "start"}),
+        );
+        let sig = signature(&unlocking, SECRET, NOW + 60);
+        assert_eq!(
+            send(&r, &unlocking, &sig).await.ok(),
+            Some(Handled::Ignored)
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_webhooks_are_refused_and_change_nothing() {
+        let r = receiver(MemoryIndex::new(IndexSettings::default()));
+        let body = event("user.deactivate", "e1", json!({"user": {"id": "alice"}}));
+        for (body, sig, status) in [
+            (
+                body.clone(),
+                signature(&body, "another-secret-of-32-bytes-or-more", NOW + 60),
+                401,
+            ),
+            (body.clone(), signature(&body, SECRET, NOW - 120), 401),
+            (
+                body.clone(),
+                signature("another body", SECRET, NOW + 60),
+                401,
+            ),
+            (body.clone(), "not.a.jwt".to_owned(), 401),
+            (
+                event("user.create", "e3", json!({})),
+                signature(&event("user.create", "e3", json!({})), SECRET, NOW + 60),
+                400,
+            ),
+            (
+                body.replace("\"t1\"", "\"t2\""),
+                signature(&body.replace("\"t1\"", "\"t2\""), SECRET, NOW + 60),
+                400,
+            ),
+        ] {
+            let refusal = send(&r, &body, &sig).await.expect_err("refused");
+            assert_eq!(
+                refusal.status().as_u16(),
+                status,
+                "{}",
+                refusal.description()
+            );
+        }
+    }
+}

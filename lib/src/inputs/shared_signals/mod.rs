@@ -518,3 +518,86 @@ where
     }
     Ok(Some(super::Mounted::main(receiver.into_router())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TX: &str = "https://transmitter.example";
+    const OP: &str = "https://op.example";
+
+    fn transmitter() -> Transmitter {
+        let provider = Provider::from_jwks(TX, &json!({"keys": []})).expect("provider");
+        Transmitter::new(provider, vec!["receiver".into()]).subject_issuer(OP)
+    }
+
+    fn set(events: Value, sub_id: Value, now: u64) -> Map<String, Value> {
+        json!({"iss": TX, "aud": "receiver", "iat": now, "jti": "j1", "events": events, "sub_id": sub_id})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn events_become_the_cores_actions() {
+        let now = 1_800_000_000;
+        let user = json!({"format": "iss_sub", "iss": OP, "sub": "alice"});
+        let checked = check_claims(
+            &set(json!({ACCOUNT_DISABLED: {}, VERIFICATION: {}}), user, now),
+            &transmitter(),
+            now,
+        )
+        .expect("valid");
+        assert_eq!(
+            checked.actions,
+            vec![Action::RevokeUser {
+                issuer: OP.into(),
+                sub: "alice".into()
+            }]
+        );
+        assert_eq!(checked.acknowledged, vec![VERIFICATION.to_owned()]);
+        let session = json!({"format": "complex", "session": {"format": "opaque", "id": "s1"}});
+        let checked = check_claims(
+            &set(json!({SESSION_REVOKED: {}}), session, now),
+            &transmitter(),
+            now,
+        )
+        .expect("valid");
+        assert_eq!(
+            checked.actions,
+            vec![Action::RevokeOpSession {
+                issuer: OP.into(),
+                sid: "s1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_sets_are_refused_with_their_code() {
+        let now = 1_800_000_000;
+        let user = json!({"format": "iss_sub", "iss": OP, "sub": "alice"});
+        let good = set(json!({ACCOUNT_DISABLED: {}}), user, now);
+        let mut cases: Vec<(Map<String, Value>, &str)> = Vec::new();
+        let mut change = |name: &str, value: Value, code: &'static str| {
+            let mut bad = good.clone();
+            bad.insert(name.into(), value);
+            cases.push((bad, code));
+        };
+        change("aud", json!("someone-else"), "invalid_audience");
+        change("exp", json!(now + 60), "invalid_request");
+        change("iat", json!(now + 3600), "invalid_request");
+        change("iat", json!(now - 8 * 86_400), "invalid_request");
+        change("jti", json!(""), "invalid_request");
+        change("events", json!({}), "invalid_request");
+        change(
+            "sub_id",
+            json!({"format": "email", "email": "a@b"}),
+            "invalid_request",
+        );
+        for (bad, code) in cases {
+            let refusal = check_claims(&bad, &transmitter(), now).expect_err("refused");
+            assert_eq!(refusal.code(), Some(code), "{bad:?}");
+        }
+    }
+}

@@ -366,3 +366,82 @@ where
     tracing::info!("Universal Logout at {PATH}");
     Ok(Some(super::Mounted::main(router(m.core.clone(), senders))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ORG: &str = "https://org.example";
+    const AUD: &str = "https://logout.example/global-token-revocation";
+
+    fn sender() -> Sender {
+        let provider = Provider::from_jwks(ORG, &json!({"keys": []})).expect("provider");
+        Sender::new(provider, "app-1", AUD).with_subject_issuer("https://op.example")
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn every_claim_is_checked() {
+        let now = 1_800_000_000;
+        let good =
+            json!({"sub": "app-1", "aud": AUD, "exp": now + 300, "nbf": now - 300, "iat": now});
+        assert_eq!(check_claims(&sender(), &claims(good.clone()), now), Ok(()));
+        for (name, value) in [
+            ("sub", json!("another-app")),
+            ("aud", json!("https://elsewhere.example/")),
+            ("exp", json!(now - 120)),
+            ("exp", json!("soon")),
+            ("nbf", json!(now + 120)),
+            ("iat", json!(now + 120)),
+            ("exp", json!(now + 3600)),
+        ] {
+            let mut bad = good.clone();
+            bad[name] = value.clone();
+            assert!(
+                check_claims(&sender(), &claims(bad), now).is_err(),
+                "{name} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn subjects_name_the_issuer_they_say_and_the_core_judges_it() {
+        let body = |id: Value| json!({"sub_id": id}).to_string();
+        let sender = sender();
+        assert_eq!(
+            subject(
+                &sender,
+                body(json!({"format": "iss_sub", "iss": "https://other.example", "sub": "u"}))
+                    .as_bytes()
+            ),
+            Ok(("https://other.example".into(), "u".into())),
+            "as named: the core refuses an issuer outside the sender's scope"
+        );
+        assert!(
+            subject(
+                &sender,
+                body(json!({"format": "email", "email": "a@b"})).as_bytes()
+            )
+            .is_err()
+        );
+        assert_eq!(
+            subject(
+                &sender.clone().with_email_is_sub(true),
+                body(json!({"format": "email", "email": "a@b"})).as_bytes()
+            ),
+            Ok(("https://op.example".into(), "a@b".into()))
+        );
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            b"not json",
+            br#"{"sub_id": {"format": "iss_sub", "iss": "x"}}"#,
+        ] {
+            assert!(subject(&sender, bad).is_err());
+        }
+    }
+}
