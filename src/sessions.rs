@@ -7,9 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use oidc_logout::Core;
 use oidc_logout::config::Config;
-use oidc_logout::core::{
-    AUDIT_TARGET, Action, DEFAULT_ACCESS_TOKEN_LIFETIME, Event, Outcome, Scope, Sender,
-};
+use oidc_logout::core::{Action, DEFAULT_ACCESS_TOKEN_LIFETIME, Event, Outcome, Scope, Sender};
 use oidc_logout::index::RedisIndex;
 use oidc_logout::provider::{Provider, http_client};
 use oidc_logout::rp::RefreshTokenRevocation;
@@ -132,11 +130,9 @@ pub(crate) async fn sessions(command: SessionsCommand) -> Result<()> {
     match command {
         SessionsCommand::List(args) => {
             let (core, _) = connect(&args.settings, &args.user_issuer).await?;
-            let operator = operator();
             let sessions = core
-                .sessions(&operator, &args.user_issuer, &args.sub)
+                .sessions(&operator(), &args.user_issuer, &args.sub)
                 .await?;
-            tracing::info!(target: AUDIT_TARGET, input = "cli", sender = ?operator.name(), action = "list", issuer = ?args.user_issuer, sub = ?args.sub, sessions = sessions.len(), "sessions listed");
             let out = json!({ "issuer": args.user_issuer, "sub": args.sub, "sessions": sessions });
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())

@@ -534,13 +534,19 @@ async fn a_session_after_a_flush_gets_a_fresh_id() {
     use std::sync::Arc;
     use tower_sessions::{MemoryStore, Session};
     let index = oidc_logout::MemoryIndex::new(Default::default());
-    let store = Arc::new(oidc_logout::LogoutAware::wrap(MemoryStore::default(), index));
+    let store = Arc::new(oidc_logout::LogoutAware::wrap(
+        MemoryStore::default(),
+        index,
+    ));
     let session = Session::new(None, store.clone(), None);
     session.insert("n", 1).await.expect("insert");
     session.save().await.expect("save");
     let first = session.id().expect("an id");
     session.flush().await.expect("flush");
-    session.insert("state", "after the logout").await.expect("insert");
+    session
+        .insert("state", "after the logout")
+        .await
+        .expect("insert");
     session.save().await.expect("save");
     let second = session.id().expect("an id");
     assert_ne!(first, second, "the ended session's id was reused");

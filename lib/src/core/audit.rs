@@ -2,7 +2,7 @@
 //! input and sender, the event id, what each action named, how many sessions ended, and the
 //! outcome. Inputs write none: whatever way a session ends, the line is the same.
 
-use super::{CoreError, Event, Outcome};
+use super::{CoreError, Event, Outcome, Sender};
 
 /// The tracing target of audit lines.
 pub const TARGET: &str = "oidc_logout::audit";
@@ -67,4 +67,19 @@ pub(super) fn line(event: &Event, result: &Result<Outcome, CoreError>) {
             "event not applied"
         ),
     }
+}
+
+/// The line of a listing: who read whose sessions (reads change nothing, but who looked is
+/// worth knowing).
+pub(super) fn listed(sender: &Sender, issuer: &str, sub: &str, sessions: usize) {
+    tracing::info!(
+        target: TARGET,
+        input = sender.input(),
+        sender = ?sender.name(),
+        action = "list",
+        issuer = ?issuer,
+        sub = ?sub,
+        sessions,
+        "sessions listed"
+    );
 }

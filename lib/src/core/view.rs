@@ -51,12 +51,15 @@ impl<S: SessionIndex + RecordStore> Core<S> {
             None if !self.knows(issuer) => return Err(CoreError::UnknownIssuer),
             _ => {}
         }
-        if scope.the_user().is_some_and(|user| user != sub)
+        let sessions = if scope.the_user().is_some_and(|user| user != sub)
             || !self.reaches(scope, issuer, sub).await?
         {
-            return Ok(Vec::new());
-        }
-        self.live_sessions(issuer, sub).await
+            Vec::new()
+        } else {
+            self.live_sessions(issuer, sub).await?
+        };
+        super::audit::listed(sender, issuer, sub, sessions.len());
+        Ok(sessions)
     }
 
     /// The live sessions of a user, with what their records hold.

@@ -335,7 +335,7 @@ where
                 "your access cannot be confirmed right now; try again shortly",
             )),
             Ok(Checked::Ended(why)) => {
-                tracing::info!(target: "oidc_logout::audit", %why, "session ended by revalidation");
+                tracing::info!(%why, "session ended by revalidation");
                 None
             }
             Ok(_) => None,

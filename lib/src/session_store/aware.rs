@@ -492,3 +492,46 @@ macro_rules! implement {
 }
 
 for_each_tower_sessions!(implement);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_outlives_its_session_by_a_bounded_slack() {
+        assert_eq!(slack(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(slack(Duration::from_secs(400)), Duration::from_secs(100));
+        assert_eq!(
+            slack(Duration::from_secs(86_400)),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn a_changed_login_is_a_new_registration() {
+        let login = |sub: &'static str, sid: Option<&'static str>, auth_time| LoginFacts {
+            issuer: Cow::Borrowed("https://op.example"),
+            sub: Cow::Borrowed(sub),
+            sid: sid.map(Cow::Borrowed),
+            auth_time,
+            logged_in_at: 0,
+            policy: None,
+            customer: None,
+        };
+        let base = fingerprint(&login("alice", Some("s1"), 10));
+        assert_eq!(base, fingerprint(&login("alice", Some("s1"), 10)));
+        for other in [
+            login("bob", Some("s1"), 10),
+            login("alice", Some("s2"), 10),
+            login("alice", None, 10),
+            login("alice", Some("s1"), 11),
+        ] {
+            assert_ne!(base, fingerprint(&other));
+        }
+        // The separators keep parts apart: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            fingerprint(&login("ab", Some("c"), 1)),
+            fingerprint(&login("a", Some("bc"), 1))
+        );
+    }
+}

@@ -162,10 +162,7 @@ async fn list<S: SessionIndex + RecordStore>(
         }
     };
     match admin.core.sessions(&by, &user.issuer, &user.sub).await {
-        Ok(sessions) => {
-            tracing::info!(target: crate::core::AUDIT_TARGET, input = "admin", sender = ?by.name(), action = "list", issuer = ?user.issuer, sub = ?user.sub, sessions = sessions.len(), "sessions listed");
-            ok(json!({ "issuer": user.issuer, "sub": user.sub, "sessions": sessions }))
-        }
+        Ok(sessions) => ok(json!({ "issuer": user.issuer, "sub": user.sub, "sessions": sessions })),
         Err(error) => failed(error),
     }
 }
