@@ -304,6 +304,191 @@ async fn long_idle_flood() {
     println!("1,100 idle connections under ulimit -n 1024: a logout applied in {took:?}");
 }
 
+// Issue 21: a flood of slow bodies that keeps the connection cap full.
+
+/// What the OP saw during a siege.
+struct Siege {
+    /// Logouts answered 200 within 2 s whose session ended.
+    landed: usize,
+    sent: usize,
+    /// The slowest answer.
+    slowest: Duration,
+    /// Attacker connections opened in all.
+    opened: usize,
+    /// The receiver's peak RSS growth, KiB.
+    grown_kib: u64,
+}
+
+/// One attacker connection after another from `source`: the head of a 4,000-byte logout body,
+/// then one byte a second, reopened as soon as the receiver cuts it, until `until`. Counts the
+/// connections it opened.
+async fn hold_slow_bodies(
+    source: std::net::IpAddr,
+    addr: std::net::SocketAddr,
+    until: Instant,
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let head = format!(
+        "POST /backchannel-logout HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\nlogout_token="
+    );
+    let mut buf = [0u8; 512];
+    while Instant::now() < until {
+        let socket = match tokio::net::TcpSocket::new_v4() {
+            Ok(socket) => socket,
+            Err(_) => return,
+        };
+        if socket.bind(std::net::SocketAddr::new(source, 0)).is_err() {
+            return;
+        }
+        let Ok(mut stream) = socket.connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        while Instant::now() < until {
+            tokio::select! {
+                // Cut (or answered): open the next one.
+                _ = stream.read(&mut buf) => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if stream.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Attackers on `sources` loopback addresses (127.0.1.x) hold `held` slow bodies for `secs`,
+/// reopening each as it is cut, while an OP on 127.0.2.1 sends two valid logouts a second,
+/// each over a new connection.
+async fn slow_body_siege(t: &Target, sources: u8, held: usize, secs: u64) -> Siege {
+    let addr: std::net::SocketAddr = t.addr().parse().expect("addr");
+    let sids: Vec<String> = (0..secs * 2).map(|i| format!("siege-{i}")).collect();
+    let mut sessions = Vec::new();
+    for sid in &sids {
+        sessions.push(t.login(t.op.issuer(), "alice", sid).await);
+    }
+    let before = t.rss_kib();
+    let until = Instant::now() + Duration::from_secs(secs);
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..held)
+        .map(|i| {
+            let last = u8::try_from(i % usize::from(sources)).unwrap_or(0) + 1;
+            let source = std::net::IpAddr::from([127, 0, 1, last]);
+            tokio::spawn(hold_slow_bodies(
+                source,
+                addr,
+                until,
+                std::sync::Arc::clone(&opened),
+            ))
+        })
+        .collect();
+    // Let the attackers fill the cap before the OP's first logout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let op = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 2, 1]))
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut answers = Vec::new();
+    let mut peak = before;
+    for sid in &sids {
+        let token = t.op.sign(&t.op.claims(None, Some(sid)));
+        let (op, url) = (op.clone(), t.url.clone());
+        answers.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let status = op
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("logout_token={token}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok();
+            (status, started.elapsed())
+        }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(t.rss_kib());
+        if Instant::now() > until {
+            break;
+        }
+    }
+    let sent = answers.len();
+    let mut landed = 0;
+    let mut slowest = Duration::ZERO;
+    for (answer, session) in answers.into_iter().zip(&sessions) {
+        let (status, took) = answer.await.expect("join");
+        slowest = slowest.max(took);
+        if status == Some(200)
+            && took <= Duration::from_secs(2)
+            && t.state(t.op.issuer(), session).await == SessionState::Ended
+        {
+            landed += 1;
+        }
+    }
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    Siege {
+        landed,
+        sent,
+        slowest,
+        opened: opened.load(std::sync::atomic::Ordering::Relaxed),
+        grown_kib: peak.saturating_sub(before),
+    }
+}
+
+fn report(what: &str, s: &Siege) {
+    println!(
+        "{what}: {}/{} logouts answered 200 within 2 s and applied (slowest {:?}); {} attacker connections opened; receiver RSS +{} KiB",
+        s.landed, s.sent, s.slowest, s.opened, s.grown_kib
+    );
+}
+
+/// The short version: the cap lowered to 100, filled by 300 slow bodies from 20 addresses.
+/// Before admission weighed progress, a connection sending its body counted as busy and was
+/// never shed, so the OP's logouts found no room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logouts_land_while_slow_bodies_fill_the_cap() {
+    let t = target(&[("OIDC_LOGOUT_MAX_CONNECTIONS", "100")], None).await;
+    let siege = slow_body_siege(&t, 20, 300, 8).await;
+    report("300 slow bodies from 20 addresses, cap 100, 8 s", &siege);
+    assert_eq!(siege.landed, siege.sent, "every logout lands");
+    assert!(siege.grown_kib < 50 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by scripts/attack"]
+async fn long_logouts_land_under_a_distributed_slow_body_flood() {
+    let t = target(&[], Some(1024)).await;
+    let siege = slow_body_siege(&t, 100, 1200, 25).await;
+    report(
+        "1,200 slow bodies from 100 addresses under ulimit -n 1024, 25 s",
+        &siege,
+    );
+    assert!(siege.landed * 100 >= siege.sent * 99, "at least 99 % land");
+    assert!(siege.grown_kib < 50 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: run by scripts/attack"]
+async fn long_logouts_land_under_a_slow_body_flood_from_one_address() {
+    let t = target(&[], Some(1024)).await;
+    let siege = slow_body_siege(&t, 1, 1200, 25).await;
+    report(
+        "1,200 slow bodies from one address under ulimit -n 1024, 25 s",
+        &siege,
+    );
+    assert!(siege.landed * 100 >= siege.sent * 99, "at least 99 % land");
+    assert!(siege.grown_kib < 50 * 1024);
+}
+
 // Finding 3: a transmitter acting on another issuer.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

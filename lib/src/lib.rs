@@ -81,6 +81,8 @@ pub mod index;
 pub mod inputs;
 pub mod jose;
 pub mod logout_token;
+#[cfg(any(feature = "session-store", feature = "server"))]
+mod net;
 pub mod provider;
 mod response;
 #[cfg(feature = "rp")]

@@ -39,9 +39,15 @@ pub const SECURITY_EVENTS: &str = "oidc_logout_security_events_total";
 /// `unauthenticated`, `invalid_request`, `temporarily_unavailable`).
 pub const WEBHOOKS: &str = "oidc_logout_webhooks_total";
 
-/// Connections closed at once because the listener held as many as it may and none was idle,
-/// by `listener` (`main`, `metrics`, `admin`).
+/// New connections closed at once because the listener (`full`) or their source
+/// (`per_source`) held as many as it may and none could give way, by `listener` (`main`,
+/// `metrics`, `admin`) and `reason`.
 pub const CONNECTIONS_REFUSED: &str = "oidc_logout_connections_refused_total";
+
+/// Open connections closed by the listener, by `listener` and `reason`: `slow` (a request
+/// behind the minimum data rate), `idle` (no request for the idle timeout), `full` and
+/// `per_source` (its place given to a new connection).
+pub const CONNECTIONS_SHED: &str = "oidc_logout_connections_shed_total";
 
 /// Requests refused before they were authenticated (a wrong bearer token, a bad signature), by
 /// `input` and `reason`. Logged as an aggregate per interval, never a line per request, so that

@@ -2,12 +2,14 @@
 //! the metrics listener and the admin API's own listener; the limits every listener enforces
 //! (docs/exposing.md); and how long shutdown may take.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Check, ConfigError};
+use crate::net::Network;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -40,6 +42,27 @@ pub struct ListenerConfig {
     /// Connections the main listener holds open at once; 0: the process's file-descriptor
     /// limit less a reserve (for Redis, key fetches and the other listeners).
     pub max_connections: u64,
+    /// Bytes a second a request's head and body must arrive at, after `rate_grace_secs`
+    /// (Apache's `MinRate`): a slower sender is cut off. 0: no minimum rate.
+    pub min_data_rate: u64,
+    /// Seconds a request may take before the minimum rate applies (each byte extends it by
+    /// 1/`min_data_rate` s).
+    pub rate_grace_secs: u64,
+    /// Connections one source address may hold open at once (nginx's `limit_conn`); a new one
+    /// beyond it takes the place of that source's slowest. 0: no limit. Trusted senders and
+    /// trusted proxies are exempt.
+    pub max_connections_per_source: u64,
+    /// Networks of the senders whose deliveries matter most (the OPs): their connections may
+    /// use `reserved_connections` no other source can, and never give their place to others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_senders: Vec<String>,
+    /// Connections of the main listener only trusted senders may hold; 0: a tenth of
+    /// `max_connections` when trusted senders are set.
+    pub reserved_connections: u64,
+    /// Networks of reverse proxies in front of the listeners: many clients share their
+    /// address, so they are exempt from `max_connections_per_source` (limit per client there).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ListenerConfig {
@@ -53,12 +76,43 @@ impl Default for ListenerConfig {
             body_read_timeout_secs: 10,
             idle_timeout_secs: 10,
             max_connections: 0,
+            min_data_rate: DEFAULT_MIN_DATA_RATE,
+            rate_grace_secs: DEFAULT_RATE_GRACE.as_secs(),
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            trusted_senders: Vec::new(),
+            reserved_connections: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
+/// Bytes a second a request must arrive at after the grace, unless set.
+pub const DEFAULT_MIN_DATA_RATE: u64 = 500;
+
+/// How long a request may take before the minimum rate applies, unless set.
+pub const DEFAULT_RATE_GRACE: Duration = Duration::from_secs(1);
+
+/// Connections one source may hold open at once, unless set.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: u64 = 64;
+
+/// Networks, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Networks(Arc<[Network]>);
+
+impl Networks {
+    /// Whether `ip` is in one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What every listener enforces on its connections (see docs/exposing.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
     /// A request's headers must arrive within this, counted from when the connection is ready
@@ -70,6 +124,19 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections of the main listener at once; `None`: from the file-descriptor limit.
     pub max_connections: Option<usize>,
+    /// Bytes a second a request's head and body must arrive at after `rate_grace`; 0: none.
+    pub min_data_rate: u64,
+    /// How long a request may take before the minimum rate applies.
+    pub rate_grace: Duration,
+    /// Connections one source may hold at once; `None`: no limit.
+    pub max_connections_per_source: Option<usize>,
+    /// Senders with reserved capacity.
+    pub trusted_senders: Networks,
+    /// Connections only trusted senders may hold; `None`: a tenth of the cap when there are
+    /// trusted senders.
+    pub reserved_connections: Option<usize>,
+    /// Reverse proxies, exempt from the per-source limit.
+    pub trusted_proxies: Networks,
 }
 
 impl Default for Limits {
@@ -79,6 +146,12 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             max_connections: None,
+            min_data_rate: DEFAULT_MIN_DATA_RATE,
+            rate_grace: DEFAULT_RATE_GRACE,
+            max_connections_per_source: usize::try_from(DEFAULT_MAX_CONNECTIONS_PER_SOURCE).ok(),
+            trusted_senders: Networks::default(),
+            reserved_connections: None,
+            trusted_proxies: Networks::default(),
         }
     }
 }
@@ -130,6 +203,24 @@ impl ListenerConfig {
                 Ok(Duration::from_secs(value))
             }
         };
+        let count = |value: u64| match value {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let networks = |key: &str, written: &[String]| -> Result<Networks, ConfigError> {
+            written
+                .iter()
+                .map(|n| {
+                    Network::parse(n.trim()).ok_or_else(|| {
+                        check.invalid(
+                            key,
+                            format!("{n:?} is not an IP address or network (a.b.c.d/n)"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|all| Networks(all.into()))
+        };
         let limits = Limits {
             header_read_timeout: seconds(
                 "header_read_timeout_secs",
@@ -137,10 +228,13 @@ impl ListenerConfig {
             )?,
             body_read_timeout: seconds("body_read_timeout_secs", self.body_read_timeout_secs)?,
             idle_timeout: seconds("idle_timeout_secs", self.idle_timeout_secs)?,
-            max_connections: match self.max_connections {
-                0 => None,
-                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
-            },
+            max_connections: count(self.max_connections),
+            min_data_rate: self.min_data_rate,
+            rate_grace: seconds("rate_grace_secs", self.rate_grace_secs)?,
+            max_connections_per_source: count(self.max_connections_per_source),
+            trusted_senders: networks("trusted_senders", &self.trusted_senders)?,
+            reserved_connections: count(self.reserved_connections),
+            trusted_proxies: networks("trusted_proxies", &self.trusted_proxies)?,
         };
         Ok(Listeners {
             main: address("listen", &self.listen, DEFAULT_LISTEN)?,

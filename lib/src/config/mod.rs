@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::inputs::{InputsConfig, InputsSettings};
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
-pub use listeners::{DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners};
+pub use listeners::{
+    DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners, Networks,
+};
 pub use redis::RedisConfig;
 pub use secret::{RedisUrls, Secret};
 
@@ -198,6 +200,36 @@ pub const FLAGS: &[Flag] = &[
         "Connections the main listener holds at once (default 0: from the file-descriptor limit)",
     ),
     Flag::new(
+        "min_data_rate",
+        Kind::Count,
+        "Bytes a second a request's head and body must arrive at after the grace (default 500; 0: none)",
+    ),
+    Flag::new(
+        "rate_grace_secs",
+        Kind::Seconds,
+        "Seconds a request may take before the minimum data rate applies (default 1)",
+    ),
+    Flag::new(
+        "max_connections_per_source",
+        Kind::Count,
+        "Connections one source address may hold at once (default 64; 0: no limit)",
+    ),
+    Flag::new(
+        "trusted_senders",
+        Kind::List,
+        "Networks of the OPs and other senders, comma-separated: capacity of their own, never shed for others",
+    ),
+    Flag::new(
+        "reserved_connections",
+        Kind::Count,
+        "Connections only trusted senders may hold (default 0: a tenth of the cap when trusted senders are set)",
+    ),
+    Flag::new(
+        "trusted_proxies",
+        Kind::List,
+        "Networks of reverse proxies in front, comma-separated: exempt from the per-source limit",
+    ),
+    Flag::new(
         "clock_skew_secs",
         Kind::Seconds,
         "How far an OP's clock may be ahead: revocations from no token refuse tokens issued up to this long after them (default 30)",
@@ -291,7 +323,16 @@ pub struct Check<'a> {
     warnings: Vec<String>,
 }
 
-impl Check<'_> {
+impl<'a> Check<'a> {
+    /// A check naming keys as `origins` says, for tests of one part's validation.
+    #[cfg(test)]
+    pub(crate) fn for_tests(origins: &'a Origins) -> Self {
+        Self {
+            origins,
+            warnings: Vec::new(),
+        }
+    }
+
     /// An error about `key`.
     pub fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {

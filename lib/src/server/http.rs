@@ -9,24 +9,23 @@
 //!   pace (a deadline on the body, not a gap between chunks).
 //! - **Idle**: a kept-alive connection with no request in progress for `idle_timeout` is
 //!   closed.
-//! - **Connections**: at most `max_connections` at once. When full, the connection idle the
-//!   longest is closed to make room; when none is idle, the new connection is closed at once
-//!   (the file descriptor it would hold is what the cap protects).
+//! - **Admission** ([`admission`](super::admission)): a request's head and body must keep a
+//!   minimum data rate after a short grace; one source holds a bounded number of connections;
+//!   when the listener is full the connection making the least progress gives way (never a
+//!   request being handled); trusted senders have places of their own.
 //! - **Framing**: a request head with both `Content-Length` and `Transfer-Encoding` is refused
-//!   with 400 and the connection closed: a proxy in front that reads the other header would
-//!   see a different request (request smuggling). hyper alone would honour `Transfer-Encoding`
-//!   and close after.
+//!   with 400 and the connection closed ([`HeadScan`]). hyper alone would honour
+//!   `Transfer-Encoding` and close after.
 //!
 //! Size limits (from `Content-Length`, before reading) are each endpoint's own, in its router.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -36,11 +35,16 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use super::admission::{Close, Connection, Connections, Phase, Rules};
+pub(crate) use super::head_scan::HeadScan;
 use crate::config::Limits;
 use crate::telemetry;
+
+/// How often the rate and idle rules are applied.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Serve `router` on `listener` under `limits` until `stopped` turns true; then stop
 /// accepting, ask every connection to finish its request and close, and return when all have.
@@ -52,16 +56,17 @@ pub(crate) async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let cap = limits.max_connections.unwrap_or_else(connection_budget);
-    let connections = Arc::new(Connections::default());
-    let reaper = tokio::spawn(reap_idle(Arc::clone(&connections), limits.idle_timeout));
+    let connections = Arc::new(Connections::new(Rules::new(cap, &limits)));
+    let sweeper = tokio::spawn(sweep(name, Arc::clone(&connections)));
+    let limits = Arc::new(limits);
     let mut accept_errors_logged = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stopped.wait_for(|s| *s) => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors (EMFILE), or a connection reset before accept: wait
                 // a little rather than spin.
@@ -74,24 +79,37 @@ pub(crate) async fn serve(
             }
         };
         accept_errors_logged = false;
-        if connections.len() >= cap && !connections.shed_idle() {
-            metrics::counter!(telemetry::CONNECTIONS_REFUSED, "listener" => name).increment(1);
-            drop(tcp);
-            continue;
-        }
+        let state = match connections.admit(peer.ip()) {
+            Ok((state, shed)) => {
+                for reason in shed {
+                    metrics::counter!(telemetry::CONNECTIONS_SHED, "listener" => name, "reason" => reason.label())
+                        .increment(1);
+                }
+                state
+            }
+            Err(refused) => {
+                metrics::counter!(telemetry::CONNECTIONS_REFUSED, "listener" => name, "reason" => refused.label())
+                    .increment(1);
+                drop(tcp);
+                continue;
+            }
+        };
         // Answers are one small write each: send them at once rather than after the peer's ACK.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let state = connections.add();
-        let (connections, router, stopped) =
-            (Arc::clone(&connections), router.clone(), stopped.clone());
+        let (connections, router, stopped, limits) = (
+            Arc::clone(&connections),
+            router.clone(),
+            stopped.clone(),
+            Arc::clone(&limits),
+        );
         tokio::spawn(async move {
             serve_connection(tcp, router, &limits, Arc::clone(&state), stopped).await;
             connections.remove(&state);
         });
     }
-    reaper.abort();
+    sweeper.abort();
     connections.close_all();
     connections.wait_empty().await;
 }
@@ -128,10 +146,15 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = state.close.notified(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
+            () = state.close.notified() => match state.closing() {
+                // Too slow, or its place given to another: the socket is dropped mid-request.
+                Some(Close::Now) => return,
+                _ if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ => {}
+            },
             _ = stopped.wait_for(|s| *s), if !closing => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
@@ -140,141 +163,15 @@ async fn serve_connection(
     }
 }
 
-/// Close connections idle longer than `idle_timeout`, checking twice per period.
-async fn reap_idle(connections: Arc<Connections>, idle_timeout: Duration) {
-    let mut every = tokio::time::interval((idle_timeout / 2).max(Duration::from_millis(100)));
+/// Apply the rate and idle rules every [`SWEEP_EVERY`], counting what they close.
+async fn sweep(name: &'static str, connections: Arc<Connections>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        connections.close_idle_for(idle_timeout);
-    }
-}
-
-/// The open connections of one listener.
-#[derive(Default)]
-struct Connections {
-    open: Mutex<HashMap<u64, Arc<Connection>>>,
-    next: AtomicU64,
-    empty: Notify,
-    epoch: OnceInstant,
-}
-
-/// An `Instant` all connection times of a listener are counted from (as milliseconds, so they
-/// fit an atomic).
-struct OnceInstant(Instant);
-
-impl Default for OnceInstant {
-    fn default() -> Self {
-        Self(Instant::now())
-    }
-}
-
-impl OnceInstant {
-    fn millis(&self) -> u64 {
-        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// One connection, as the listener sees it.
-struct Connection {
-    id: u64,
-    /// Requests in progress.
-    active: AtomicUsize,
-    /// When the last request finished (or the connection opened), ms since the listener's epoch.
-    idle_since: AtomicU64,
-    /// Asked to close (idle too long, shed, or shutting down).
-    closing: AtomicBool,
-    close: Notify,
-    /// A request head with both `Content-Length` and `Transfer-Encoding` came in.
-    ambiguous: AtomicBool,
-    epoch: Instant,
-}
-
-impl Connection {
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn ask_to_close(&self) {
-        if !self.closing.swap(true, Ordering::AcqRel) {
-            self.close.notify_one();
-        }
-    }
-}
-
-impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
-        self.open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn add(&self) -> Arc<Connection> {
-        let connection = Arc::new(Connection {
-            id: self.next.fetch_add(1, Ordering::Relaxed),
-            active: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(self.epoch.millis()),
-            closing: AtomicBool::new(false),
-            close: Notify::new(),
-            ambiguous: AtomicBool::new(false),
-            epoch: self.epoch.0,
-        });
-        self.lock().insert(connection.id, Arc::clone(&connection));
-        connection
-    }
-
-    fn remove(&self, connection: &Connection) {
-        let mut open = self.lock();
-        open.remove(&connection.id);
-        if open.is_empty() {
-            self.empty.notify_waiters();
-        }
-    }
-
-    /// Close the connection idle the longest, if any is idle; whether one was.
-    fn shed_idle(&self) -> bool {
-        let open = self.lock();
-        let oldest = open
-            .values()
-            .filter(|c| c.active.load(Ordering::Acquire) == 0 && !c.closing.load(Ordering::Acquire))
-            .min_by_key(|c| c.idle_since.load(Ordering::Acquire));
-        match oldest {
-            Some(connection) => {
-                connection.ask_to_close();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn close_idle_for(&self, idle_timeout: Duration) {
-        let limit = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let now = self.epoch.millis();
-        for connection in self.lock().values() {
-            let idle = connection.active.load(Ordering::Acquire) == 0
-                && now.saturating_sub(connection.idle_since.load(Ordering::Acquire)) >= limit;
-            if idle {
-                connection.ask_to_close();
-            }
-        }
-    }
-
-    fn close_all(&self) {
-        for connection in self.lock().values() {
-            connection.ask_to_close();
-        }
-    }
-
-    async fn wait_empty(&self) {
-        loop {
-            let notified = self.empty.notified();
-            if self.len() == 0 {
-                return;
-            }
-            notified.await;
+        for reason in connections.sweep() {
+            metrics::counter!(telemetry::CONNECTIONS_SHED, "listener" => name, "reason" => reason.label())
+                .increment(1);
         }
     }
 }
@@ -288,21 +185,24 @@ struct ConnectionService {
     body_read_timeout: Duration,
 }
 
-/// Marks a connection busy while a request is in progress, idle again when its answer is done
-/// (or the request is dropped with the connection).
+/// A request in progress: its body arriving, then being handled; waiting for the next request
+/// again when its answer is done (or the request is dropped with the connection).
 struct InProgress(Arc<Connection>);
 
 impl InProgress {
-    fn start(connection: &Arc<Connection>) -> Self {
-        connection.active.fetch_add(1, Ordering::AcqRel);
+    fn start(connection: &Arc<Connection>, has_body: bool) -> Self {
+        connection.enter(if has_body {
+            Phase::Body
+        } else {
+            Phase::Handling
+        });
         Self(Arc::clone(connection))
     }
 }
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.idle_since.store(self.0.now(), Ordering::Release);
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.enter(Phase::Waiting);
     }
 }
 
@@ -313,12 +213,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         if self.state.ambiguous.load(Ordering::Acquire) {
-            self.state.ask_to_close();
+            self.state.ask_to_close(Close::Graceful);
             return Box::pin(std::future::ready(Ok(ambiguous_framing())));
         }
-        let in_progress = InProgress::start(&self.state);
+        let has_body = !hyper::body::Body::is_end_stream(request.body());
+        let in_progress = InProgress::start(&self.state, has_body);
         let deadline = self.body_read_timeout;
-        let request = request.map(|body| Body::new(Deadline::new(body, deadline)));
+        let state = Arc::clone(&self.state);
+        let request = request.map(|body| Body::new(Deadline::new(body, deadline, state)));
         let answer = self.router.clone().oneshot(request);
         Box::pin(async move {
             let response = answer.await;
@@ -345,17 +247,20 @@ fn ambiguous_framing() -> Response<Body> {
     response
 }
 
-/// A request body that must arrive in full before a deadline.
+/// A request body that must arrive in full before a deadline; its end starts the handling of
+/// the request (which admission never sheds).
 struct Deadline {
     body: Incoming,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    connection: Arc<Connection>,
 }
 
 impl Deadline {
-    fn new(body: Incoming, within: Duration) -> Self {
+    fn new(body: Incoming, within: Duration, connection: Arc<Connection>) -> Self {
         Self {
             body,
             sleep: Box::pin(tokio::time::sleep(within)),
+            connection,
         }
     }
 }
@@ -374,6 +279,9 @@ impl hyper::body::Body for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            if frame.is_none() || self.body.is_end_stream() {
+                self.connection.enter(Phase::Handling);
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         if self.sleep.as_mut().poll(cx).is_ready() {
@@ -409,9 +317,11 @@ impl AsyncRead for Scanned {
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &result
             && let Some(new) = buf.filled().get(before..)
-            && this.scan.feed(new)
         {
-            this.state.ambiguous.store(true, Ordering::Release);
+            this.state.received(new.len());
+            if this.scan.feed(new) {
+                this.state.ambiguous.store(true, Ordering::Release);
+            }
         }
         result
     }
@@ -447,64 +357,6 @@ impl AsyncWrite for Scanned {
     }
 }
 
-/// Finds request heads in the bytes a connection receives and tells whether one carries both
-/// `Content-Length` and `Transfer-Encoding`. Line by line: a request line (`… HTTP/1.x`) opens
-/// a head, an empty line closes it. It parses nothing else: hyper does. Body bytes that look
-/// like a head can only make it refuse more, never less.
-#[derive(Default)]
-pub(crate) struct HeadScan {
-    line: Vec<u8>,
-    in_head: bool,
-    content_length: bool,
-    transfer_encoding: bool,
-}
-
-/// Longer lines are cut (hyper refuses heads that large anyway); a header name fits easily.
-const MAX_LINE: usize = 256;
-
-impl HeadScan {
-    /// Feed received bytes; true when a head with both headers was completed.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> bool {
-        let mut ambiguous = false;
-        for &b in bytes {
-            if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-            if b == b'\n' {
-                ambiguous |= self.end_line();
-                self.line.clear();
-            }
-        }
-        ambiguous
-    }
-
-    fn end_line(&mut self) -> bool {
-        let line = self.line.as_slice();
-        if !self.in_head {
-            let request_line = [&b" HTTP/1.1\r\n"[..], b" HTTP/1.0\r\n", b" HTTP/1.1\n"]
-                .iter()
-                .any(|end| line.ends_with(end));
-            if request_line {
-                self.in_head = true;
-                self.content_length = false;
-                self.transfer_encoding = false;
-            }
-            return false;
-        }
-        if line == b"\r\n" || line == b"\n" {
-            self.in_head = false;
-            return self.content_length && self.transfer_encoding;
-        }
-        let starts = |name: &[u8]| {
-            line.get(..name.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(name))
-        };
-        self.content_length |= starts(b"content-length:");
-        self.transfer_encoding |= starts(b"transfer-encoding:");
-        false
-    }
-}
-
 /// How many connections the process can hold open: its file-descriptor limit, less a reserve
 /// for Redis, key fetches, logs and the other listeners. Linux: `/proc/self/limits`; elsewhere
 /// (or unreadable) 1,024 is assumed.
@@ -526,37 +378,6 @@ pub(crate) fn connection_budget() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scan(chunks: &[&[u8]]) -> bool {
-        let mut scan = HeadScan::default();
-        chunks
-            .iter()
-            .fold(false, |seen, chunk| seen | scan.feed(chunk))
-    }
-
-    #[test]
-    fn heads_with_both_framing_headers_are_found_across_reads() {
-        let both = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(scan(&[both]));
-        let (a, b) = both.split_at(37);
-        assert!(scan(&[a, b]), "split inside a header name");
-        let one_byte: Vec<&[u8]> = both.chunks(1).collect();
-        assert!(scan(&one_byte));
-        let lower = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 1\r\n\r\n";
-        assert!(scan(&[lower]));
-    }
-
-    #[test]
-    fn ordinary_requests_pass() {
-        let cl = b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
-        assert!(!scan(&[cl]));
-        let te = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        assert!(!scan(&[te]));
-        // The second request of a kept-alive connection is ambiguous, the first was not.
-        let mut scan = HeadScan::default();
-        assert!(!scan.feed(cl));
-        assert!(scan.feed(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: x\r\n\r\n"));
-    }
 
     #[test]
     fn the_budget_keeps_a_reserve() {

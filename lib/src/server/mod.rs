@@ -29,7 +29,9 @@ use crate::provider::{Provider, http_client};
 use crate::rp::RefreshTokenRevocation;
 use crate::telemetry;
 
+mod admission;
 mod error;
+mod head_scan;
 pub(crate) mod http;
 
 pub use self::error::ServerError;
@@ -258,7 +260,7 @@ impl Inputs<'_> {
             metrics,
             admin,
             grace: listeners.shutdown_grace,
-            limits: listeners.limits,
+            limits: listeners.limits.clone(),
         })
     }
 }
@@ -306,7 +308,7 @@ impl Bound {
                     .max_connections
                     .unwrap_or_else(|| http::connection_budget().saturating_sub(2 * side).max(16)),
             ),
-            ..self.limits
+            ..self.limits.clone()
         };
         let side_limits = Limits {
             max_connections: Some(side),
@@ -314,7 +316,12 @@ impl Bound {
         };
         let serving = futures_util::future::try_join3(
             serve("main", Some(self.main), main_limits, stopped.clone()),
-            serve("metrics", self.metrics, side_limits, stopped.clone()),
+            serve(
+                "metrics",
+                self.metrics,
+                side_limits.clone(),
+                stopped.clone(),
+            ),
             serve("admin", self.admin, side_limits, stopped.clone()),
         );
         let grace = self.grace;

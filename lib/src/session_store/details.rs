@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::middleware::{PerRequest, Sealed, SessionLayer};
 use super::{CHECK_KEY, SessionAccess};
+use crate::net::{Network, NotANetwork};
 use crate::sys::unix_now;
 
 /// The session data key of the details.
@@ -38,68 +39,6 @@ pub(crate) struct Details {
     #[serde(rename = "ip", default, skip_serializing_if = "Option::is_none")]
     pub(crate) address: Option<String>,
 }
-
-/// A network of trusted proxies (`10.0.0.0/8`, `::1/128`, or one address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    fn parse(text: &str) -> Option<Self> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
-            None => {
-                let a = text.parse::<IpAddr>().ok()?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return None;
-        }
-        // `::ffff:a.b.c.d/n` is an IPv4 network, as peers are compared as IPv4.
-        Some(match address {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) if prefix >= 96 => Self {
-                    address: IpAddr::V4(v4),
-                    prefix: prefix - 96,
-                },
-                _ => Self { address, prefix },
-            },
-            IpAddr::V4(_) => Self { address, prefix },
-        })
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        let bits = |ip: IpAddr| -> (u128, u32) {
-            match ip {
-                IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
-                IpAddr::V6(v6) => (u128::from(v6), 128),
-            }
-        };
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let ((net, len), (candidate, candidate_len)) = (bits(self.address), bits(ip));
-        if len != candidate_len {
-            return false;
-        }
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix))
-        };
-        net & mask == candidate & mask
-    }
-}
-
-/// A trusted-proxy setting that is not an address or network.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an IP address or network (a.b.c.d/n): a trusted proxy must be one")]
-pub struct NotANetwork;
 
 /// What to record of each logged-in session's requests: by default the last-seen time only.
 #[derive(Debug, Clone)]

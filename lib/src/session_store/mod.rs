@@ -47,8 +47,9 @@ use std::borrow::Cow;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::net::NotANetwork;
 pub use aware::{INDEXED_KEY, LogoutAware};
-pub use details::{DETAILS_KEY, NotANetwork, SessionDetails};
+pub use details::{DETAILS_KEY, SessionDetails};
 #[cfg(feature = "openidconnect")]
 pub(crate) use middleware::Sealed;
 pub use middleware::{PerRequest, SessionLayer, SessionService};
