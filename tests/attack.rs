@@ -489,6 +489,49 @@ async fn long_logouts_land_under_a_slow_body_flood_from_one_address() {
     assert!(siege.grown_kib < 50 * 1024);
 }
 
+/// Requests with a wrong bearer token, or no valid signature, as fast as one can send them:
+/// counted, and logged as one line (and a sum per interval), not a line each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_authentication_do_not_flood_the_logs() {
+    let t = target(&[("OIDC_LOGOUT_METRICS_LISTEN", "127.0.0.1:0")], None).await;
+    let http = reqwest::Client::new();
+    for i in 0..300 {
+        let (path, header) = if i % 2 == 0 {
+            (
+                "/admin/v1/users/revoke",
+                ("authorization", "Bearer not-the-admin-token"),
+            )
+        } else {
+            (
+                "/webhooks/fusionauth",
+                ("x-fusionauth-signature-jwt", "not.a.jwt"),
+            )
+        };
+        let status = http
+            .post(format!("{}{path}", t.base))
+            .header(header.0, header.1)
+            .body("{}")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 401);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines: Vec<String> = t
+        .receiver
+        .drain()
+        .into_iter()
+        .filter(|l| l.contains("refused"))
+        .collect();
+    assert!(
+        lines.len() <= 4,
+        "{} lines for 300 refusals:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+}
+
 // Finding 3: a transmitter acting on another issuer.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,13 +9,14 @@
 //!   `limit_conn $binary_remote_addr`); a new connection beyond it takes the place of that
 //!   source's slowest, so a flood from one address competes only with itself. Trusted senders
 //!   and trusted proxies (whose address many clients share) are exempt.
-//! - **When full**, a connection of the source holding the most connections gives way (sources
-//!   take turns, so a flood from many addresses evicts its own kind rather than an OP's one
-//!   connection, however fresh), and of that source the one making the least progress —
-//!   whatever phase it is in: first the longest idle between requests, then the slowest request
-//!   (by bytes a second since its phase began), connections younger than [`YOUTH`] last — and
-//!   never one whose request has fully arrived and is being handled. The new connection takes
-//!   its place.
+//! - **When full**, a connection of the source holding the most connections gives way — of a
+//!   source holding more than the arrival's, so sources take turns: a flood from many addresses
+//!   evicts its own kind, never an OP's one connection however fresh, and cannot churn by
+//!   evicting its equals — and of that source the one making the least progress, whatever
+//!   phase it is in: first the longest idle between requests, then the slowest request (by
+//!   bytes a second since its phase began), connections younger than [`YOUTH`] last; never one
+//!   whose request has fully arrived and is being handled. The new connection takes its place;
+//!   when nothing may give way, it is refused.
 //! - **Trusted senders** (the OPs' networks) may use `reserved` places no one else can, and an
 //!   untrusted arrival never takes a trusted sender's place.
 //!
@@ -304,6 +305,8 @@ struct Registry {
     all: HashMap<u64, Arc<Connection>>,
     /// Counted connections per source.
     per_source: HashMap<IpAddr, usize>,
+    /// The sources among them that are trusted senders.
+    trusted_sources: std::collections::HashSet<IpAddr>,
     /// Counted connections, and those of untrusted sources.
     counted: usize,
     untrusted: usize,
@@ -323,39 +326,49 @@ impl Registry {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.per_source.remove(&connection.source);
+                self.trusted_sources.remove(&connection.source);
             }
         }
     }
 
-    /// The counted connection that gives way first among those `eligible` says: from the
-    /// source holding the most connections, the one making the least progress. Sources take
-    /// turns this way: a flood of new connections from some addresses evicts their own kind,
-    /// not the one connection of a sender elsewhere, however fresh it is.
-    fn least_progress(
+    /// The counted connection of `source` that gives way first, if any may.
+    fn least_progress_of(&self, source: IpAddr, now: u64, youth: u64) -> Option<Arc<Connection>> {
+        self.all
+            .values()
+            .filter(|c| c.source == source && c.counted.load(Ordering::Acquire))
+            .filter_map(|c| c.progress(now).rank(youth).map(|rank| (rank, c)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, c)| Arc::clone(c))
+    }
+
+    /// The connection that gives way to an arrival from a source holding `held`: of a source
+    /// holding more (any, for a trusted arrival, untrusted first), the heaviest first, the one
+    /// making the least progress. Sources take turns this way: a flood from some addresses
+    /// evicts its own kind, never the one connection of a sender elsewhere, however fresh,
+    /// and a source cannot take the place of one holding no more than it does.
+    fn give_way(
         &self,
+        held: usize,
+        trusted: bool,
         now: u64,
         youth: u64,
-        eligible: impl Fn(&Connection) -> bool,
     ) -> Option<Arc<Connection>> {
-        let mut best: HashMap<IpAddr, ((u8, u64, u64), &Arc<Connection>)> = HashMap::new();
-        for c in self.all.values() {
-            if !c.counted.load(Ordering::Acquire) || !eligible(c) {
-                continue;
-            }
-            let Some(rank) = c.progress(now).rank(youth) else {
-                continue;
-            };
-            let entry = best.entry(c.source).or_insert((rank, c));
-            if rank < entry.0 {
-                *entry = (rank, c);
-            }
-        }
-        best.into_iter()
-            .max_by_key(|(source, (rank, _))| {
-                let held = self.per_source.get(source).copied().unwrap_or(0);
-                (held, std::cmp::Reverse(*rank))
+        let mut sources: Vec<(usize, bool, IpAddr)> = self
+            .per_source
+            .iter()
+            .filter(|(_, count)| trusted || **count > held)
+            .map(|(source, count)| {
+                let theirs_trusted = self.trusted_sources.contains(source);
+                (*count, theirs_trusted, *source)
             })
-            .map(|(_, (_, c))| Arc::clone(c))
+            .filter(|(_, theirs_trusted, _)| trusted || !theirs_trusted)
+            .collect();
+        // Untrusted before trusted, then the most held first.
+        sources
+            .sort_by_key(|(count, theirs_trusted, _)| (*theirs_trusted, std::cmp::Reverse(*count)));
+        sources
+            .into_iter()
+            .find_map(|(_, _, source)| self.least_progress_of(source, now, youth))
     }
 }
 
@@ -395,7 +408,7 @@ impl Connections {
             && open.per_source.get(&source).copied().unwrap_or(0) >= limit
         {
             let victim = open
-                .least_progress(now, youth, |c| c.source == source)
+                .least_progress_of(source, now, youth)
                 .ok_or(Refused::PerSource)?;
             victim.ask_to_close(Close::Now);
             open.uncount(&victim);
@@ -408,14 +421,9 @@ impl Connections {
             open.counted >= cap || open.untrusted >= cap.saturating_sub(self.rules.reserved)
         };
         if full {
-            // An untrusted arrival takes an untrusted place only; a trusted one any.
+            let held = open.per_source.get(&source).copied().unwrap_or(0);
             let victim = open
-                .least_progress(now, youth, |c| !c.trusted)
-                .or_else(|| {
-                    trusted
-                        .then(|| open.least_progress(now, youth, |_| true))
-                        .flatten()
-                })
+                .give_way(held, trusted, now, youth)
                 .ok_or(Refused::Full)?;
             victim.ask_to_close(Close::Now);
             open.uncount(&victim);
@@ -436,7 +444,9 @@ impl Connections {
             clock: self.clock,
         });
         open.counted += 1;
-        if !trusted {
+        if trusted {
+            open.trusted_sources.insert(source);
+        } else {
             open.untrusted += 1;
         }
         *open.per_source.entry(source).or_default() += 1;
@@ -567,12 +577,23 @@ mod tests {
         for f in &flood {
             f.received(500);
         }
-        // The OP's connection is the freshest and slowest, and stays: the flood evicts itself.
+        // Full: the flood's source holds the most, so its arrivals are refused, and the OP's
+        // connection (the freshest and slowest) stays.
         for _ in 0..5 {
-            c.admit(ip(1)).expect("room made").0.received(500);
+            assert_eq!(c.admit(ip(1)).err(), Some(Refused::Full));
         }
         assert_eq!(op.closing(), None);
-        assert!(flood.iter().any(|f| f.closing() == Some(Close::Now)));
+        // Another sender's arrival takes a place of the flood's.
+        let (_, shed) = c.admit(ip(8)).expect("room made");
+        assert_eq!(shed, vec![Reason::Full]);
+        assert_eq!(op.closing(), None);
+        assert_eq!(
+            flood
+                .iter()
+                .filter(|f| f.closing() == Some(Close::Now))
+                .count(),
+            1
+        );
     }
 
     #[test]

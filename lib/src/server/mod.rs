@@ -265,14 +265,29 @@ impl Inputs<'_> {
     }
 }
 
+/// Connections the kernel may queue for a listener before accepting them: deep enough that a
+/// burst of connections (a flood the admission sheds) does not make the kernel drop an OP's
+/// connection attempt, which would cost it a SYN retransmission (a second). The kernel caps it
+/// at `net.core.somaxconn` (4,096 by default on current Linux).
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(address: SocketAddr, setting: String) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| ServerError::Bind {
-            address,
-            setting,
-            source,
-        })
+    let failed = |source| ServerError::Bind {
+        address,
+        setting: setting.clone(),
+        source,
+    };
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(failed)?;
+    // As std's listener does: a restarted receiver binds while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(failed)?;
+    socket.bind(address).map_err(failed)?;
+    socket.listen(LISTEN_BACKLOG).map_err(failed)
 }
 
 fn local(listener: &TcpListener) -> String {
