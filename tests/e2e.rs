@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Proc, RedisServer};
 use serde_json::{Value, json};
@@ -914,6 +914,74 @@ async fn a_user_disabled_at_the_op_without_a_push_loses_access_after_revalidate_
     assert!(
         !calls.iter().any(|l| l.contains("bob.globex")),
         "another customer's session made no OP call: {calls:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The bound against node-oidc-provider stopped (SIGSTOP: connections accepted, never
+/// answered), as an OP that hangs: with `revalidate_after = 2`, `unreachable = "closed"` and a
+/// grace of 3 s, bursts of seven parallel requests are served within the grace and never after
+/// it; once the OP runs again the session is confirmed and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_op_cannot_stretch_the_bound() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app = AppSpec {
+        client_id: "app-1",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([app.client_metadata(&format!("{}/backchannel-logout", app.base()), true)]);
+    let op = start_op(op_port, &clients);
+    let dir = std::env::temp_dir().join(format!("bound-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("policies.toml");
+    std::fs::write(
+        &file,
+        "[default]\nrevalidate_after_secs = 2\nunreachable = \"closed\"\nunreachable_grace_secs = 3\n",
+    )
+    .expect("policies file");
+    let path = file.to_string_lossy().into_owned();
+    let _app = app.start_example_with(
+        "app",
+        &issuer,
+        &redis.url(),
+        &[("APP_SESSION_POLICIES", path.as_str())],
+    );
+    let alice = Browser::new();
+    let t0 = Instant::now();
+    alice.login(&app.base(), "alice").await;
+    assert_eq!(alice.me(&app.base()).await, 200);
+    op.signal("STOP");
+    let mut answers = Vec::new();
+    for at in [3_500, 6_500, 12_000] {
+        tokio::time::sleep_until((t0 + Duration::from_millis(at)).into()).await;
+        let burst = (0..7).map(|_| async {
+            let status = alice.me(&app.base()).await;
+            (t0.elapsed(), status)
+        });
+        answers.extend(futures_util::future::join_all(burst).await);
+    }
+    op.signal("CONT");
+    // The login took its time too: the bound counts from before it, with a second of slack.
+    let late: Vec<_> = answers
+        .iter()
+        .filter(|(at, status)| *status == 200 && *at > Duration::from_secs(6))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "served past the bound: {late:?} (all {answers:?})"
+    );
+    assert!(
+        answers.iter().any(|(_, status)| *status == 503),
+        "{answers:?}"
+    );
+    tokio::time::sleep_until((t0 + Duration::from_millis(15_000)).into()).await;
+    assert_eq!(
+        alice.me(&app.base()).await,
+        200,
+        "confirmed once the OP answers"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 pub mod app;
+pub mod faulty;
 pub mod signals;
 pub mod topologies;
 

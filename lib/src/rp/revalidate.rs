@@ -9,7 +9,13 @@
 //!
 //! One instance at a time revalidates a session (a lease in the index, [`SessionIndex::claim`]):
 //! refresh tokens rotate, and two refreshes with the same token would look like a replay to the
-//! OP. Requests that find the lease taken are served as they are.
+//! OP. A request that finds the lease taken is served while the policy's grace lasts; past it
+//! (`revalidate_after + unreachable_grace` for `unreachable = "closed"`), it waits for what the
+//! holder finds and is served only if the OP confirmed — never on the strength of a
+//! confirmation still under way. The holder decides by the clock after the OP answered (or
+//! timed out), so the OP call's timeout counts against the bound, not on top of it: whatever
+//! the OP does — hang, refuse connections, answer slowly or with errors — and however many
+//! requests arrive at once, none is served unconfirmed after the bound.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +35,36 @@ use crate::session_store::{
     CHECK_KEY, CheckFacts, Login, PerRequest, Policies, Sealed, SessionAccess, SessionLayer,
     SessionPolicy, Unreachable,
 };
-use crate::sys::unix_now;
+use crate::sys::{unix_now, unix_now_ms};
 
-/// How long one instance holds a session's revalidation: longer than a refresh takes, short
-/// enough that an OP that did not answer is asked again soon.
+/// How long one instance holds a session's revalidation: longer than a refresh takes (the OP
+/// client gives up after 5 s), short enough that an OP that did not answer is asked again soon.
 const LEASE: Duration = Duration::from_secs(10);
+
+/// How often a request that waits for another's confirmation looks for its outcome.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What a confirmation found, as the instances that waited for it read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Confirmed,
+    Ended,
+    NoAnswer,
+}
+
+impl Found {
+    const ALL: [Self; 3] = [Self::Confirmed, Self::Ended, Self::NoAnswer];
+
+    /// The lease that says so, for the confirmation of session `id` last confirmed at `at`.
+    fn lease(self, id: &str, at: u64) -> String {
+        let what = match self {
+            Self::Confirmed => "ok",
+            Self::Ended => "ended",
+            Self::NoAnswer => "down",
+        };
+        format!("{what}:{id}:{at}")
+    }
+}
 
 /// The outcome of [`Revalidation::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,16 +189,20 @@ where
         let Some(after) = policy.revalidate_after else {
             return Ok(Checked::Pass);
         };
-        let due_at = facts.checked_at.saturating_add(after.as_secs());
-        if now < due_at {
+        // Milliseconds, so that the bound holds to the decision, not to the second.
+        let now_ms = unix_now_ms();
+        let due_ms = facts
+            .checked_at
+            .saturating_mul(1000)
+            .saturating_add(millis(after));
+        if now_ms < due_ms {
             return Ok(Checked::Pass);
         }
         // Named after the confirmation it would replace: once one instance confirmed, the next
         // due check takes a new lease; while the OP does not answer, it is asked again once per
-        // lease (every 10 s), and the `down` lease tells the other instances so.
+        // lease (every 10 s).
         let id = session.id().unwrap_or_default();
         let lease = format!("revalidate:{id}:{}", facts.checked_at);
-        let down = format!("down:{id}:{}", facts.checked_at);
         let index = self.shared.core.index();
         let lease_error =
             |e: crate::index::StoreError| RpError::Provider(format!("revalidation lease: {e}"));
@@ -176,20 +211,27 @@ where
             .await
             .map_err(lease_error)?
         {
-            // Another instance is asking the OP right now: serve meanwhile, unless it found
-            // the OP unreachable.
-            let unreachable_now = index
-                .leased(&facts.issuer, &down)
-                .await
-                .map_err(lease_error)?;
-            return Ok(if unreachable_now {
-                unreachable(&policy, now, due_at)
-            } else {
-                Checked::Pass
-            });
+            // Another request is asking the OP right now: serve meanwhile while the grace
+            // lasts; past it, only what it confirms.
+            if within_grace(&policy, unix_now_ms(), due_ms) {
+                return Ok(Checked::Pass);
+            }
+            return self
+                .await_outcome(session, &facts.issuer, &id, facts.checked_at)
+                .await;
         }
         let (issuer, sub) = (facts.issuer.into_owned(), facts.sub.into_owned());
-        match self.confirm(session, &sub).await? {
+        let found = self.confirm(session, &sub).await?;
+        let outcome = match &found {
+            Confirmation::Confirmed => Found::Confirmed,
+            Confirmation::Refused(_) => Found::Ended,
+            Confirmation::NoAnswer(_) => Found::NoAnswer,
+        };
+        index
+            .claim(&issuer, &outcome.lease(&id, facts.checked_at), LEASE)
+            .await
+            .map_err(lease_error)?;
+        match found {
             Confirmation::Confirmed => Ok(Checked::Confirmed),
             Confirmation::Refused(why) => {
                 self.revoke_user(&policy, &issuer, &sub).await;
@@ -197,13 +239,46 @@ where
             }
             Confirmation::NoAnswer(why) => {
                 tracing::warn!(%why, "the OP could not confirm a user's access");
-                index
-                    .claim(&issuer, &down, LEASE)
-                    .await
-                    .map_err(lease_error)?;
-                Ok(unreachable(&policy, now, due_at))
+                // Judged now, after the OP's answer or timeout: the wait counts.
+                Ok(if within_grace(&policy, unix_now_ms(), due_ms) {
+                    Checked::Pass
+                } else {
+                    Checked::Unavailable
+                })
             }
         }
+    }
+
+    /// Wait for the outcome of the confirmation another request is making, up to its lease:
+    /// served if the OP confirmed, ended if it refused, refused (`503`) if it could not answer
+    /// or the holder vanished.
+    async fn await_outcome(
+        &self,
+        session: &impl SessionAccess,
+        issuer: &str,
+        id: &str,
+        checked_at: u64,
+    ) -> Result<Checked, RpError> {
+        let index = self.shared.core.index();
+        let started = std::time::Instant::now();
+        while started.elapsed() < LEASE {
+            for found in Found::ALL {
+                let done = index
+                    .leased(issuer, &found.lease(id, checked_at))
+                    .await
+                    .map_err(|e| RpError::Provider(format!("revalidation lease: {e}")))?;
+                if !done {
+                    continue;
+                }
+                return match found {
+                    Found::Confirmed => Ok(Checked::Pass),
+                    Found::Ended => self.end(session, "the OP refused the user's access").await,
+                    Found::NoAnswer => Ok(Checked::Unavailable),
+                };
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(Checked::Unavailable)
     }
 
     /// Ask the OP: the refresh grant, or without a refresh token the userinfo endpoint.
@@ -355,14 +430,17 @@ enum Confirmation {
     NoAnswer(String),
 }
 
-/// While the OP cannot be asked: serve, or refuse once the policy's grace is over.
-fn unreachable(policy: &SessionPolicy, now: u64, due_at: u64) -> Checked {
+/// Whether a session due at `due_ms` may still be served unconfirmed at `now_ms`: always with
+/// `unreachable = "open"`, until the grace is over with `"closed"`.
+fn within_grace(policy: &SessionPolicy, now_ms: u64, due_ms: u64) -> bool {
     match policy.unreachable {
-        Unreachable::ClosedAfter(grace) if now >= due_at.saturating_add(grace.as_secs()) => {
-            Checked::Unavailable
-        }
-        _ => Checked::Pass,
+        Unreachable::ClosedAfter(grace) => now_ms < due_ms.saturating_add(millis(grace)),
+        Unreachable::Open => true,
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unavailable(message: &'static str) -> Response<Body> {
