@@ -20,7 +20,10 @@
 //! receiver running as a separate `oidc-logout serve` on the same Redis, set `APP_RECEIVER=off`
 //! and register that one as the back-channel logout URI instead. `APP_SESSION_POLICIES` names a
 //! TOML file of session policies and the rules that choose them per login
-//! (`oidc_logout::session_store::PoliciesConfig`; docs/deprovisioning.md).
+//! (`oidc_logout::session_store::PoliciesConfig`; docs/deprovisioning.md). `APP_TOKEN_KEYS`
+//! (comma-separated base64 keys of 32 bytes, newest first; `openssl rand -base64 32` makes one)
+//! seals the ID, access and refresh tokens in the session records: without it they are stored
+//! as the OP gave them (docs/adopting.md, "Tokens at rest").
 
 use anyhow::{Context as _, Result};
 use axum::extract::{Query, State};
@@ -33,7 +36,9 @@ use oidc_logout::index::{
 };
 use oidc_logout::provider::ProviderSettings;
 use oidc_logout::rp::{Callback, RelyingParty, check_logout_state};
-use oidc_logout::session_store::{OwnSessions, Policies, PoliciesConfig, SessionDetails};
+use oidc_logout::session_store::{
+    OwnSessions, Policies, PoliciesConfig, SessionDetails, TokenKeys,
+};
 use oidc_logout::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -119,9 +124,12 @@ where
     // One core: every way a session ends (the OP's logout, the logout button, the user's own
     // session list, a refused revalidation) goes through it and revokes refresh tokens.
     let core = rp.core(index.clone());
-    let store = OidcSessionStore::new(index)
+    let mut store = OidcSessionStore::new(index)
         .with_core(core.clone())
         .with_policies(rp.policies().clone());
+    if let Some(keys) = rp.token_keys() {
+        store = store.with_token_keys(keys.clone());
+    }
     let mut router = Router::new()
         .route("/", get(home))
         .route("/login", get(login))
@@ -183,6 +191,13 @@ async fn main() -> Result<()> {
     .with_context(|| format!("cannot load issuer {issuer}"))?
     .with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?
     .with_policies(policies()?);
+    let rp = match env("APP_TOKEN_KEYS") {
+        Some(keys) => rp.with_token_keys(TokenKeys::parse(&keys).context("APP_TOKEN_KEYS")?),
+        None => {
+            tracing::warn!("no APP_TOKEN_KEYS: tokens are stored in the session records unsealed");
+            rp
+        }
+    };
     let secure = base_url.starts_with("https://");
     let router = match env("OIDC_LOGOUT_REDIS_URL") {
         Some(urls) => {

@@ -85,6 +85,9 @@ async fn connect(
         .issuer_with_lifetime(issuer, lifetime)
         .build();
     let mut revocation = RefreshTokenRevocation::new(index);
+    if let Some(keys) = admin.token_keys {
+        revocation = revocation.with_token_keys(keys);
+    }
     if let Some(settings) = admin.issuer
         && let Some(clients) = settings.revocation
     {

@@ -24,11 +24,11 @@ fn op_dir() -> PathBuf {
 
 /// node-oidc-provider with `clients`, on a free port.
 fn start_op(port: u16, clients: &Value) -> Proc {
-    start_op_tampering(port, clients, None)
+    start_op_with(port, clients, &[])
 }
 
-/// The same, corrupting the ID tokens issued to `tamper_client`.
-fn start_op_tampering(port: u16, clients: &Value, tamper_client: Option<&str>) -> Proc {
+/// The same, with more of its settings (`OP_TAMPER_CLIENT`, `OP_PRINT_TOKENS`: op.mjs).
+fn start_op_with(port: u16, clients: &Value, env: &[(&str, &str)]) -> Proc {
     let dir = op_dir();
     if !dir.join("node_modules/oidc-provider").exists() {
         let status = Command::new("npm")
@@ -46,9 +46,7 @@ fn start_op_tampering(port: u16, clients: &Value, tamper_client: Option<&str>) -
         .env("OP_PORT", port.to_string())
         .env("OP_ISSUER", format!("http://127.0.0.1:{port}"))
         .env("OP_CLIENTS", clients.to_string());
-    if let Some(client) = tamper_client {
-        command.env("OP_TAMPER_CLIENT", client);
-    }
+    command.envs(env.iter().copied());
     let op = Proc::spawn("node-oidc-provider", command);
     op.wait_for("ready ");
     op
@@ -455,7 +453,7 @@ async fn bad_callbacks_get_a_clear_error_and_no_session() {
         app.client_metadata(&format!("{}/backchannel-logout", app.base()), true),
         tampered.client_metadata(&format!("{}/backchannel-logout", tampered.base()), true),
     ]);
-    let _op = start_op_tampering(op_port, &clients, Some("app-6"));
+    let _op = start_op_with(op_port, &clients, &[("OP_TAMPER_CLIENT", "app-6")]);
     let _app = app.start(&issuer, &redis.url());
     let _tampered = tampered.start(&issuer, &redis.url());
     // An ID token whose signature does not verify is refused, and nobody is logged in.
@@ -983,5 +981,120 @@ async fn a_hanging_op_cannot_stretch_the_bound() {
         200,
         "confirmed once the OP answers"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every value in Redis, as text: strings, hashes, sets, sorted sets and lists.
+async fn redis_dump(redis: &RedisServer) -> Vec<(String, String)> {
+    let client = ::redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut dump = Vec::new();
+    for key in keys {
+        let kind: String = ::redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        let read = match kind.as_str() {
+            "string" => ::redis::cmd("GET").arg(&key).clone(),
+            "hash" => ::redis::cmd("HGETALL").arg(&key).clone(),
+            "set" => ::redis::cmd("SMEMBERS").arg(&key).clone(),
+            "zset" => ::redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .clone(),
+            "list" => ::redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).clone(),
+            // Gone since KEYS (expired), or a stream: read as whatever it holds.
+            _ => continue,
+        };
+        let value: ::redis::Value = read.query_async(&mut conn).await.expect("value");
+        dump.push((key, format!("{value:?}")));
+    }
+    dump
+}
+
+/// With `APP_TOKEN_KEYS` the application's session records hold every token sealed: after a
+/// login and a refresh, no Redis value contains any token the OP issued, the sealed fields say
+/// so, and the tokens still work (the refresh used the sealed refresh token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_at_rest_are_sealed_with_app_token_keys() {
+    let redis = RedisServer::start();
+    let op_port = free_port();
+    let issuer = format!("http://127.0.0.1:{op_port}");
+    let app = AppSpec {
+        client_id: "app-1",
+        port: free_port(),
+        embedded_receiver: true,
+    };
+    let clients = json!([app.client_metadata(&format!("{}/backchannel-logout", app.base()), true)]);
+    let op = start_op_with(op_port, &clients, &[("OP_PRINT_TOKENS", "1")]);
+    let dir = std::env::temp_dir().join(format!("sealed-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("policies.toml");
+    std::fs::write(
+        &file,
+        "[policies.acme]\nrevalidate_after_secs = 1\n\n\
+         [[rules]]\npolicy = \"acme\"\nclaims = { tid = \"acme\" }\n",
+    )
+    .expect("policies file");
+    let path = file.to_string_lossy().into_owned();
+    let _app = app.start_example_with(
+        "app",
+        &issuer,
+        &redis.url(),
+        &[
+            ("APP_SESSION_POLICIES", path.as_str()),
+            (
+                "APP_TOKEN_KEYS",
+                "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,\
+                 AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ],
+    );
+
+    let alice = Browser::new();
+    alice.login(&app.base(), "alice.acme").await;
+    assert_eq!(alice.me(&app.base()).await, 200);
+    // Past revalidate_after the next request refreshes with the stored refresh token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(alice.me(&app.base()).await, 200);
+    let issued: Vec<String> = op
+        .lines_until("op-call refresh alice.acme 200")
+        .iter()
+        .filter_map(|l| l.split_once("op-issued ").map(|(_, rest)| rest.to_owned()))
+        .filter_map(|rest| rest.split_once(' ').map(|(_, token)| token.to_owned()))
+        .collect();
+    assert!(
+        issued.len() >= 5,
+        "the OP issued an ID, access and refresh token at login and again at the refresh: {}",
+        issued.len()
+    );
+    let dump = redis_dump(&redis).await;
+    for (key, value) in &dump {
+        for token in &issued {
+            assert!(
+                !value.contains(token.as_str()),
+                "{key} holds a token the OP issued in the clear"
+            );
+        }
+    }
+    let records: Vec<&(String, String)> = dump.iter().filter(|(k, _)| k.contains(":d:")).collect();
+    assert!(!records.is_empty(), "the session record is in Redis");
+    for (key, value) in records {
+        assert!(
+            value.contains("sealed:v1:"),
+            "{key}: the record's tokens are sealed"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -68,6 +68,7 @@ impl Network {
 pub struct NotANetwork;
 
 /// The source address as a network check sees it: an IPv4-mapped IPv6 address as the IPv4 one.
+#[cfg(feature = "server")]
 pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),

@@ -13,10 +13,11 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::{Browser, Op, now, serve};
+use oidc_logout::index::RecordStore as _;
 use oidc_logout::index::{IndexSettings, MemoryIndex, SessionState};
 use oidc_logout::inputs::backchannel::PATH;
 use oidc_logout::rp::{self, RelyingParty, Revocation};
-use oidc_logout::session_store::{Login, OidcSessionStore, TokenSecret};
+use oidc_logout::session_store::{Login, OidcSessionStore, TokenKeys, TokenSecret};
 use oidc_logout::test_op::{RevocationMode, SigningAlg, SigningKey};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -167,6 +168,11 @@ async fn setup() -> (Op, MemoryIndex, Browser) {
 /// The app, plus a back-channel receiver on the same index that revokes refresh tokens of the
 /// sessions it ends when `revoke` is set.
 async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String) {
+    setup_sealed(revoke, None).await
+}
+
+/// The same, the store sealing the tokens with `keys` (and the receiver opening them).
+async fn setup_sealed(revoke: bool, keys: Option<TokenKeys>) -> (Op, MemoryIndex, Browser, String) {
     let op = Op::start().await;
     let index = MemoryIndex::new(IndexSettings::default());
     let relying_party = RelyingParty::discover_with(
@@ -180,15 +186,17 @@ async fn setup_with_receiver(revoke: bool) -> (Op, MemoryIndex, Browser, String)
     .expect("discovery")
     .with_post_logout_redirect_uri("http://127.0.0.1:3000/after-logout")
     .expect("uri");
+    let mut store = OidcSessionStore::new(index.clone());
+    let relying_party = match keys {
+        Some(keys) => {
+            store = store.with_token_keys(keys.clone());
+            relying_party.with_token_keys(keys)
+        }
+        None => relying_party,
+    };
     let auth_time = now() - 60;
     let id_token = sign_id_token(&op, &id_token_claims(&op, auth_time));
-    let base = serve(app(
-        OidcSessionStore::new(index.clone()),
-        relying_party.clone(),
-        id_token,
-        auth_time,
-    ))
-    .await;
+    let base = serve(app(store, relying_party.clone(), id_token, auth_time)).await;
     let receiver = if revoke {
         relying_party.receiver(relying_party.core(index.clone()))
     } else {
@@ -390,6 +398,64 @@ async fn a_back_channel_logout_revokes_the_refresh_token_of_every_session_it_end
             .map(|i| format!("refresh-token-of-tab-{i}"))
             .collect::<Vec<_>>()
     );
+}
+
+/// The id of the session `browser`'s cookie names.
+fn session_id(browser: &Browser) -> String {
+    let cookie = browser.cookie.clone().unwrap_or_default();
+    cookie.split('=').nth(1).unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn sealed_tokens_never_reach_the_store_yet_refresh_and_revocation_use_them() {
+    let keys = TokenKeys::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
+    let (op, index, mut browser, receiver) = setup_sealed(true, Some(keys)).await;
+    let issued = op.op.issue_refresh_token().expect("token");
+    browser.get(&format!("/login?refresh={issued}")).await;
+    let stored = |index: MemoryIndex, id: String| async move {
+        let record = index.get_record(&id).await.expect("store").expect("record");
+        String::from_utf8(record).expect("JSON")
+    };
+    let record = stored(index.clone(), session_id(&browser)).await;
+    let (_, id_token) = browser.get("/id-token").await;
+    assert_eq!(id_token.split('.').count(), 3, "the app reads its ID token");
+    for token in [issued.as_str(), id_token.as_str()] {
+        assert!(!record.contains(token), "a token in the clear: {record}");
+    }
+    let login: Value = serde_json::from_str(&record).expect("record");
+    let login = &login["data"]["oidc_logout.login"];
+    for field in ["id_token", "refresh_token"] {
+        let value = login[field].as_str().unwrap_or_default();
+        assert!(value.starts_with("sealed:v1:"), "{field}: {value}");
+    }
+    // The app refreshes with the token it opened; the rotated one is sealed in turn.
+    assert_eq!(browser.get("/refresh").await, (200, "refreshed".into()));
+    let record = stored(index.clone(), session_id(&browser)).await;
+    assert!(!record.contains(&issued), "{record}");
+    let login: Value = serde_json::from_str(&record).expect("record");
+    for field in ["id_token", "refresh_token", "access_token"] {
+        let value = login["data"]["oidc_logout.login"][field].as_str();
+        assert!(
+            value.is_some_and(|v| v.starts_with("sealed:v1:")),
+            "{field} after the refresh: {value:?}"
+        );
+    }
+    // The receiver opens the current refresh token to revoke it.
+    back_channel_logout(&op, &receiver).await;
+    assert_eq!(browser.get("/me").await.0, 401);
+    for _ in 0..50 {
+        if !op.op.revoked().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let revoked = op.op.revoked();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(
+        !revoked[0].0.starts_with("sealed:"),
+        "revoked the sealed value"
+    );
+    assert_ne!(revoked[0].0, issued, "the rotated token, not the first");
 }
 
 #[tokio::test]

@@ -506,10 +506,19 @@ impl Proc {
     /// The first line holding `needle`, waiting up to a minute; a failure shows every line
     /// the process wrote meanwhile (its stderr says why it did not start).
     pub fn wait_for(&self, needle: &str) -> String {
+        self.lines_until(needle).pop().unwrap_or_default()
+    }
+
+    /// Every line up to and including the first holding `needle`, waiting up to a minute; a
+    /// failure shows them.
+    pub fn lines_until(&self, needle: &str) -> Vec<String> {
         let mut seen = Vec::new();
         loop {
             match self.lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if line.contains(needle) => {
+                    seen.push(line);
+                    return seen;
+                }
                 Ok(line) => seen.push(line),
                 Err(e) => panic!(
                     "{}: no line with {needle:?} ({e}); it wrote:\n{}",

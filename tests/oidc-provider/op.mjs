@@ -7,6 +7,8 @@
 // <account> <status>`). A user `name.tenant` carries the claim `tid: tenant`.
 // `POST /_test/disable?sub=…` disables a user the way an administrator would, with no push:
 // their refresh tokens and access tokens stop working (their account is no longer found).
+// OP_PRINT_TOKENS=1 prints every token the token endpoint issues (`op-issued <kind> <token>`), so
+// a test can look for them where they must not be (test use only: these are credentials).
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.OP_PORT);
@@ -65,6 +67,17 @@ provider.use(async (ctx, next) => {
     console.log(`op-call userinfo ${account} ${ctx.status}`);
   }
 });
+
+if (process.env.OP_PRINT_TOKENS === '1') {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/token' && ctx.status === 200) {
+      for (const kind of ['id_token', 'access_token', 'refresh_token']) {
+        if (ctx.body?.[kind]) console.log(`op-issued ${kind} ${ctx.body[kind]}`);
+      }
+    }
+  });
+}
 
 // OP_TAMPER_CLIENT: corrupt the signature of the ID tokens this client gets from the token
 // endpoint, so tests can check that the application refuses them.

@@ -125,6 +125,11 @@ pub const FLAGS: &[Flag] = &[
         "Redis URL (redis://, rediss://), or comma-separated node or sentinel URLs; absent: in-memory index",
     ),
     Flag::new(
+        "token_keys",
+        Kind::Secret,
+        "Keys the applications seal session tokens with (comma-separated base64, newest first), to revoke refresh tokens",
+    ),
+    Flag::new(
         "redis_mode",
         Kind::Text,
         "standalone (default), cluster or sentinel",
@@ -460,6 +465,8 @@ pub struct Settings {
     pub inputs: InputsSettings,
     /// How far an OP's clock may be ahead of this one.
     pub clock_skew: std::time::Duration,
+    /// The keys that open the tokens the applications sealed in their session records.
+    pub token_keys: Option<crate::session_store::TokenKeys>,
     /// Things worth a warning at startup (plain http, in-memory store).
     pub warnings: Vec<String>,
     effective: Config,
@@ -538,6 +545,7 @@ impl Config {
         };
         let listeners = self.listeners.validate(&mut check)?;
         let (redis, index) = self.redis.validate(&mut check)?;
+        let token_keys = self.redis.token_keys(&mut check)?;
         let issuers = issuers::validate(
             &self.issuer,
             &self.issuers,
@@ -561,6 +569,7 @@ impl Config {
             issuers,
             inputs,
             clock_skew: std::time::Duration::from_secs(self.clock_skew_secs),
+            token_keys,
             warnings: check.warnings,
             effective: self,
             origins: origins.clone(),
@@ -580,6 +589,8 @@ pub struct AdminCommandSettings {
     /// The issuer's settings, when it is configured (its denylist lifetime, the clients that
     /// revoke its refresh tokens).
     pub issuer: Option<IssuerSettings>,
+    /// The keys that open the tokens the applications sealed in their session records.
+    pub token_keys: Option<crate::session_store::TokenKeys>,
 }
 
 impl Config {
@@ -598,6 +609,7 @@ impl Config {
             return Err(check.invalid(key, "is not a setting (misspelt?)"));
         }
         let (redis, index) = self.redis.validate(&mut check)?;
+        let token_keys = self.redis.token_keys(&mut check)?;
         let Some(redis) = redis else {
             return Err(check.invalid(
                 "redis_url",
@@ -621,6 +633,7 @@ impl Config {
             redis,
             index,
             issuer,
+            token_keys,
         })
     }
 }
@@ -866,6 +879,26 @@ mod tests {
             .env
             .push(("OIDC_LOGOUT_ALLOW_INSECURE_HTTP".into(), "maybe".into()));
         assert!(error(&bad_bool).starts_with("OIDC_LOGOUT_ALLOW_INSECURE_HTTP: "));
+    }
+
+    #[test]
+    fn token_keys_are_checked_and_never_printed() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let mut good = env(MINIMAL);
+        good.env.push(("OIDC_LOGOUT_TOKEN_KEYS".into(), key.into()));
+        let s = Settings::load(&good).unwrap();
+        assert_eq!(s.token_keys.as_ref().map(|k| k.ids().count()), Some(1));
+        assert!(!s.to_redacted_toml().contains(key));
+        assert!(!format!("{s:?}").contains(key));
+        let mut bad = env(MINIMAL);
+        bad.env
+            .push(("OIDC_LOGOUT_TOKEN_KEYS".into(), format!("{key},c2hvcnQ=")));
+        let e = error(&bad);
+        assert!(
+            e.starts_with("OIDC_LOGOUT_TOKEN_KEYS: token key 2 is not 32 bytes"),
+            "{e}"
+        );
+        assert!(!e.contains("c2hvcnQ="), "{e}");
     }
 
     #[test]

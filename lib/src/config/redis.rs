@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError, RedisUrls};
+use super::{Check, ConfigError, RedisUrls, Secret};
 use crate::index::{DEFAULT_SENTINEL_MASTER, IndexSettings, RedisTarget};
+use crate::session_store::TokenKeys;
 
 /// Redis, as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,10 @@ pub struct RedisConfig {
     /// Also end and read sessions of the version 1 layout (`docs/redis-schema.md`, "Moving
     /// from v1").
     pub redis_legacy_v1: bool,
+    /// The keys that seal the tokens in the applications' session records (comma-separated
+    /// base64, newest first): the receiver opens refresh tokens with them to revoke them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_keys: Option<Secret>,
 }
 
 impl Default for RedisConfig {
@@ -39,6 +44,7 @@ impl Default for RedisConfig {
             key_prefix: index.prefix,
             marker_ttl_secs: index.marker_ttl.as_secs(),
             redis_legacy_v1: index.legacy_v1,
+            token_keys: None,
         }
     }
 }
@@ -84,5 +90,16 @@ impl RedisConfig {
             .with_marker_ttl(Duration::from_secs(self.marker_ttl_secs))
             .with_legacy_v1(self.redis_legacy_v1);
         Ok((target, index))
+    }
+
+    /// The keys that open the applications' sealed tokens, if given.
+    pub fn token_keys(&self, check: &mut Check<'_>) -> Result<Option<TokenKeys>, ConfigError> {
+        self.token_keys
+            .as_ref()
+            .map(|keys| {
+                TokenKeys::parse(keys.expose())
+                    .map_err(|e| check.invalid("token_keys", e.to_string()))
+            })
+            .transpose()
     }
 }

@@ -19,7 +19,9 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Client, Cmd, IntoConnectionInfo as _, RedisFuture, Value};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use super::managed::{TIMEOUT, manager};
+#[cfg(feature = "redis-cluster")]
+use super::managed::TIMEOUT;
+use super::managed::manager;
 use super::{OrUnavailable as _, StoreError};
 
 /// The sentinel service name used when none is configured.

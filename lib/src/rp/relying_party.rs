@@ -31,7 +31,7 @@ use crate::inputs::backchannel::Receiver;
 use crate::logout_token::Policy;
 use crate::provider::{Provider, ProviderSettings};
 use crate::session_store::{
-    Login, Policies, PolicyInput, SessionAccess, SessionError, TokenSecret,
+    Login, Policies, PolicyInput, SessionAccess, SessionError, TokenKeys, TokenSecret,
 };
 use crate::sys::{RandomUnavailable, random_id, secrets_equal, unix_now};
 
@@ -217,6 +217,8 @@ struct Inner<H> {
     post_logout_redirect_uri: Option<PostLogoutRedirectUrl>,
     /// What chooses each login's session policy.
     policies: Arc<Policies>,
+    /// What seals the tokens in the session store, and opens them for revocation.
+    token_keys: Option<TokenKeys>,
 }
 
 impl<H> std::fmt::Debug for RelyingParty<H> {
@@ -316,6 +318,7 @@ where
                 http,
                 post_logout_redirect_uri: None,
                 policies: Arc::default(),
+                token_keys: None,
             }),
         }
     }
@@ -338,6 +341,19 @@ where
         &self.inner.policies
     }
 
+    /// The keys that seal the tokens kept in the session store ([`TokenKeys`]): the
+    /// [`core`](Self::core)'s refresh-token revocation opens them with these. Give the session
+    /// store the same ([`LogoutAware::with_token_keys`](crate::session_store::LogoutAware::with_token_keys)).
+    #[must_use]
+    pub fn with_token_keys(self, keys: TokenKeys) -> Self {
+        self.changed(|inner| inner.token_keys = Some(keys))
+    }
+
+    /// The keys that seal the tokens kept in the session store, if any.
+    pub fn token_keys(&self) -> Option<&TokenKeys> {
+        self.inner.token_keys.as_ref()
+    }
+
     fn changed(self, change: impl FnOnce(&mut Inner<H>)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             client: shared.client.clone(),
@@ -347,6 +363,7 @@ where
             http: shared.http.clone(),
             post_logout_redirect_uri: shared.post_logout_redirect_uri.clone(),
             policies: Arc::clone(&shared.policies),
+            token_keys: shared.token_keys.clone(),
         });
         change(&mut inner);
         Self {
@@ -386,8 +403,11 @@ where
     /// [`revalidation`](Self::revalidation): every way a session ends then runs the same rules.
     pub fn core<B: SessionIndex + RecordStore>(&self, index: B) -> Core<B> {
         let provider = &self.inner.provider;
-        let revocation = super::RefreshTokenRevocation::new(index.clone())
+        let mut revocation = super::RefreshTokenRevocation::new(index.clone())
             .with_issuer(Arc::clone(provider), vec![self.credentials()]);
+        if let Some(keys) = &self.inner.token_keys {
+            revocation = revocation.with_token_keys(keys.clone());
+        }
         Core::builder(index)
             .issuer(provider.issuer())
             .after_logout(Arc::new(revocation))

@@ -12,7 +12,7 @@ use super::Client;
 use crate::core::AfterLogout;
 use crate::index::{RecordStore, StoreError};
 use crate::provider::Provider;
-use crate::session_store::{TokenSecret, login_of_bytes};
+use crate::session_store::{TokenKeys, TokenSecret, login_of_bytes, open_refresh_token};
 
 /// How often a failed revocation is retried in the background, at most.
 const RETRIES: usize = 5;
@@ -174,6 +174,7 @@ const LOOKUP_BATCH: usize = 64;
 pub struct RefreshTokenRevocation<B> {
     records: B,
     issuers: Issuers,
+    keys: Option<TokenKeys>,
     queue: Arc<OnceLock<mpsc::UnboundedSender<Ended>>>,
 }
 
@@ -193,8 +194,17 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
         Self {
             records,
             issuers: Arc::default(),
+            keys: None,
             queue: Arc::default(),
         }
+    }
+
+    /// Open refresh tokens the session store sealed with these keys (the store's
+    /// [`with_token_keys`](crate::session_store::LogoutAware::with_token_keys)).
+    #[must_use]
+    pub fn with_token_keys(mut self, keys: TokenKeys) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Revoke tokens of `provider`'s sessions, authenticating as the client that obtained them
@@ -205,10 +215,17 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
         self
     }
 
+    fn held(&self) -> Held {
+        Held {
+            issuers: Arc::clone(&self.issuers),
+            keys: self.keys.clone(),
+        }
+    }
+
     fn queue(&self) -> &mpsc::UnboundedSender<Ended> {
         self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(work(self.records.clone(), Arc::clone(&self.issuers), rx));
+            tokio::spawn(work(self.records.clone(), self.held(), rx));
             tx
         })
     }
@@ -233,21 +250,32 @@ impl<B: RecordStore> AfterLogout for RefreshTokenRevocation<B> {
     }
 }
 
-/// The refresh token a session record holds, with the OP and the client to revoke it as (the
-/// login's `client_id`; the first client when the login names none).
-fn held_token(
-    issuers: &Issuers,
-    issuer: &str,
-    data: Option<Vec<u8>>,
-) -> Option<(Arc<Provider>, Client, TokenSecret)> {
-    let login = login_of_bytes(&data?)?;
-    let token = login.refresh_token.clone()?;
-    let (provider, clients) = issuers.get(issuer)?;
-    let client = login
-        .client_id
-        .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
-        .or_else(|| clients.first())?;
-    Some((Arc::clone(provider), client.clone(), token))
+/// What finding a session record's refresh token needs: the issuers' OPs and clients, and the
+/// keys that open sealed tokens.
+#[derive(Debug, Clone)]
+struct Held {
+    issuers: Issuers,
+    keys: Option<TokenKeys>,
+}
+
+impl Held {
+    /// The refresh token a session record holds, with the OP and the client to revoke it as
+    /// (the login's `client_id`; the first client when the login names none).
+    fn token(
+        &self,
+        issuer: &str,
+        data: Option<Vec<u8>>,
+    ) -> Option<(Arc<Provider>, Client, TokenSecret)> {
+        let mut login = login_of_bytes(&data?)?;
+        let (provider, clients) = self.issuers.get(issuer)?;
+        open_refresh_token(self.keys.as_ref(), &mut login);
+        let token = login.refresh_token.clone()?;
+        let client = login
+            .client_id
+            .and_then(|wanted| clients.iter().find(|c| c.id == wanted))
+            .or_else(|| clients.first())?;
+        Some((Arc::clone(provider), client.clone(), token))
+    }
 }
 
 /// What [`RefreshTokenRevocation::revoke_now`] did.
@@ -269,8 +297,9 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
     ) -> Result<RevocationReport, StoreError> {
         let mut report = RevocationReport::default();
         let found = self.records.get_records(session_ids).await?;
+        let held = self.held();
         for (id, data) in session_ids.iter().zip(found) {
-            let Some((provider, client, token)) = held_token(&self.issuers, issuer, data) else {
+            let Some((provider, client, token)) = held.token(issuer, data) else {
                 continue;
             };
             match revoke_refresh_token(&provider, &client, token.expose()).await {
@@ -288,11 +317,7 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
 
 /// The background worker: look up queued sessions' records a batch at a time and revoke the
 /// refresh tokens they hold.
-async fn work<B: RecordStore>(
-    records: B,
-    issuers: Issuers,
-    mut queue: mpsc::UnboundedReceiver<Ended>,
-) {
+async fn work<B: RecordStore>(records: B, held: Held, mut queue: mpsc::UnboundedReceiver<Ended>) {
     let mut batch = Vec::with_capacity(LOOKUP_BATCH);
     while queue.recv_many(&mut batch, LOOKUP_BATCH).await > 0 {
         let ids: Vec<String> = batch.iter().map(|e| e.session_id.clone()).collect();
@@ -307,7 +332,7 @@ async fn work<B: RecordStore>(
             }
         };
         for (ended, data) in batch.drain(..).zip(found) {
-            let Some((provider, client, token)) = held_token(&issuers, &ended.issuer, data) else {
+            let Some((provider, client, token)) = held.token(&ended.issuer, data) else {
                 continue;
             };
             let records = records.clone();

@@ -132,13 +132,19 @@ impl Server {
                     })?;
                 // The applications' session records live in the same Redis: revoke their
                 // refresh tokens when their sessions end.
-                let revocation = inputs.issuers.iter().fold(
-                    RefreshTokenRevocation::new(index.clone()),
-                    |r, (provider, issuer)| match &issuer.revocation {
-                        Some(clients) => r.with_issuer(Arc::clone(provider), clients.clone()),
-                        None => r,
-                    },
-                );
+                let mut revocation = RefreshTokenRevocation::new(index.clone());
+                if let Some(keys) = &self.settings.token_keys {
+                    revocation = revocation.with_token_keys(keys.clone());
+                }
+                let revocation = inputs
+                    .issuers
+                    .iter()
+                    .fold(revocation, |r, (provider, issuer)| {
+                        match &issuer.revocation {
+                            Some(clients) => r.with_issuer(Arc::clone(provider), clients.clone()),
+                            None => r,
+                        }
+                    });
                 let directory = index.clone();
                 inputs
                     .bind(index, directory, Some(Arc::new(revocation)))

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::seal::{TokenKeys, open_login};
 use super::{LOGIN_KEY, LoginFacts, Policies, SessionPolicy};
 use crate::core::{Action, Core, CoreError, Event, Scope, Sender};
 use crate::index::{
@@ -88,6 +89,7 @@ pub struct LogoutAware<S, I> {
     inner: S,
     core: Core<I>,
     policies: Arc<Policies>,
+    keys: Option<TokenKeys>,
 }
 
 impl<S, I: SessionIndex> LogoutAware<S, I> {
@@ -100,7 +102,19 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             inner,
             core: Core::builder(index).build(),
             policies: Arc::default(),
+            keys: None,
         }
+    }
+
+    /// Seal the tokens of every login before it reaches the store, and open them on load
+    /// ([`TokenKeys`]: the first key seals, every key opens). Without keys the tokens are stored
+    /// as the application gave them; with keys, tokens stored in the clear before are still read,
+    /// and sealed at their session's next save. Give the receiver's
+    /// [`RefreshTokenRevocation`](crate::rp::RefreshTokenRevocation) the same keys.
+    #[must_use]
+    pub fn with_token_keys(mut self, keys: TokenKeys) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// End sessions through `core` (over the same index): its after-logout hooks run for the
@@ -170,6 +184,7 @@ impl<B: SessionIndex> LogoutAware<super::Records<B>, B> {
 pub(super) enum RuleError {
     Index(StoreError),
     Decode(String),
+    Seal(String),
 }
 
 impl From<StoreError> for RuleError {
@@ -339,6 +354,27 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
         })
     }
 
+    /// The login of `data` with its tokens sealed, when there are keys and it holds a token in
+    /// the clear: what the store gets instead of the session's own (which keeps them open for
+    /// the rest of the request).
+    pub(super) fn sealed_login(
+        &self,
+        data: &HashMap<String, Value>,
+    ) -> Result<Option<Value>, RuleError> {
+        let (Some(keys), Some(login)) = (&self.keys, data.get(LOGIN_KEY)) else {
+            return Ok(None);
+        };
+        keys.seal_login(login)
+            .map_err(|e| RuleError::Seal(e.to_string()))
+    }
+
+    /// Open the sealed tokens of a loaded record's login.
+    pub(super) fn open_tokens(&self, data: &mut HashMap<String, Value>) {
+        if let Some(login) = data.get_mut(LOGIN_KEY) {
+            open_login(self.keys.as_ref(), login);
+        }
+    }
+
     /// End a session in the index before it is deleted from the store (`data`: what it held):
     /// the application's own logout, through the core like every other.
     pub(super) async fn before_delete(
@@ -392,6 +428,7 @@ macro_rules! implement {
                 match error {
                     RuleError::Index(error) => Self::Backend(error.to_string()),
                     RuleError::Decode(why) => Self::Decode(why),
+                    RuleError::Seal(why) => Self::Encode(why),
                 }
             }
         }
@@ -422,8 +459,19 @@ macro_rules! implement {
                     // Nothing to store: the cookie will name a session that does not exist.
                     Write::Ended | Write::Expired => return Ok(()),
                 }
-                self.inner.create(record).await?;
-                let created = record.id.to_string();
+                // The store gets the tokens sealed; the session keeps them open.
+                let mut stored = match self.sealed_login(&record.data)? {
+                    Some(login) => {
+                        let mut sealed = record.clone();
+                        sealed.data.insert(LOGIN_KEY.to_owned(), login);
+                        Cow::Owned(sealed)
+                    }
+                    None => Cow::Borrowed(&*record),
+                };
+                self.inner.create(stored.to_mut()).await?;
+                let created = stored.id;
+                record.id = created;
+                let created = created.to_string();
                 if created != id {
                     // The store drew another id (a collision): register that one instead.
                     self.before_delete(&id, &record.data).await?;
@@ -434,7 +482,11 @@ macro_rules! implement {
                     {
                         Write::Patched { expiry, indexed } => {
                             patch(&mut record.data, &mut record.expiry_date, expiry, indexed);
-                            self.inner.save(record).await?;
+                            let mut stored = record.clone();
+                            if let Some(login) = self.sealed_login(&record.data)? {
+                                stored.data.insert(LOGIN_KEY.to_owned(), login);
+                            }
+                            self.inner.save(&stored).await?;
                         }
                         Write::AsIs => {}
                         Write::Ended | Write::Expired => self.inner.delete(&record.id).await?,
@@ -451,11 +503,15 @@ macro_rules! implement {
                 {
                     Write::AsIs => self.inner.save(record).await,
                     Write::Patched { expiry, indexed } => {
-                        if expiry == record.expiry_date && indexed.is_none() {
+                        let sealed = self.sealed_login(&record.data)?;
+                        if expiry == record.expiry_date && indexed.is_none() && sealed.is_none() {
                             return self.inner.save(record).await;
                         }
                         let mut patched = record.clone();
                         patch(&mut patched.data, &mut patched.expiry_date, expiry, indexed);
+                        if let Some(login) = sealed {
+                            patched.data.insert(LOGIN_KEY.to_owned(), login);
+                        }
                         self.inner.save(&patched).await
                     }
                     Write::Ended => Ok(()),
@@ -470,7 +526,7 @@ macro_rules! implement {
                 &self,
                 id: &$ts::session::Id,
             ) -> $ts::session_store::Result<Option<$ts::session::Record>> {
-                let Some(record) = self.inner.load(id).await? else {
+                let Some(mut record) = self.inner.load(id).await? else {
                     return Ok(None);
                 };
                 let allowed = self
@@ -478,7 +534,11 @@ macro_rules! implement {
                     .await?;
                 // A refused record is left to expire in the store: the receiver may still read
                 // its refresh token to revoke it, and a load never hands it out again.
-                Ok(allowed.then_some(record))
+                if !allowed {
+                    return Ok(None);
+                }
+                self.open_tokens(&mut record.data);
+                Ok(Some(record))
             }
 
             async fn delete(&self, id: &$ts::session::Id) -> $ts::session_store::Result<()> {

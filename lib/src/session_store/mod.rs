@@ -41,6 +41,7 @@ mod middleware;
 mod own;
 mod policy;
 mod records;
+mod seal;
 
 use std::borrow::Cow;
 
@@ -59,6 +60,9 @@ pub use policy::{
     SessionPolicy, Unreachable,
 };
 pub use records::Records;
+#[cfg(feature = "rp")]
+pub(crate) use seal::open_refresh_token;
+pub use seal::{TokenKeyError, TokenKeys};
 
 /// The tower-sessions store of this crate: [`LogoutAware`] over [`Records`] in the same backend
 /// as the index ([`RedisIndex`](crate::index::RedisIndex) or
