@@ -1,6 +1,6 @@
 //! The Lua scripts of the Redis index, one `.lua` file each in `lua/` (the reference for
-//! applications in other languages, `docs/redis-schema.md`): every script but the heartbeat
-//! starts with `lua/helpers.lua`, which holds the encoding, buckets, entries and the one marker
+//! applications in other languages, `docs/redis-schema.md`): every script but the heartbeat,
+//! the event claim and the record write starts with `lua/helpers.lua`, which holds the encoding, buckets, entries and the one marker
 //! merge that logout markers and denylist markers share.
 
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub(super) struct Scripts {
     pub(super) sessions: Script,
     pub(super) customer: Script,
     pub(super) event: Script,
+    pub(super) put_record: Script,
     #[cfg(feature = "scim")]
     pub(super) scim_write: Script,
     #[cfg(feature = "scim")]
@@ -36,6 +37,7 @@ impl Scripts {
             sessions: with_helpers(include_str!("lua/sessions.lua")),
             customer: with_helpers(include_str!("lua/customer.lua")),
             event: Script::new(include_str!("lua/event.lua")),
+            put_record: Script::new(include_str!("lua/put_record.lua")),
             #[cfg(feature = "scim")]
             scim_write: with_helpers(include_str!("lua/scim_write.lua")),
             #[cfg(feature = "scim")]

@@ -451,6 +451,27 @@ impl RecordStore for MemoryIndex {
         Ok(())
     }
 
+    async fn put_record_unless_newer(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+        generation: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.sweep(now);
+        if let Some((stored, _)) = inner.records.get(id).filter(|(_, e)| *e > now)
+            && super::stored_generation(stored) > generation
+        {
+            return Ok(Some(stored.clone()));
+        }
+        inner
+            .records
+            .insert(id.to_owned(), (data.to_vec(), now + ttl));
+        Ok(None)
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = Instant::now();
         let inner = self.lock();

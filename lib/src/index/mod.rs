@@ -422,6 +422,18 @@ pub trait RecordStore: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Store `data` under `id` unless the record stored there holds a later `generation` of
+    /// its login (the count of [`Login::update_in`](crate::session_store::Login::update_in)):
+    /// then nothing is written and the stored record is returned. A refresh's new tokens are
+    /// never replaced by the older ones of a request that loaded the session before it.
+    fn put_record_unless_newer(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+        generation: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
     /// The record under `id`, if it exists and has not expired.
     fn get_record(
         &self,
@@ -436,6 +448,29 @@ pub trait RecordStore: Clone + Send + Sync + 'static {
 
     /// Remove the record under `id`.
     fn delete_record(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The generation of the login a stored record holds (0 for none): the field `generation` of
+/// `data["oidc_logout.login"]`, as `lua/put_record.lua` reads it.
+pub(crate) fn stored_generation(record: &[u8]) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        #[serde(rename = "oidc_logout.login")]
+        login: Option<Login>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Login {
+        #[serde(default)]
+        generation: u64,
+    }
+    serde_json::from_slice::<Record>(record)
+        .ok()
+        .and_then(|r| r.data.login)
+        .map_or(0, |l| l.generation)
 }
 
 /// Settings both backends share. Start from [`Default`] and change what differs.

@@ -513,6 +513,25 @@ impl RecordStore for RedisIndex {
         Ok(())
     }
 
+    async fn put_record_unless_newer(
+        &self,
+        id: &str,
+        data: &[u8],
+        ttl: Duration,
+        generation: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared
+            .scripts
+            .put_record
+            .key(record_key(&self.settings.prefix, id))
+            .arg(data)
+            .arg(millis(ttl))
+            .arg(generation)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .or_unavailable()
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         redis::cmd("GET")
             .arg(record_key(&self.settings.prefix, id))

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::records::{holds_refresh_token, keep_newer_login, login_generation};
 use super::seal::{TokenKeys, open_login};
 use super::{LOGIN_KEY, LoginFacts, Policies, SessionPolicy};
 use crate::core::{Action, Core, CoreError, Event, Scope, Sender};
@@ -90,6 +91,9 @@ pub struct LogoutAware<S, I> {
     core: Core<I>,
     policies: Arc<Policies>,
     keys: Option<TokenKeys>,
+    /// Whether the inner store itself keeps a login's newer generation on save ([`Records`](super::Records)
+    /// does, atomically); otherwise the wrapper compares with the stored record before saving.
+    store_keeps_generations: bool,
 }
 
 impl<S, I: SessionIndex> LogoutAware<S, I> {
@@ -103,6 +107,7 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             core: Core::builder(index).build(),
             policies: Arc::default(),
             keys: None,
+            store_keeps_generations: false,
         }
     }
 
@@ -170,7 +175,9 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
 impl<B: SessionIndex> LogoutAware<super::Records<B>, B> {
     /// This crate's store on `backend`, which holds both the records and the index.
     pub fn new(backend: B) -> Self {
-        Self::wrap(super::Records::new(backend.clone()), backend)
+        let mut store = Self::wrap(super::Records::new(backend.clone()), backend);
+        store.store_keeps_generations = true;
+        store
     }
 
     /// The backend, to share it with a receiver.
@@ -368,6 +375,14 @@ impl<S, I: SessionIndex> LogoutAware<S, I> {
             .map_err(|e| RuleError::Seal(e.to_string()))
     }
 
+    /// Whether a save of `data` must first compare its login's generation with the stored one:
+    /// when it holds a refresh token (which a refresh rotates) and the inner store does not
+    /// compare by itself. A refresh token written back over its successor would be spent twice,
+    /// and an OP that detects reuse revokes them all.
+    pub(super) fn compares_generations(&self, data: &HashMap<String, Value>) -> bool {
+        !self.store_keeps_generations && holds_refresh_token(data)
+    }
+
     /// Open the sealed tokens of a loaded record's login.
     pub(super) fn open_tokens(&self, data: &mut HashMap<String, Value>) {
         if let Some(login) = data.get_mut(LOGIN_KEY) {
@@ -503,16 +518,23 @@ macro_rules! implement {
                 {
                     Write::AsIs => self.inner.save(record).await,
                     Write::Patched { expiry, indexed } => {
-                        let sealed = self.sealed_login(&record.data)?;
-                        if expiry == record.expiry_date && indexed.is_none() && sealed.is_none() {
-                            return self.inner.save(record).await;
+                        let mut stored = Cow::Borrowed(record);
+                        if expiry != record.expiry_date || indexed.is_some() {
+                            let patched = stored.to_mut();
+                            patch(&mut patched.data, &mut patched.expiry_date, expiry, indexed);
                         }
-                        let mut patched = record.clone();
-                        patch(&mut patched.data, &mut patched.expiry_date, expiry, indexed);
-                        if let Some(login) = sealed {
-                            patched.data.insert(LOGIN_KEY.to_owned(), login);
+                        // A refresh may have saved newer tokens since this request loaded the
+                        // session: keep them (the stored ones are sealed already).
+                        if self.compares_generations(&record.data)
+                            && let Some(current) = self.inner.load(&record.id).await?
+                            && login_generation(&current.data) > login_generation(&record.data)
+                        {
+                            keep_newer_login(&mut stored.to_mut().data, &current.data);
                         }
-                        self.inner.save(&patched).await
+                        if let Some(login) = self.sealed_login(&stored.data)? {
+                            stored.to_mut().data.insert(LOGIN_KEY.to_owned(), login);
+                        }
+                        self.inner.save(&stored).await
                     }
                     Write::Ended => Ok(()),
                     Write::Expired => {

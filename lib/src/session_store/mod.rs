@@ -169,7 +169,7 @@ impl Login {
     /// store registers it in the index when the session is saved at the end of the request.
     pub async fn save_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
         session.cycle_id().await?;
-        self.write_to(session).await
+        self.write_to(session, 0).await
     }
 
     /// Replace the login recorded in `session` with new tokens of the same login (after a
@@ -177,24 +177,40 @@ impl Login {
     /// another issuer, user, OP session or authentication: that is a new login, which
     /// [`save_to`](Self::save_to) records (rotating the id against session fixation, and
     /// registering it in the index afresh).
+    ///
+    /// Each update is a new generation of the login's tokens: a request that loaded the session
+    /// before it and saves after it keeps the newer tokens (the store's save compares
+    /// generations), so a rotated refresh token is never written back over its successor.
     pub async fn update_in(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
-        let same = Self::from_session(session).await?.is_some_and(|old| {
-            (&old.issuer, &old.sub, &old.sid, old.auth_time)
-                == (&self.issuer, &self.sub, &self.sid, self.auth_time)
-        });
+        let old = session.get_value(LOGIN_KEY).await?;
+        let same = old
+            .as_ref()
+            .and_then(|value| Self::deserialize(value).ok())
+            .is_some_and(|old| {
+                (&old.issuer, &old.sub, &old.sid, old.auth_time)
+                    == (&self.issuer, &self.sub, &self.sid, self.auth_time)
+            });
         if !same {
             return Err(SessionError(
                 "update_in keeps the same login; record a new login with save_to".into(),
             ));
         }
-        self.write_to(session).await
+        let generation = old.as_ref().map_or(0, generation_of_login);
+        self.write_to(session, generation.saturating_add(1)).await
     }
 
     /// Write the login, and beside it the little a request's policy check reads
     /// ([`CHECK_KEY`]): the OP confirmed the user's access now (at login, or with the new
     /// tokens of a refresh).
-    async fn write_to(&self, session: &impl SessionAccess) -> Result<(), SessionError> {
-        let value = serde_json::to_value(self).map_err(|e| SessionError(e.to_string()))?;
+    async fn write_to(
+        &self,
+        session: &impl SessionAccess,
+        generation: u64,
+    ) -> Result<(), SessionError> {
+        let mut value = serde_json::to_value(self).map_err(|e| SessionError(e.to_string()))?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert(GENERATION.to_owned(), generation.into());
+        }
         let check = CheckFacts {
             issuer: Cow::Borrowed(&self.issuer),
             sub: Cow::Borrowed(&self.sub),
@@ -215,6 +231,19 @@ impl Login {
             .map(|value| Self::deserialize(value).map_err(|e| SessionError(e.to_string())))
             .transpose()
     }
+}
+
+/// The field of a recorded login that counts its token updates ([`Login::update_in`]): a save
+/// never replaces a login with an older generation of itself (docs/redis-schema.md, the `d:`
+/// keys).
+pub(crate) const GENERATION: &str = "generation";
+
+/// The generation of a recorded login (a [`Login`] as JSON); 0 when it has none.
+pub(crate) fn generation_of_login(login: &serde_json::Value) -> u64 {
+    login
+        .get(GENERATION)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// A request's session could not be read or written (the store failed, or its data does not

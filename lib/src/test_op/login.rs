@@ -117,6 +117,9 @@ struct Grant {
     sub: String,
     sid: String,
     scope: String,
+    /// The login the grant comes from: every refresh token it rotates into shares it, and a
+    /// spent one presented again revokes them all.
+    family: String,
 }
 
 /// The logins' state.
@@ -128,6 +131,8 @@ pub(super) struct Logins {
     pending: HashMap<String, Authorization>,
     codes: HashMap<String, Code>,
     grants: HashMap<String, Grant>,
+    /// Refresh tokens already rotated, and the family each belonged to.
+    spent: HashMap<String, String>,
     auto_user: Option<String>,
 }
 
@@ -496,6 +501,7 @@ pub(super) fn code_grant(
         sub: session.sub.clone(),
         sid: code.sid.clone(),
         scope: code.request.scope.clone(),
+        family: form.get("code").cloned().unwrap_or_default(),
     };
     let now = unix_now();
     let mut id_claims = json!({
@@ -529,8 +535,19 @@ pub(super) fn refresh_grant(
         return None;
     }
     let token = form.get("refresh_token")?;
-    if !op.logins().grants.contains_key(token) {
-        return None;
+    {
+        let mut logins = op.logins();
+        if let Some(family) = logins.spent.get(token).cloned() {
+            // Reuse of a rotated token, as Okta, Auth0 and Keycloak detect it: the whole
+            // family is revoked, the current token too.
+            logins.grants.retain(|_, g| g.family != family);
+            drop(logins);
+            op.refresh_token_reused();
+            return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+        }
+        if !logins.grants.contains_key(token) {
+            return None;
+        }
     }
     let client = authenticated_client(op, headers, form);
     // Rotation, atomically: of two requests with one token, one gets the grant.
@@ -544,6 +561,10 @@ pub(super) fn refresh_grant(
             return Some(token_error(StatusCode::UNAUTHORIZED, "invalid_client"));
         }
         let grant = logins.grants.remove(token)?;
+        if logins.spent.len() >= MAX_PENDING {
+            logins.spent.clear();
+        }
+        logins.spent.insert(token.clone(), grant.family.clone());
         if !logins.sessions.contains_key(&grant.sid) {
             return Some(token_error(StatusCode::BAD_REQUEST, "invalid_grant"));
         }

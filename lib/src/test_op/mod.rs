@@ -61,7 +61,9 @@ pub struct TestOp {
     advertise_backchannel: AtomicBool,
     revoked: std::sync::Mutex<Vec<(String, Option<String>)>>,
     revocation_mode: RwLock<RevocationMode>,
-    refresh_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
+    refresh_tokens: std::sync::Mutex<RefreshTokens>,
+    /// Refresh tokens presented again after their rotation (each revoked its family).
+    reuses: AtomicU64,
     refresh_id_token: RwLock<Option<String>>,
     /// Access tokens the userinfo endpoint accepts, and whose they are.
     access_tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -93,6 +95,7 @@ impl TestOp {
             revoked: std::sync::Mutex::default(),
             revocation_mode: RwLock::new(RevocationMode::Normal),
             refresh_tokens: std::sync::Mutex::default(),
+            reuses: AtomicU64::new(0),
             refresh_id_token: RwLock::new(None),
             access_tokens: std::sync::Mutex::default(),
             down: AtomicBool::new(false),
@@ -161,14 +164,28 @@ impl TestOp {
             .clone()
     }
 
-    /// Issue a refresh token the token endpoint will accept (once: it rotates).
+    /// Issue a refresh token the token endpoint will accept (once: it rotates), the first of a
+    /// family: presenting a rotated token again revokes every token of its family, as Okta,
+    /// Auth0 and Keycloak do when they detect reuse.
     pub fn issue_refresh_token(&self) -> Result<String, CryptoError> {
         let token = random_id(24)?;
+        self.refresh_tokens().issue(token.clone(), token.clone());
+        Ok(token)
+    }
+
+    /// How many times a rotated refresh token was presented again (each revoked its family).
+    pub fn refresh_token_reuses(&self) -> u64 {
+        self.reuses.load(Ordering::Relaxed)
+    }
+
+    fn refresh_token_reused(&self) {
+        self.reuses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn refresh_tokens(&self) -> std::sync::MutexGuard<'_, RefreshTokens> {
         self.refresh_tokens
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.clone());
-        Ok(token)
     }
 
     /// Issue an access token of `sub` that the userinfo endpoint accepts (until
@@ -303,10 +320,7 @@ async fn revocation_endpoint(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    op.refresh_tokens
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&token);
+    op.refresh_tokens().live.remove(&token);
     login::revoke_grant(&op, &token);
     let mut revoked = op
         .revoked
@@ -352,8 +366,54 @@ async fn userinfo_endpoint(
     }
 }
 
-/// The refresh-token grant only: a known refresh token is rotated; anything else is
-/// `invalid_grant`.
+fn invalid_grant() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": "invalid_grant" })),
+    )
+        .into_response()
+}
+
+/// The refresh tokens issued outside the login flow ([`TestOp::issue_refresh_token`]), each with
+/// the family (the first token) it rotated from.
+#[derive(Debug, Default)]
+struct RefreshTokens {
+    live: std::collections::HashMap<String, String>,
+    spent: std::collections::HashMap<String, String>,
+}
+
+/// What presenting a refresh token did.
+enum Spent {
+    /// It was live: it is spent now; its successor joins this family.
+    Rotated(String),
+    /// It was spent already: its whole family is revoked.
+    Reused,
+}
+
+impl RefreshTokens {
+    fn issue(&mut self, token: String, family: String) {
+        if self.live.len() >= login::MAX_PENDING {
+            self.live.clear();
+        }
+        self.live.insert(token, family);
+    }
+
+    fn spend(&mut self, token: String) -> Option<Spent> {
+        if let Some(family) = self.live.remove(&token) {
+            if self.spent.len() >= login::MAX_PENDING {
+                self.spent.clear();
+            }
+            self.spent.insert(token, family.clone());
+            return Some(Spent::Rotated(family));
+        }
+        let family = self.spent.get(&token)?.clone();
+        self.live.retain(|_, f| *f != family);
+        Some(Spent::Reused)
+    }
+}
+
+/// The refresh-token grant only: a known refresh token is rotated; a rotated one presented
+/// again revokes its family; anything else is `invalid_grant`.
 async fn token_endpoint(
     State(op): State<Arc<TestOp>>,
     headers: axum::http::HeaderMap,
@@ -381,26 +441,26 @@ async fn token_endpoint(
             _ => {}
         }
     }
-    let known = refresh.is_some_and(|t| {
-        op.refresh_tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&t)
-    });
-    if grant.as_deref() != Some("refresh_token") || !known {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": "invalid_grant" })),
-        )
-            .into_response();
+    if grant.as_deref() != Some("refresh_token") {
+        return invalid_grant();
     }
+    let spent = refresh.and_then(|t| op.refresh_tokens().spend(t));
+    let family = match spent {
+        Some(Spent::Rotated(family)) => family,
+        Some(Spent::Reused) => {
+            op.refresh_token_reused();
+            return invalid_grant();
+        }
+        None => return invalid_grant(),
+    };
     let id_token = op
         .refresh_id_token
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    match (op.issue_refresh_token(), random_id(24)) {
+    match (random_id(24), random_id(24)) {
         (Ok(refresh_token), Ok(access_token)) => {
+            op.refresh_tokens().issue(refresh_token.clone(), family);
             let mut answer = json!({
                 "access_token": access_token,
                 "token_type": "Bearer",
