@@ -10,9 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    unix_now_ms() / 1000
 }
 
 /// Milliseconds since the Unix epoch, on the same clock.
@@ -20,6 +18,27 @@ pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .saturating_add_signed(skew_ms())
+}
+
+/// How far the tests moved this process's clock (feature `__test-clock` only).
+#[cfg(feature = "__test-clock")]
+static SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Run this process's clock `ms` milliseconds ahead (negative: behind) of the system's, as a
+/// machine whose clock is off would: for the tests of what must not depend on it. Not part of
+/// the API.
+#[cfg(feature = "__test-clock")]
+#[doc(hidden)]
+pub fn skew_clock_for_tests(ms: i64) {
+    SKEW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn skew_ms() -> i64 {
+    #[cfg(feature = "__test-clock")]
+    return SKEW_MS.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(feature = "__test-clock"))]
+    0
 }
 
 /// The system's randomness is not available.

@@ -226,17 +226,6 @@ pub(crate) enum RedisConnection {
     Sentinel(Arc<super::sentinel::Failover>),
 }
 
-impl RedisConnection {
-    /// Whether commands may go to different nodes (by their keys' slot).
-    pub(crate) fn is_cluster(&self) -> bool {
-        #[cfg(feature = "redis-cluster")]
-        if matches!(self, Self::Cluster(_)) {
-            return true;
-        }
-        false
-    }
-}
-
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -21,8 +21,17 @@
 //! and in practice every logout acknowledged before the message crossed the network (about a
 //! millisecond on one host). (A `PING` on the subscription would prove nothing on a Cluster,
 //! where the subscribed node hears of another node's messages later.)
+//!
+//! **Whose clock?** Redis's. A marker's expiry is Redis's time (the scripts read `TIME`), so the
+//! view judges it by Redis's time too, whatever this machine's clock says: the heartbeat script
+//! adds Redis's time to each heartbeat, and the follower keeps the offset between the two clocks
+//! (Redis's time minus the middle of the heartbeat's round trip, within half of it; read with
+//! `TIME` when the subscription starts). An instance whose clock runs a minute behind or ahead
+//! ends and forgets markers when every other instance and Redis do. Freshness is measured on
+//! this machine's clock alone (a heartbeat's send and return), so it needs no offset.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -32,7 +41,7 @@ use super::connection::{RedisConnection, RedisTarget};
 use super::keys::{IssuerKeys, decode_component, encode_component, ended_channel};
 use super::markers::{Marker, Markers};
 use super::{OrUnavailable as _, SessionKey, SessionState, StoreError};
-use crate::sys::{unix_now, unix_now_ms};
+use crate::sys::unix_now_ms;
 
 /// The view, shared between the task that keeps it and the sessions that read it.
 #[derive(Debug)]
@@ -50,6 +59,41 @@ struct Shared {
     /// What this follower's heartbeats carry, so that other instances' are told apart.
     nonce: String,
     max_staleness_ms: u64,
+    /// Redis's clock minus this machine's, in milliseconds.
+    offset_ms: AtomicI64,
+}
+
+impl Shared {
+    /// Redis's time now, in seconds: what a marker's expiry is compared with.
+    fn redis_now(&self) -> u64 {
+        redis_time_ms(unix_now_ms(), self.offset_ms.load(Ordering::Relaxed)) / 1000
+    }
+
+    /// Learn the offset from Redis's time `redis_ms`, read between `sent_ms` and `back_ms` on
+    /// this machine's clock.
+    fn learn_offset(&self, sent_ms: u64, redis_ms: u64, back_ms: u64) {
+        if let Some(offset) = offset_of(sent_ms, redis_ms, back_ms) {
+            self.offset_ms.store(offset, Ordering::Relaxed);
+        }
+    }
+}
+
+/// This machine's time `local_ms` on Redis's clock.
+fn redis_time_ms(local_ms: u64, offset_ms: i64) -> u64 {
+    local_ms.saturating_add_signed(offset_ms)
+}
+
+/// The offset of Redis's clock from this machine's, from Redis's time `redis_ms` read between
+/// `sent_ms` and `back_ms`: taken at the middle of the round trip, so off by at most half of
+/// it. `None` for a reading that makes no sense (it came back before it left, or after so long
+/// that it says little).
+fn offset_of(sent_ms: u64, redis_ms: u64, back_ms: u64) -> Option<i64> {
+    let round_trip = back_ms.checked_sub(sent_ms)?;
+    if round_trip > 2_000 {
+        return None;
+    }
+    let middle = i128::from(sent_ms) + i128::from(round_trip / 2);
+    i64::try_from(i128::from(redis_ms) - middle).ok()
 }
 
 /// One followed issuer.
@@ -75,6 +119,7 @@ impl Follower {
             wake: tokio::sync::Notify::new(),
             nonce: nonce(),
             max_staleness_ms: u64::try_from(max_staleness.as_millis()).unwrap_or(u64::MAX),
+            offset_ms: AtomicI64::new(0),
         });
         runtime.spawn(run(Arc::downgrade(&shared), target, prefix, max_staleness));
         Self { shared }
@@ -90,11 +135,13 @@ impl Follower {
                 if age > self.shared.max_staleness_ms {
                     return None;
                 }
-                return Some(if followed.markers.covers(session, unix_now()) {
-                    SessionState::Ended
-                } else {
-                    SessionState::Active
-                });
+                return Some(
+                    if followed.markers.covers(session, self.shared.redis_now()) {
+                        SessionState::Ended
+                    } else {
+                        SessionState::Active
+                    },
+                );
             }
         }
         let newly = lock(&self.shared.wanted).insert(session.issuer.to_owned());
@@ -112,11 +159,17 @@ fn nonce() -> String {
 }
 
 impl Follower {
-    /// A marker this instance has just written: apply it now, ahead of its message, so that
-    /// the instance reads its own logouts at once. (The message brings the stored expiry.)
-    pub(super) fn wrote(&self, issuer: &str, field: &str, marker: Marker) {
+    /// A marker this instance has just written (issued at `iat`, living at least `ttl`): apply
+    /// it now, ahead of its message, so that the instance reads its own logouts at once. (The
+    /// message brings the stored expiry.)
+    pub(super) fn wrote(&self, issuer: &str, field: &str, iat: u64, ttl: Duration) {
+        let now = self.shared.redis_now();
+        let marker = Marker {
+            iat,
+            expires_at: now.saturating_add(ttl.as_secs().max(1)),
+        };
         if let Some(followed) = write(&self.shared.issuers).get_mut(issuer) {
-            followed.markers.apply(field, marker, unix_now());
+            followed.markers.apply(field, marker, now);
         }
     }
 }
@@ -176,6 +229,7 @@ async fn follow(
     pubsub.subscribe(&channel).await.or_unavailable()?;
     let mut messages = pubsub.into_on_message();
     let mut conn = target.connect().await?;
+    read_redis_time(view, &mut conn).await?;
     // Everything read before this subscription may have missed messages: read it again.
     let followed: Vec<String> = read(&view.issuers).keys().cloned().collect();
     lock(&view.wanted).extend(followed);
@@ -211,8 +265,9 @@ async fn follow(
                     if now.saturating_sub(fresh) > give_up_ms {
                         return Err(StoreError::Unavailable("no heartbeat came back".into()));
                     }
+                    // The script adds Redis's time.
                     let message = format!(
-                        "{} hb:{} {now} 0",
+                        "{} hb:{} {now}",
                         encode_component(&issuer),
                         view.nonce
                     );
@@ -229,7 +284,7 @@ async fn follow(
                 }
             }
             _ = prune.tick() => {
-                let now = unix_now();
+                let now = view.redis_now();
                 for followed in write(&view.issuers).values_mut() {
                     followed.markers.prune(now);
                 }
@@ -238,8 +293,8 @@ async fn follow(
     }
 }
 
-/// Publish one heartbeat from where the issuer's markers are published: on a Cluster, through a
-/// script on the issuer's slot; elsewhere there is one place, and a plain `PUBLISH` will do.
+/// Publish one heartbeat from where the issuer's markers are published (on a Cluster, the
+/// issuer's slot), through the script that adds Redis's time to it.
 async fn send_heartbeat(
     conn: &mut RedisConnection,
     script: &redis::Script,
@@ -248,20 +303,28 @@ async fn send_heartbeat(
     channel: &str,
     message: String,
 ) -> redis::RedisResult<()> {
-    if conn.is_cluster() {
-        let _: i64 = script
-            .key(IssuerKeys::new(prefix, issuer).markers())
-            .arg(channel)
-            .arg(message)
-            .invoke_async(conn)
-            .await?;
-    } else {
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(message)
-            .query_async(conn)
-            .await?;
-    }
+    let _: i64 = script
+        .key(IssuerKeys::new(prefix, issuer).markers())
+        .arg(channel)
+        .arg(message)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Read Redis's time once, to know the offset before the first heartbeat is back.
+async fn read_redis_time(view: &Shared, conn: &mut RedisConnection) -> Result<(), StoreError> {
+    let sent = unix_now_ms();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .or_unavailable()?;
+    let back = unix_now_ms();
+    view.learn_offset(
+        sent,
+        secs.saturating_mul(1000).saturating_add(micros / 1000),
+        back,
+    );
     Ok(())
 }
 
@@ -283,7 +346,7 @@ async fn load_wanted(
             .inspect_err(|_| {
                 lock(&view.wanted).insert(issuer.clone());
             })?;
-        let markers = Markers::from_fields(fields, unix_now());
+        let markers = Markers::from_fields(fields, view.redis_now());
         write(&view.issuers).insert(
             issuer,
             Followed {
@@ -296,7 +359,7 @@ async fn load_wanted(
 }
 
 /// A published marker: `<encoded issuer> <field> <iat> <expires_at>`; or a heartbeat,
-/// `<encoded issuer> hb:<nonce> <sent ms> 0`.
+/// `<encoded issuer> hb:<nonce> <sent ms> <Redis's time in ms>`.
 fn apply(view: &Shared, payload: &str) {
     let mut parts = payload.splitn(3, ' ');
     let (Some(issuer), Some(field), Some(value)) = (parts.next(), parts.next(), parts.next())
@@ -309,15 +372,40 @@ fn apply(view: &Shared, payload: &str) {
         return;
     };
     let issuer = decode_component(issuer);
+    let own_heartbeat = field.strip_prefix("hb:").map(|nonce| nonce == view.nonce);
+    if own_heartbeat == Some(true) {
+        // `iat` is when it left, `expires_at` Redis's time as it passed.
+        view.learn_offset(marker.iat, marker.expires_at, unix_now_ms());
+    }
+    let now = view.redis_now();
     let mut issuers = write(&view.issuers);
     let Some(followed) = issuers.get_mut(&issuer) else {
         return;
     };
-    match field.strip_prefix("hb:") {
-        Some(nonce) if nonce == view.nonce => {
-            followed.fresh_as_of_ms = followed.fresh_as_of_ms.max(marker.iat);
-        }
-        Some(_) => {}
-        None => followed.markers.apply(field, marker, unix_now()),
+    match own_heartbeat {
+        Some(true) => followed.fresh_as_of_ms = followed.fresh_as_of_ms.max(marker.iat),
+        Some(false) => {}
+        None => followed.markers.apply(field, marker, now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offset_is_taken_at_the_middle_of_the_round_trip() {
+        // Redis's clock a minute ahead; read 4 ms after sending, answered 6 ms later.
+        assert_eq!(offset_of(1_000, 61_004, 1_010), Some(59_999));
+        // A minute behind.
+        assert_eq!(offset_of(100_000, 40_002, 100_004), Some(-60_000));
+        assert_eq!(offset_of(10, 5, 9), None, "back before it left");
+        assert_eq!(
+            offset_of(0, 5, 10_000),
+            None,
+            "a round trip too long to say much"
+        );
+        assert_eq!(redis_time_ms(1_000, -400), 600);
+        assert_eq!(redis_time_ms(100, -400), 0);
     }
 }

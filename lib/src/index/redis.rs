@@ -22,7 +22,7 @@ use super::keys::{
     IssuerKeys, V1Keys, decode_component, encode_component, ended_channel, record_key,
 };
 use super::lua::{Scripts, deny_field, millis};
-use super::markers::{self, Marker};
+use super::markers;
 use super::{
     EventClaim, IndexSettings, Logout, LogoutOutcome, OrUnavailable as _, RecordStore,
     Registration, SessionIndex, SessionInfo, SessionKey, SessionRecord, SessionState, StoreError,
@@ -118,9 +118,7 @@ impl RedisIndex {
     /// them): a request that follows a logout here sees it at once.
     fn wrote(&self, issuer: &str, field: &str, iat: u64) {
         if let Some(follower) = self.shared.follower.get() {
-            let expires_at =
-                crate::sys::unix_now().saturating_add(self.settings.marker_ttl.as_secs().max(1));
-            follower.wrote(issuer, field, Marker { iat, expires_at });
+            follower.wrote(issuer, field, iat, self.settings.marker_ttl);
         }
     }
 
