@@ -44,6 +44,7 @@ fn logout<'a>(target: Target<'a>, jti: &'a str) -> Logout<'a> {
         issued_at: now(),
         jti: Some((jti, (now() + 300) * 1000)),
         deny: None,
+        sid_logout: Default::default(),
     }
 }
 

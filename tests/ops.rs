@@ -109,6 +109,16 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
         .expect("POST");
     assert_eq!(applied.status(), 200);
     assert_eq!(applied.headers()["x-request-id"], "req-from-the-op-42");
+    // A logout that matches no session succeeds, as its own outcome.
+    let nothing = op.sign(&op.claims(Some("carol"), Some("op-sid-9")));
+    let unmatched = http
+        .post(&endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("logout_token={nothing}"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(unmatched.status(), 200);
     let wrong_audience = op.sign(
         &oidc_logout::test_op::logout_claims(op.issuer(), "someone-else", None, Some("x"))
             .expect("claims"),
@@ -152,6 +162,14 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
         sample(
             &page,
             "oidc_logout_logouts_total{outcome=\"rejected\",reason=\"content_type\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "oidc_logout_logouts_total{named=\"sid_sub\",outcome=\"no_session\"}"
         ),
         Some(1.0),
         "{page}"
@@ -224,6 +242,22 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
         applied_line["span"]["request_id"], "req-from-the-op-42",
         "{applied_line}"
     );
+    let unmatched_line = logs
+        .iter()
+        .find(|l| message(l) == "logout matched no session")
+        .expect("a log line for the logout that matched nothing");
+    assert_eq!(
+        unmatched_line["fields"]["outcome"], "no_session",
+        "{unmatched_line}"
+    );
+    assert_eq!(
+        unmatched_line["fields"]["named_sid"], true,
+        "{unmatched_line}"
+    );
+    assert_eq!(
+        unmatched_line["fields"]["named_sub"], true,
+        "{unmatched_line}"
+    );
     assert!(
         logs.iter()
             .any(|l| message(l) == "logout refused" && l["span"]["request_id"] == made.as_str()),
@@ -236,6 +270,7 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
         .join("\n");
     for secret in [
         token.as_str(),
+        nothing.as_str(),
         wrong_audience.as_str(),
         TlsRedis::PASSWORD,
         "client-secret-never-logged",

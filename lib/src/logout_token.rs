@@ -11,7 +11,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use crate::index::{Logout, Target};
+use crate::index::{Logout, SidLogout, Target};
 pub use crate::jose::parse_algorithm;
 use crate::jose::{JoseError, Jws, Rules, numeric_date};
 
@@ -230,6 +230,9 @@ pub struct LogoutToken {
     /// Until when (seconds since the epoch) this token could still be accepted; its `jti` must
     /// be remembered at least that long.
     pub acceptable_until: u64,
+    /// Every claim of the verified token, as the OP sent them (for after-logout hooks: an
+    /// OP's own claims, `events`, `aud`).
+    pub claims: Map<String, Value>,
 }
 
 /// How long past the last acceptable second a `jti` is remembered, for receivers sharing the
@@ -268,6 +271,7 @@ impl LogoutToken {
             issued_at: self.issued_at,
             jti: Some((&self.jti, self.remember_until_ms())),
             deny: None,
+            sid_logout: SidLogout::default(),
         }
     }
 }
@@ -381,7 +385,7 @@ fn check_audience<'p>(
 /// Every claim rule of §2.4 and §2.6 after the signature: `iss`, `iat`, `exp`, `nbf`, `nonce`,
 /// `events`, `jti`, `sub`/`sid`.
 fn check_claims(
-    mut claims: Map<String, Value>,
+    claims: Map<String, Value>,
     policy: &Policy,
     now: u64,
 ) -> Result<LogoutToken, Rejection> {
@@ -422,9 +426,9 @@ fn check_claims(
         None => return Err(Rejection::MissingClaim("events")),
         Some(_) => return Err(Rejection::InvalidClaim("events")),
     }
-    let jti = take_string(&mut claims, "jti")?.ok_or(Rejection::MissingClaim("jti"))?;
-    let sub = take_string(&mut claims, "sub")?;
-    let sid = take_string(&mut claims, "sid")?;
+    let jti = string_claim(&claims, "jti")?.ok_or(Rejection::MissingClaim("jti"))?;
+    let sub = string_claim(&claims, "sub")?;
+    let sid = string_claim(&claims, "sid")?;
     if sub.is_none() && sid.is_none() {
         return Err(Rejection::NoSubject);
     }
@@ -435,6 +439,7 @@ fn check_claims(
         jti,
         issued_at: iat,
         acceptable_until,
+        claims,
     })
 }
 
@@ -443,13 +448,13 @@ fn date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, 
 }
 
 /// A string claim that, when present, is not empty.
-fn take_string(
-    claims: &mut Map<String, Value>,
+fn string_claim(
+    claims: &Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<String>, Rejection> {
-    match claims.remove(name) {
+    match claims.get(name) {
         None => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(_) => Err(Rejection::InvalidClaim(name)),
     }
 }

@@ -9,9 +9,11 @@
 
 use axum::http::HeaderName;
 
-/// Back-channel logouts handled, by `outcome` (`applied`, `rejected`, `unavailable`) and, for
-/// rejections, `reason` (a [`Rejection::reason`](crate::logout_token::Rejection::reason) or
-/// `content_type`, `body`, `form`).
+/// Back-channel logouts handled, by `outcome` (`applied`; `no_session`, applied but ending no
+/// session, with `named`: `sid`, `sub` or `sid_sub`, what the token named; `rejected`;
+/// `unavailable`) and, for rejections, `reason` (a
+/// [`Rejection::reason`](crate::logout_token::Rejection::reason) or `content_type`, `body`,
+/// `form`).
 pub const LOGOUTS: &str = "oidc_logout_logouts_total";
 /// Sessions ended by logouts.
 pub const SESSIONS_ENDED: &str = "oidc_logout_sessions_ended_total";

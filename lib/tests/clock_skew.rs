@@ -76,6 +76,7 @@ async fn scenario(redis: &RedisServer, skew_ms: i64, prefix: &str) {
         issued_at: redis_ms(&mut conn).await / 1000,
         jti: None,
         deny: None,
+        sid_logout: Default::default(),
     };
     writer.logout(&logout).await.expect("logout");
     assert!(

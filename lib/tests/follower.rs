@@ -60,6 +60,7 @@ async fn end_sid(receiver: &RedisIndex, sid: &str) {
             issued_at: now(),
             jti: None,
             deny: None,
+            sid_logout: Default::default(),
         })
         .await
         .expect("logout");

@@ -32,6 +32,7 @@ fn logout<'a>(target: Target<'a>, issued_at: u64, jti: Option<&'static str>) -> 
         issued_at,
         jti: jti.map(|j| (j, (now() + 60) * 1000)),
         deny: None,
+        sid_logout: Default::default(),
     }
 }
 

@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::{Check, ConfigError, Secret};
-use crate::core::DEFAULT_ACCESS_TOKEN_LIFETIME;
+use crate::core::{DEFAULT_ACCESS_TOKEN_LIFETIME, SidLogout};
 use crate::jose::parse_algorithm;
 use crate::logout_token::Policy;
 use crate::provider::{ProviderSettings, check_transport};
@@ -33,6 +33,9 @@ pub struct SingleIssuer {
     /// The algorithms the client registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<String>>,
+    /// What a logout naming an OP session ends at that issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid_logout: Option<SidLogout>,
 }
 
 /// One `[[issuers]]` table.
@@ -74,6 +77,11 @@ pub struct IssuerConfig {
     /// denylist marker lasts that long (0 writes no markers).
     #[serde(default = "default_access_token_lifetime")]
     pub access_token_lifetime_secs: u64,
+    /// What a logout naming an OP session (`sid`) ends: `session` (that session's sessions,
+    /// the default), `session_and_sidless` (also the user's sessions registered without a
+    /// `sid`) or `user` (every session of the user).
+    #[serde(default)]
+    pub sid_logout: SidLogout,
 }
 
 impl IssuerConfig {
@@ -91,6 +99,7 @@ impl IssuerConfig {
             jwks_max_age_secs: default_key_age(),
             revoke_refresh_tokens: true,
             access_token_lifetime_secs: default_access_token_lifetime(),
+            sid_logout: SidLogout::default(),
         }
     }
 }
@@ -150,6 +159,8 @@ pub struct IssuerSettings {
     pub revocation: Option<Vec<Client>>,
     /// How long its logouts' access-token denylist markers last; `None`: no markers.
     pub access_token_lifetime: Option<Duration>,
+    /// What a logout naming an OP session ends.
+    pub sid_logout: SidLogout,
 }
 
 /// How the keys of one issuer entry are named in messages: its file keys, or the top-level
@@ -164,7 +175,7 @@ impl Keys {
         if self.from_settings {
             match field {
                 "clients" => "client_id".into(),
-                "issuer" | "algorithms" => field.into(),
+                "issuer" | "algorithms" | "sid_logout" => field.into(),
                 _ => format!("issuers[{}].{field}", self.index),
             }
         } else {
@@ -211,6 +222,9 @@ pub fn validate(
             }
             for (entry, _) in entries.iter_mut().filter(|(e, _)| e.issuer == *issuer) {
                 entry.clients.extend(clients.clone());
+                if let Some(mode) = single.sid_logout {
+                    entry.sid_logout = mode;
+                }
             }
         }
         (None, Some(_)) => {
@@ -335,6 +349,7 @@ fn validate_issuer(
         provider,
         revocation: entry.revoke_refresh_tokens.then_some(revocation),
         access_token_lifetime: (lifetime > 0).then(|| Duration::from_secs(lifetime)),
+        sid_logout: entry.sid_logout,
     })
 }
 

@@ -120,6 +120,11 @@ pub const FLAGS: &[Flag] = &[
         "Algorithms the client registered, comma-separated (default RS256)",
     ),
     Flag::new(
+        "sid_logout",
+        Kind::Text,
+        "What a logout naming an OP session ends: session (default), session_and_sidless or user",
+    ),
+    Flag::new(
         "redis_url",
         Kind::Secret,
         "Redis URL (redis://, rediss://), or comma-separated node or sentinel URLs; absent: in-memory index",

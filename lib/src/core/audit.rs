@@ -2,7 +2,7 @@
 //! input and sender, the event id, what each action named, how many sessions ended, and the
 //! outcome. Inputs write none: whatever way a session ends, the line is the same.
 
-use super::{CoreError, Event, Outcome, Sender};
+use super::{Action, CoreError, Event, Outcome, Sender};
 
 /// The tracing target of audit lines.
 pub const TARGET: &str = "oidc_logout::audit";
@@ -27,22 +27,48 @@ pub(super) fn line(event: &Event, result: &Result<Outcome, CoreError>) {
     match result {
         Ok(Outcome::Applied(done)) => {
             let ended: usize = done.iter().map(|d| d.ended.len()).sum();
-            let outcome = if done.iter().any(|d| d.out_of_scope) {
-                "out_of_scope"
+            if done.iter().any(|d| d.out_of_scope) {
+                tracing::info!(
+                    target: TARGET,
+                    input = sender.input(),
+                    sender = ?sender.name(),
+                    event = ?id,
+                    action = %kinds,
+                    actions = %actions,
+                    ended,
+                    outcome = "out_of_scope",
+                    "logout applied"
+                );
+            } else if ended == 0 {
+                // Nothing to end: already logged out, never logged in here, or sessions the
+                // logout does not reach (a sid logout and sessions registered without a sid).
+                let (sid, sub) = named(event);
+                tracing::info!(
+                    target: TARGET,
+                    input = sender.input(),
+                    sender = ?sender.name(),
+                    event = ?id,
+                    action = %kinds,
+                    actions = %actions,
+                    ended,
+                    named_sid = sid,
+                    named_sub = sub,
+                    outcome = "no_session",
+                    "logout matched no session"
+                );
             } else {
-                "applied"
-            };
-            tracing::info!(
-                target: TARGET,
-                input = sender.input(),
-                sender = ?sender.name(),
-                event = ?id,
-                action = %kinds,
-                actions = %actions,
-                ended,
-                outcome,
-                "logout applied"
-            );
+                tracing::info!(
+                    target: TARGET,
+                    input = sender.input(),
+                    sender = ?sender.name(),
+                    event = ?id,
+                    action = %kinds,
+                    actions = %actions,
+                    ended,
+                    outcome = "applied",
+                    "logout applied"
+                );
+            }
         }
         Ok(Outcome::Duplicate) => tracing::info!(
             target: TARGET,
@@ -67,6 +93,19 @@ pub(super) fn line(event: &Event, result: &Result<Outcome, CoreError>) {
             "event not applied"
         ),
     }
+}
+
+/// Whether an event's actions named an OP session (`sid`) and a user (`sub`).
+fn named(event: &Event) -> (bool, bool) {
+    event
+        .actions()
+        .iter()
+        .fold((false, false), |(sid, sub), action| match action {
+            Action::Logout(token) => (sid || token.sid.is_some(), sub || token.sub.is_some()),
+            Action::RevokeOpSession { .. } => (true, sub),
+            Action::EndSession { sub: named, .. } => (sid, sub || named.is_some()),
+            Action::EndUserSessions { .. } | Action::RevokeUser { .. } => (sid, true),
+        })
 }
 
 /// The line of a listing: who read whose sessions (reads change nothing, but who looked is

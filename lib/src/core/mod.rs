@@ -41,6 +41,7 @@ use tracing::Instrument as _;
 pub use self::audit::TARGET as AUDIT_TARGET;
 pub use self::event::{Action, Done, Event, Outcome, Scope, Sender};
 pub use self::view::SessionView;
+pub use crate::index::SidLogout;
 
 use self::event::Once;
 use crate::index::{
@@ -77,9 +78,22 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// Work to do after sessions ended, such as revoking their refresh tokens
 /// ([`rp::RefreshTokenRevocation`](crate::rp::RefreshTokenRevocation)).
 pub trait AfterLogout: Send + Sync + 'static {
-    /// Called with the issuer and the ids of the sessions just ended, before the input answers:
-    /// it must not block (queue or spawn the work).
-    fn sessions_ended(&self, issuer: &str, session_ids: &[String]);
+    /// Called with what an action just ended, before the input answers: it must not block
+    /// (queue or spawn the work).
+    fn sessions_ended(&self, ended: &Ended<'_>);
+}
+
+/// What one action ended, for the [`AfterLogout`] hooks.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Ended<'a> {
+    /// The issuer of the sessions.
+    pub issuer: &'a str,
+    /// The ids of the sessions ended (at least one).
+    pub session_ids: &'a [String],
+    /// The verified logout token that asked for it, when one did: its `sub`, `sid` and every
+    /// claim the OP sent ([`LogoutToken::claims`]).
+    pub token: Option<&'a LogoutToken>,
 }
 
 /// Why an event was not applied. Nothing was changed, except where a failure midway is
@@ -153,6 +167,8 @@ struct Shared<S> {
     issuers: HashMap<String, Option<Duration>>,
     hooks: Vec<Arc<dyn AfterLogout>>,
     clock_skew: Duration,
+    /// Per issuer: what a logout naming an OP session ends (the default when absent).
+    sid_logout: HashMap<String, SidLogout>,
 }
 
 impl<S> std::fmt::Debug for Core<S> {
@@ -170,6 +186,7 @@ pub struct CoreBuilder<S> {
     issuers: HashMap<String, Option<Duration>>,
     hooks: Vec<Arc<dyn AfterLogout>>,
     clock_skew: Duration,
+    sid_logout: HashMap<String, SidLogout>,
 }
 
 impl<S> std::fmt::Debug for CoreBuilder<S> {
@@ -219,6 +236,15 @@ impl<S> CoreBuilder<S> {
         self
     }
 
+    /// What a logout token naming an OP session (`sid`) of `issuer` ends ([`SidLogout`]):
+    /// that session's sessions (the default), also the user's sessions registered without a
+    /// `sid`, or every session of the user.
+    #[must_use]
+    pub fn sid_logout(mut self, issuer: impl Into<String>, mode: SidLogout) -> Self {
+        self.sid_logout.insert(issuer.into(), mode);
+        self
+    }
+
     /// The core.
     pub fn build(self) -> Core<S> {
         Core {
@@ -227,6 +253,7 @@ impl<S> CoreBuilder<S> {
                 issuers: self.issuers,
                 hooks: self.hooks,
                 clock_skew: self.clock_skew,
+                sid_logout: self.sid_logout,
             }),
         }
     }
@@ -240,6 +267,7 @@ impl<S: SessionIndex> Core<S> {
             issuers: HashMap::new(),
             hooks: Vec::new(),
             clock_skew: DEFAULT_CLOCK_SKEW,
+            sid_logout: HashMap::new(),
         }
     }
 
@@ -261,12 +289,31 @@ impl<S: SessionIndex> Core<S> {
     }
 
     fn ended(&self, issuer: &str, ids: &[String]) {
+        self.ended_by(issuer, ids, None);
+    }
+
+    /// Run the hooks for the sessions an action ended, with the token that asked, if any.
+    fn ended_by(&self, issuer: &str, ids: &[String], token: Option<&LogoutToken>) {
         if ids.is_empty() {
             return;
         }
+        let ended = Ended {
+            issuer,
+            session_ids: ids,
+            token,
+        };
         for hook in &self.shared.hooks {
-            hook.sessions_ended(issuer, ids);
+            hook.sessions_ended(&ended);
         }
+    }
+
+    /// What a logout naming an OP session ends at `issuer`.
+    fn sid_logout(&self, issuer: &str) -> SidLogout {
+        self.shared
+            .sid_logout
+            .get(issuer)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -452,9 +499,10 @@ impl<S: SessionIndex + RecordStore> Core<S> {
             issued_until: token.issued_at,
             lifetime,
         });
+        logout.sid_logout = self.sid_logout(&token.issuer);
         match self.shared.index.logout(&logout).await? {
             LogoutOutcome::Applied { ended } => {
-                self.ended(&token.issuer, &ended);
+                self.ended_by(&token.issuer, &ended, Some(token));
                 Ok(Some(Done {
                     ended,
                     out_of_scope: false,
@@ -645,6 +693,7 @@ impl<S: SessionIndex + RecordStore> Core<S> {
                     issued_until: now.saturating_add(skew),
                     lifetime,
                 }),
+            sid_logout: SidLogout::default(),
         };
         match self.shared.index.logout(&logout).await? {
             LogoutOutcome::Applied { ended } => {

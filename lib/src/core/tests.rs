@@ -50,9 +50,9 @@ fn sender(scope: Scope) -> Sender {
 struct Recorder(Mutex<Vec<(String, Vec<String>)>>);
 
 impl AfterLogout for Recorder {
-    fn sessions_ended(&self, issuer: &str, ids: &[String]) {
+    fn sessions_ended(&self, ended: &Ended<'_>) {
         if let Ok(mut calls) = self.0.lock() {
-            calls.push((issuer.to_owned(), ids.to_vec()));
+            calls.push((ended.issuer.to_owned(), ended.session_ids.to_vec()));
         }
     }
 }

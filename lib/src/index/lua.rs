@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{Logout, Target, encode_component};
+use super::{Logout, SidLogout, Target, encode_component};
 
 const HELPERS: &str = include_str!("lua/helpers.lua");
 
@@ -81,9 +81,32 @@ pub(super) fn millis(d: Duration) -> u64 {
 /// The denylist field a logout writes (`""` for none). A sid belongs to one user, so a
 /// (sid, sub) logout denies the sid's tokens.
 pub(super) fn deny_field(l: &Logout<'_>) -> String {
-    match (l.deny, l.target) {
-        (None, _) => String::new(),
-        (Some(_), Target::Sid { sid, .. }) => format!("sid:{}", encode_component(sid)),
-        (Some(_), Target::Sub { sub }) => format!("sub:{}", encode_component(sub)),
+    match (l.deny, l.target, l.sid_logout) {
+        (None, _, _) => String::new(),
+        // A sid logout that ends every session of its user denies the user's tokens.
+        (Some(_), Target::Sid { sub: Some(sub), .. }, SidLogout::User)
+        | (Some(_), Target::Sub { sub }, _) => format!("sub:{}", encode_component(sub)),
+        (Some(_), Target::Sid { sid, .. }, _) => format!("sid:{}", encode_component(sid)),
+    }
+}
+
+/// What else a sid logout ends, as the logout script takes it.
+pub(super) fn also(l: &Logout<'_>) -> &'static str {
+    match (l.target, l.sid_logout) {
+        (Target::Sub { .. }, _) | (_, SidLogout::Session) => "",
+        (Target::Sid { .. }, SidLogout::SessionAndSidless) => "ns",
+        (Target::Sid { .. }, SidLogout::User) => "user",
+    }
+}
+
+/// The marker a sid logout writes for the user its token names, beyond the OP session's.
+pub(super) fn also_field(l: &Logout<'_>) -> Option<String> {
+    let Target::Sid { sub: Some(sub), .. } = l.target else {
+        return None;
+    };
+    match l.sid_logout {
+        SidLogout::Session => None,
+        SidLogout::SessionAndSidless => Some(super::markers::sidless_field(sub)),
+        SidLogout::User => Some(super::markers::sub_field(sub)),
     }
 }

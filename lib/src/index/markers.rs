@@ -49,6 +49,11 @@ pub(crate) fn sub_field(sub: &str) -> String {
     format!("sub:{}", encode_component(sub))
 }
 
+/// The marker field of a logout of a user's sessions registered without an OP session.
+pub(crate) fn sidless_field(sub: &str) -> String {
+    format!("ns:{}", encode_component(sub))
+}
+
 /// The marker field of one session ended by id.
 pub(crate) fn id_field(session_id: &str) -> String {
     format!("id:{}", encode_component(session_id))
@@ -60,6 +65,7 @@ enum Field {
     Sub(String),
     Sid(String),
     SidSub(String, String),
+    Sidless(String),
 }
 
 impl Field {
@@ -69,6 +75,7 @@ impl Field {
             "id" => Self::Id(decode_component(rest)),
             "sub" => Self::Sub(decode_component(rest)),
             "sid" => Self::Sid(decode_component(rest)),
+            "ns" => Self::Sidless(decode_component(rest)),
             "ss" => {
                 let (sid, sub) = rest.split_once(':')?;
                 Self::SidSub(decode_component(sid), decode_component(sub))
@@ -86,6 +93,8 @@ pub(crate) struct Markers {
     subs: HashMap<String, Marker>,
     sids: HashMap<String, Marker>,
     sid_subs: HashMap<String, HashMap<String, Marker>>,
+    /// By user: their sessions without an OP session.
+    sidless: HashMap<String, Marker>,
 }
 
 fn merge(held: &mut Marker, marker: Marker) {
@@ -125,6 +134,7 @@ impl Markers {
             Some(Field::SidSub(sid, sub)) => {
                 put(self.sid_subs.entry(sid).or_default(), sub, marker)
             }
+            Some(Field::Sidless(sub)) => put(&mut self.sidless, sub, marker),
             None => {}
         }
     }
@@ -137,6 +147,7 @@ impl Markers {
         let auth = session.auth_time;
         live(self.ids.get(session.session_id), 0)
             || live(self.subs.get(session.sub), auth)
+            || (session.sid.is_none() && live(self.sidless.get(session.sub), auth))
             || session.sid.is_some_and(|sid| {
                 live(self.sids.get(sid), auth)
                     || live(
@@ -148,7 +159,12 @@ impl Markers {
 
     /// Forget the markers that expired.
     pub(crate) fn prune(&mut self, now: u64) {
-        for map in [&mut self.ids, &mut self.subs, &mut self.sids] {
+        for map in [
+            &mut self.ids,
+            &mut self.subs,
+            &mut self.sids,
+            &mut self.sidless,
+        ] {
             map.retain(|_, m| m.expires_at > now);
         }
         self.sid_subs.retain(|_, by| {
@@ -162,6 +178,7 @@ impl Markers {
         self.ids.len()
             + self.subs.len()
             + self.sids.len()
+            + self.sidless.len()
             + self.sid_subs.values().map(HashMap::len).sum::<usize>()
     }
 }
@@ -211,6 +228,20 @@ mod tests {
         assert!(m.covers(&session("bob", Some("op-1"), 90), 0));
         assert!(!m.covers(&session("bob", Some("op-2"), 90), 0));
         assert!(!m.covers(&session("bob", None, 90), 0));
+    }
+
+    #[test]
+    fn a_sidless_marker_ends_only_the_users_sessions_without_a_sid() {
+        let mut m = Markers::default();
+        let marker = Marker {
+            iat: 100,
+            expires_at: 1_000,
+        };
+        m.apply(&sidless_field("alice"), marker, 0);
+        assert!(m.covers(&session("alice", None, 90), 0));
+        assert!(!m.covers(&session("alice", Some("op-2"), 90), 0));
+        assert!(!m.covers(&session("bob", None, 90), 0));
+        assert!(!m.covers(&session("alice", None, 101), 0), "a later login");
     }
 
     #[test]

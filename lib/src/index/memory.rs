@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::markers::{self, Marker, Markers};
 use super::{
     EventClaim, IndexSettings, Logout, LogoutOutcome, RecordStore, Registration, SessionIndex,
-    SessionInfo, SessionKey, SessionRecord, SessionState, StoreError, Target,
+    SessionInfo, SessionKey, SessionRecord, SessionState, SidLogout, StoreError, Target,
 };
 use crate::sys::unix_now;
 
@@ -212,34 +212,65 @@ impl SessionIndex for MemoryIndex {
             .unwrap_or_default();
         let secs = unix_now();
         let (mut ended, mut latest) = (Vec::new(), 0);
-        for id in candidates {
+        // The users a sid logout reaches: its sub, or every user of the OP session.
+        let mut named: Vec<String> = only_sub.map(str::to_owned).into_iter().collect();
+        let mut end = |inner: &mut Inner, id: String, wanted: &dyn Fn(&Session) -> bool| {
             let Some(s) = inner.sessions.get(&key(l.issuer, &id)) else {
-                continue;
+                return;
             };
             if s.until <= secs {
                 inner.remove(l.issuer, &id);
-                continue;
+                return;
             }
-            if s.auth > l.issued_at || only_sub.is_some_and(|sub| sub != s.sub) {
-                continue;
+            if s.auth > l.issued_at || !wanted(s) {
+                return;
             }
             latest = latest.max(s.until);
             inner.remove(l.issuer, &id);
             ended.push(id);
+        };
+        for id in candidates {
+            if let Some(s) = inner.sessions.get(&key(l.issuer, &id))
+                && only_sub.is_none()
+                && !named.contains(&s.sub)
+            {
+                named.push(s.sub.clone());
+            }
+            end(&mut inner, id, &|s| only_sub.is_none_or(|sub| sub == s.sub));
         }
-        let field = match l.target {
+        let mut fields = vec![match l.target {
             Target::Sub { sub } => markers::sub_field(sub),
             Target::Sid { sid, sub: None } => markers::sid_field(sid),
             Target::Sid {
                 sid,
                 sub: Some(sub),
             } => markers::sid_sub_field(sid, sub),
-        };
+        }];
+        if matches!(l.target, Target::Sid { .. }) && l.sid_logout != SidLogout::Session {
+            let sidless = l.sid_logout == SidLogout::SessionAndSidless;
+            for sub in &named {
+                let ids: Vec<String> = inner
+                    .by_sub
+                    .get(&key(l.issuer, sub))
+                    .map(|ids| ids.iter().cloned().collect())
+                    .unwrap_or_default();
+                for id in ids {
+                    end(&mut inner, id, &|s| !sidless || s.sid.is_none());
+                }
+                fields.push(if sidless {
+                    markers::sidless_field(sub)
+                } else {
+                    markers::sub_field(sub)
+                });
+            }
+        }
         let marker = Marker {
             iat: l.issued_at,
             expires_at: (secs + self.marker_secs()).max(latest + 60),
         };
-        inner.mark(l.issuer, field, marker);
+        for field in fields {
+            inner.mark(l.issuer, field, marker);
+        }
         if let Some((jti, until_ms)) = l.jti {
             let ttl = super::millis_until(until_ms, crate::sys::unix_now_ms());
             inner

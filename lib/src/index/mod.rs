@@ -147,6 +147,38 @@ pub struct Logout<'a> {
     /// The access-token denylist marker to write for the logout's sid (or sub), if any. The
     /// memory backend keeps no markers (the denylist follows Redis).
     pub deny: Option<Deny>,
+    /// What a [`Target::Sid`] logout ends besides the OP session's sessions (the issuer's
+    /// setting); nothing for a [`Target::Sub`] one.
+    pub sid_logout: SidLogout,
+}
+
+/// What a logout naming an OP session (`sid`) ends, per issuer. The users it reaches beyond
+/// the OP session are the token's `sub`, or when it names none, every user the index lists in
+/// that OP session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SidLogout {
+    /// The sessions of that OP session only, as Back-Channel Logout §2.7 says (the default).
+    #[default]
+    Session,
+    /// Those, and the same user's sessions registered without a `sid` (an OP that left it out
+    /// of some ID tokens): a logout never passes them by.
+    SessionAndSidless,
+    /// Every session of the user, in every OP session (Duende's
+    /// `BackchannelLogoutAllUserSessions`).
+    User,
+}
+
+impl SidLogout {
+    /// The setting's name, as written in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::SessionAndSidless => "session_and_sidless",
+            Self::User => "user",
+        }
+    }
 }
 
 /// An access-token denylist marker: tokens of the subject issued at or before `issued_until`

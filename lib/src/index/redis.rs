@@ -21,7 +21,7 @@ use super::follower::Follower;
 use super::keys::{
     IssuerKeys, V1Keys, decode_component, encode_component, ended_channel, record_key,
 };
-use super::lua::{Scripts, deny_field, millis};
+use super::lua::{Scripts, also, also_field, deny_field, millis};
 use super::markers;
 use super::{
     EventClaim, IndexSettings, Logout, LogoutOutcome, OrUnavailable as _, RecordStore,
@@ -268,7 +268,8 @@ impl SessionIndex for RedisIndex {
             .arg(super::deny_channel(&self.settings.prefix))
             .arg(encode_component(l.issuer))
             .arg(deny_from)
-            .arg(ended_channel(&self.settings.prefix));
+            .arg(ended_channel(&self.settings.prefix))
+            .arg(also(l));
         let reply: Vec<String> = inv
             .invoke_async(&mut self.conn.clone())
             .await
@@ -284,6 +285,11 @@ impl SessionIndex for RedisIndex {
                     Target::Sub { sub } => markers::sub_field(sub),
                 };
                 self.wrote(l.issuer, &field, l.issued_at);
+                // The markers for the users beyond the OP session, when the token names the
+                // user (otherwise they come with their messages).
+                if let Some(field) = also_field(l) {
+                    self.wrote(l.issuer, &field, l.issued_at);
+                }
                 let mut ended: Vec<String> = members.iter().map(|m| decode_component(m)).collect();
                 for id in ended_v1 {
                     if !ended.contains(&id) {

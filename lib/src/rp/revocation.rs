@@ -9,7 +9,7 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::mpsc;
 
 use super::Client;
-use crate::core::AfterLogout;
+use crate::core::{self, AfterLogout};
 use crate::index::{RecordStore, StoreError};
 use crate::provider::Provider;
 use crate::session_store::{TokenKeys, TokenSecret, login_of_bytes, open_refresh_token};
@@ -232,7 +232,8 @@ impl<B: RecordStore> RefreshTokenRevocation<B> {
 }
 
 impl<B: RecordStore> AfterLogout for RefreshTokenRevocation<B> {
-    fn sessions_ended(&self, issuer: &str, session_ids: &[String]) {
+    fn sessions_ended(&self, ended: &core::Ended<'_>) {
+        let (issuer, session_ids) = (ended.issuer, ended.session_ids);
         if !self.issuers.contains_key(issuer) {
             return;
         }

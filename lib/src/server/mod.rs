@@ -190,7 +190,8 @@ impl Inputs<'_> {
         let mut core = Core::builder(index).clock_skew(settings.clock_skew);
         for (_, issuer) in &self.issuers {
             core = core
-                .issuer_with_lifetime(issuer.policy.issuer.clone(), issuer.access_token_lifetime);
+                .issuer_with_lifetime(issuer.policy.issuer.clone(), issuer.access_token_lifetime)
+                .sid_logout(issuer.policy.issuer.clone(), issuer.sid_logout);
         }
         if let Some(hook) = after_logout {
             core = core.after_logout(hook);

@@ -108,6 +108,8 @@ local function covered(x, eid, esub, esid, auth, now)
   if esid ~= '' then
     table.insert(f, 'sid:' .. esid)
     table.insert(f, 'ss:' .. esid .. ':' .. esub)
+  else
+    table.insert(f, 'ns:' .. esub)
   end
   local m = redis.call('HMGET', x, unpack(f))
   for i = 1, #f do

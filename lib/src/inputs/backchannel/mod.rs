@@ -280,6 +280,18 @@ async fn backchannel_logout<S: SessionIndex + RecordStore>(
         Err(description) => return refused(&Refusal::invalid(description).because("form")),
     };
     match receiver.process(&token).await {
+        Ok(applied) if applied.ended == 0 => {
+            // Its own outcome: a logout that ended nothing may be a sid logout passing by
+            // sessions registered without a sid (the issuer's `sid_logout` setting).
+            let named = match (&applied.token.sid, &applied.token.sub) {
+                (Some(_), Some(_)) => "sid_sub",
+                (Some(_), None) => "sid",
+                _ => "sub",
+            };
+            metrics::counter!(telemetry::LOGOUTS, "named" => named, "outcome" => "no_session")
+                .increment(1);
+            StatusCode::OK.into_response()
+        }
         Ok(applied) => {
             metrics::counter!(telemetry::LOGOUTS, "outcome" => "applied").increment(1);
             metrics::counter!(telemetry::SESSIONS_ENDED).increment(applied.ended);
