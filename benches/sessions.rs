@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use common::{now, percentile};
 use oidc_logout::index::{IndexSettings, RedisIndex};
-use oidc_logout::session_store::{LOGIN_KEY, Login, LogoutAware, OidcSessionStore};
+use oidc_logout::session_store::{
+    LOGIN_KEY, Login, LogoutAware, OidcSessionStore, TokenKeys, TokenSecret,
+};
 use oidc_logout::test_op::forge::{self, Subject};
 use oidc_logout::test_op::{SigningAlg, send};
 use time::OffsetDateTime;
@@ -36,6 +38,22 @@ const ISSUER: &str = "https://op.example.com/realms/bench";
 
 /// What a logged-in session holds: the login, and a little application data.
 fn session_data(issuer: &str, sub: &str, sid: &str) -> HashMap<String, serde_json::Value> {
+    session_data_with(issuer, sub, sid, false)
+}
+
+/// A token of about `len` bytes, shaped like a JWT.
+fn token(len: usize) -> Option<TokenSecret> {
+    Some(TokenSecret::new(format!("eyJ{}", "x".repeat(len))))
+}
+
+/// A session's data; with `tokens`, its login holds an ID token, an access token (about 1 KB
+/// each, as Keycloak's and Entra's are) and a refresh token.
+fn session_data_with(
+    issuer: &str,
+    sub: &str,
+    sid: &str,
+    tokens: bool,
+) -> HashMap<String, serde_json::Value> {
     let login = Login {
         issuer: issuer.into(),
         sub: sub.into(),
@@ -44,9 +62,9 @@ fn session_data(issuer: &str, sub: &str, sid: &str) -> HashMap<String, serde_jso
         auth_time: now() - 60,
         logged_in_at: now() - 60,
         policy: None,
-        id_token: None,
-        refresh_token: None,
-        access_token: None,
+        id_token: if tokens { token(900) } else { None },
+        refresh_token: if tokens { token(700) } else { None },
+        access_token: if tokens { token(1000) } else { None },
         customer: None,
     };
     HashMap::from([
@@ -126,12 +144,13 @@ macro_rules! subject {
         async fn $name<S: $ts::session_store::SessionStore>(
             label: &'static str,
             store: S,
+            tokens: bool,
         ) -> Measured {
             use $ts::session::{Id, Record};
             let store = Arc::new(store);
             let mut record = Record {
                 id: Id::default(),
-                data: session_data(ISSUER, "alice", "op-1"),
+                data: session_data_with(ISSUER, "alice", "op-1", tokens),
                 expiry_date: OffsetDateTime::now_utc() + time::Duration::days(14),
             };
             store.create(&mut record).await.expect("create");
@@ -197,15 +216,22 @@ async fn timed(step: &Step, ops: usize, into: &mut Vec<Duration>) {
 async fn hot_paths(ops: usize) {
     let (_redis, url) = common::redis_server();
     let subjects = vec![
-        subject_014("tower-sessions-redis-store 0.16", fred_store(&url).await).await,
+        subject_014(
+            "tower-sessions-redis-store 0.16",
+            fred_store(&url).await,
+            false,
+        )
+        .await,
         subject_014(
             "LogoutAware<tower-sessions-redis-store>",
             LogoutAware::wrap(fred_store(&url).await, index(&url).await),
+            false,
         )
         .await,
         subject_015(
             "OidcSessionStore (this crate's)",
             OidcSessionStore::new(index(&url).await),
+            false,
         )
         .await,
         subject_015(
@@ -213,16 +239,33 @@ async fn hot_paths(ops: usize) {
             OidcSessionStore::new(oidc_logout::index::MemoryIndex::new(
                 IndexSettings::default(),
             )),
+            false,
         )
         .await,
         subject_015(
             "tower-sessions MemoryStore",
             tower_sessions::MemoryStore::default(),
+            false,
         )
         .await,
         subject_015(
             "LogoutAware<MemoryStore> (index in Redis)",
             LogoutAware::wrap(tower_sessions::MemoryStore::default(), index(&url).await),
+            false,
+        )
+        .await,
+        subject_015(
+            "OidcSessionStore, a login with ID, access and refresh tokens",
+            OidcSessionStore::new(index(&url).await),
+            true,
+        )
+        .await,
+        subject_015(
+            "OidcSessionStore, the same tokens sealed",
+            OidcSessionStore::new(index(&url).await).with_token_keys(
+                TokenKeys::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key"),
+            ),
+            true,
         )
         .await,
     ];

@@ -111,6 +111,20 @@ async fn the_bound_holds_when_the_op(fault: Fault) {
         "{fault:?}: served past the bound: {late:?} (all: {answers:?})"
     );
     let refused = answers.iter().filter(|(_, status)| *status == 503).count();
+    let served: Vec<Duration> = answers
+        .iter()
+        .filter(|(_, status)| *status == 200)
+        .map(|(at, _)| *at)
+        .collect();
+    // The figures, for a run with --nocapture.
+    eprintln!(
+        "{fault:?}: {} requests while the OP failed: {} served (the last at {:?}), \
+         {refused} refused, {} served past the bound of {bound:?}",
+        answers.len(),
+        served.len(),
+        served.iter().max(),
+        late.len()
+    );
     assert!(refused > 0, "{fault:?}: refused, not ended: {answers:?}");
     assert!(
         answers
@@ -118,11 +132,21 @@ async fn the_bound_holds_when_the_op(fault: Fault) {
             .all(|(_, status)| *status == 200 || *status == 503),
         "{fault:?}: the session is kept while the OP cannot answer: {answers:?}"
     );
-    // Mended: the next attempt (once the last one's lease ran out) confirms and serves.
+    // Mended: the next attempt (once the last one's lease ran out) confirms and serves. An OP
+    // that answered too slowly did rotate the refresh token, in an answer the application gave
+    // up on: the next refresh presents a spent token, the OP refuses it, and the session ends
+    // (the user logs in again) rather than being served.
     s.proxy.set(Fault::None);
     tokio::time::sleep_until((t0 + Duration::from_millis(16_000)).into()).await;
     let (status, _) = alice.get("/me").await;
-    assert_eq!(status, 200, "{fault:?}: confirmed once the OP answers");
+    let after = if fault == Fault::Slow { 401 } else { 200 };
+    assert_eq!(status, after, "{fault:?}: once the OP answers again");
+    if fault == Fault::Slow {
+        assert!(
+            s.op.refresh_token_reuses() > 0,
+            "the slow answers spent the token the application still held"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

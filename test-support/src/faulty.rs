@@ -1,7 +1,8 @@
 //! A TCP proxy in front of an OP that fails as an OP can fail, switched at run time: it passes
 //! the bytes through, hangs (accepts and never answers, as a stopped process does), refuses
-//! (closes every connection at once), answers slowly, answers `503`, or answers bytes that are
-//! not HTTP (as a broken TLS endpoint or a captive proxy does).
+//! (closes every connection at once), answers slowly (the OP does the work at once, its answer
+//! arrives late), answers `503`, or answers bytes that are not HTTP (as a broken TLS endpoint or
+//! a captive proxy does).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub enum Fault {
     Hang = 1,
     /// Closes every connection as soon as it is accepted.
     Refuse = 2,
-    /// Waits 8 seconds, then passes the request through.
+    /// Passes the request through at once and holds the OP's answer 8 seconds.
     Slow = 3,
     /// Answers `503 Service Unavailable` to everything.
     Unavailable = 4,
@@ -96,8 +97,17 @@ async fn handle(
         }
         Fault::Refuse => drop(client),
         Fault::Slow => {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            let request = tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            });
             tokio::time::sleep(Duration::from_secs(8)).await;
-            pass(client, upstream).await;
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            request.abort();
         }
         Fault::Unavailable => {
             let mut head = [0u8; 4096];
