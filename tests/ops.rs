@@ -189,7 +189,7 @@ async fn metrics_health_request_ids_and_json_logs_without_secrets() {
             &page,
             "oidc_logout_http_request_duration_seconds_count{path=\"/backchannel-logout\",status=\"200\"}"
         ),
-        Some(1.0),
+        Some(2.0),
         "{page}"
     );
     assert!(page.contains("oidc_logout_http_request_duration_seconds_bucket{path=\"/backchannel-logout\",status=\"400\",le=\"0.005\"}"), "{page}");
