@@ -166,10 +166,50 @@ fn policies() -> Result<Policies> {
     Policies::from_config(config).with_context(|| path)
 }
 
+/// The OP's discovery, waiting up to 30 s for the OP to answer (it may be starting too, as in
+/// a `docker compose up` or a test).
+async fn discover(
+    issuer: &str,
+    client_id: &str,
+    secret: Option<SecretString>,
+    redirect_uri: &str,
+) -> Result<RelyingParty> {
+    let settings = ProviderSettings::default().with_allow_insecure_http(true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let found = RelyingParty::discover_with(
+            issuer,
+            client_id,
+            secret.clone(),
+            redirect_uri,
+            settings.clone(),
+        )
+        .await;
+        match found {
+            Ok(rp) => return Ok(rp),
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::info!(%error, "waiting for the OP at {issuer}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot load issuer {issuer}"));
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The receiver's and the store's lines at info (`RUST_LOG` overrides). tower-sessions warns
+    // of "possibly suspicious activity" whenever a cookie names a session that is not in the
+    // store, which is every cookie of a session a logout ended: kept to errors.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,tower_sessions_core::session=error")
+            }),
+        )
         .init();
     let issuer =
         env("OIDC_LOGOUT_ISSUER").context("set OIDC_LOGOUT_ISSUER to your OP's issuer URL")?;
@@ -179,18 +219,10 @@ async fn main() -> Result<()> {
     let base_url = env("APP_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
     let cookie = env("APP_SESSION_COOKIE").unwrap_or_else(|| "app_session".into());
 
-    let settings = ProviderSettings::default().with_allow_insecure_http(true);
-    let rp = RelyingParty::discover_with(
-        &issuer,
-        &client_id,
-        secret,
-        &format!("{base_url}/callback"),
-        settings,
-    )
-    .await
-    .with_context(|| format!("cannot load issuer {issuer}"))?
-    .with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?
-    .with_policies(policies()?);
+    let rp = discover(&issuer, &client_id, secret, &format!("{base_url}/callback"))
+        .await?
+        .with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?
+        .with_policies(policies()?);
     let rp = match env("APP_TOKEN_KEYS") {
         Some(keys) => rp.with_token_keys(TokenKeys::parse(&keys).context("APP_TOKEN_KEYS")?),
         None => {
