@@ -31,15 +31,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use oidc_logout::OidcSessionStore;
 use oidc_logout::index::{
     IndexSettings, MemoryIndex, RecordStore, RedisIndex, RedisTarget, SessionIndex,
 };
 use oidc_logout::provider::ProviderSettings;
-use oidc_logout::rp::{Callback, RelyingParty, check_logout_state};
+use oidc_logout::rp::{Callback, RelyingParty, RpError, check_logout_state};
 use oidc_logout::session_store::{
-    OwnSessions, Policies, PoliciesConfig, SessionDetails, TokenKeys,
+    LoggedIn, OwnSessions, Policies, PoliciesConfig, SessionDetails, TokenKeys,
 };
-use oidc_logout::{Login, OidcSessionStore};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tower_sessions::cookie::SameSite;
@@ -55,50 +55,38 @@ fn page(status: StatusCode, message: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-async fn home(session: Session) -> Html<String> {
-    Html(match Login::from_session(&session).await.ok().flatten() {
-        Some(login) => format!(
+async fn home(user: Option<LoggedIn>) -> Html<String> {
+    Html(match user {
+        Some(user) => format!(
             "<!doctype html><p>Logged in as {}</p>\
              <form method=\"post\" action=\"/logout\"><button>Log out</button></form>",
-            login.sub
+            user.sub
         ),
         None => "<!doctype html><p>Not logged in.</p><a href=\"/login\">Log in</a>".into(),
     })
 }
 
-async fn login(State(rp): State<RelyingParty>, session: Session) -> Response {
-    match rp.begin_login(&session, &["offline_access"]).await {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err(error) => page(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
-    }
+async fn login(State(rp): State<RelyingParty>, session: Session) -> Result<Redirect, RpError> {
+    let url = rp.begin_login(&session, &["offline_access"]).await?;
+    Ok(Redirect::to(&url))
 }
 
 async fn callback(
     State(rp): State<RelyingParty>,
     session: Session,
     Query(callback): Query<Callback>,
-) -> Response {
-    match rp.finish_login(&session, &callback).await {
-        Ok(_) => Redirect::to("/").into_response(),
-        Err(error) => page(StatusCode::BAD_REQUEST, &format!("{error}; start again")),
-    }
+) -> Result<Redirect, RpError> {
+    rp.finish_login(&session, &callback).await?;
+    Ok(Redirect::to("/"))
 }
 
-async fn me(session: Session) -> Response {
-    match Login::from_session(&session).await {
-        Ok(Some(login)) => {
-            Json(serde_json::json!({ "sub": login.sub, "sid": login.sid })).into_response()
-        }
-        Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+async fn me(user: LoggedIn) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "sub": user.sub, "sid": user.sid }))
 }
 
-async fn logout(State(rp): State<RelyingParty>, session: Session) -> Response {
-    match rp.logout(&session).await {
-        Ok(done) => Redirect::to(done.redirect.as_deref().unwrap_or("/")).into_response(),
-        Err(_) => page(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable"),
-    }
+async fn logout(State(rp): State<RelyingParty>, session: Session) -> Result<Redirect, RpError> {
+    let done = rp.logout(&session).await?;
+    Ok(Redirect::to(done.redirect.as_deref().unwrap_or("/")))
 }
 
 #[derive(Deserialize)]
@@ -106,15 +94,16 @@ struct Back {
     state: Option<String>,
 }
 
-async fn logged_out(session: Session, Query(back): Query<Back>) -> Response {
-    match check_logout_state(&session, back.state.as_deref()).await {
-        Ok(true) => page(StatusCode::OK, "You are logged out."),
-        Ok(false) => page(
-            StatusCode::BAD_REQUEST,
-            "unexpected logout response (state does not match)",
-        ),
-        Err(_) => page(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable"),
-    }
+async fn logged_out(session: Session, Query(back): Query<Back>) -> Result<Response, RpError> {
+    Ok(
+        match check_logout_state(&session, back.state.as_deref()).await? {
+            true => page(StatusCode::OK, "You are logged out."),
+            false => page(
+                StatusCode::BAD_REQUEST,
+                "unexpected logout response (state does not match)",
+            ),
+        },
+    )
 }
 
 fn routes<B>(rp: RelyingParty, index: B, cookie: String, secure: bool) -> Router

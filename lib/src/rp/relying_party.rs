@@ -123,6 +123,38 @@ pub enum RpError {
     Login(String),
 }
 
+/// The answer to a browser whose login, logout or refresh failed: short, naming no internals
+/// (the detail goes to the log, which holds no token either).
+impl axum::response::IntoResponse for RpError {
+    fn into_response(self) -> axum::response::Response {
+        use crate::session_store::plain;
+        use axum::http::StatusCode;
+        match self {
+            Self::Session(error) => axum::response::IntoResponse::into_response(error),
+            Self::Random(_) => {
+                tracing::error!(error = %self, "a login step failed");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "server error")
+            }
+            Self::Provider(_) => {
+                tracing::warn!(error = %self, "a login step failed");
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    "the identity provider cannot be reached; try again",
+                )
+            }
+            // The reason is the crate's own words (an OP's are made printable), in plain text:
+            // what the user needs to start again.
+            Self::Login(reason) => {
+                tracing::info!(%reason, "a login was refused");
+                let mut response = plain(StatusCode::BAD_REQUEST, "");
+                *response.body_mut() =
+                    axum::body::Body::from(format!("the login failed: {reason}; start again"));
+                response
+            }
+        }
+    }
+}
+
 /// What the OP sends back to the redirect URI: a query to deserialize and hand to
 /// [`RelyingParty::finish_login`].
 #[derive(Clone, Debug, Default, Deserialize)]

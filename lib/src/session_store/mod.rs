@@ -37,6 +37,7 @@ macro_rules! for_each_tower_sessions {
 
 mod aware;
 mod details;
+mod extract;
 mod middleware;
 mod own;
 mod policy;
@@ -51,6 +52,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crate::net::NotANetwork;
 pub use aware::{INDEXED_KEY, LogoutAware};
 pub use details::{DETAILS_KEY, SessionDetails};
+#[cfg(feature = "openidconnect")]
+pub(crate) use extract::plain;
+pub use extract::{LoggedIn, LoggedInPage, LoginPage, LoginRejection};
 #[cfg(feature = "openidconnect")]
 pub(crate) use middleware::Sealed;
 pub use middleware::{PerRequest, SessionLayer, SessionService};
