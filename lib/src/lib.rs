@@ -79,10 +79,13 @@ pub mod core;
 pub mod denylist;
 pub mod index;
 pub mod inputs;
+#[doc(hidden)]
 pub mod jose;
+#[doc(hidden)]
 pub mod logout_token;
 #[cfg(any(feature = "session-store", feature = "server"))]
 mod net;
+#[doc(hidden)]
 pub mod provider;
 mod response;
 #[cfg(feature = "rp")]
@@ -91,6 +94,7 @@ pub mod rp;
 pub mod server;
 #[cfg(feature = "session-store")]
 pub mod session_store;
+#[doc(hidden)]
 pub mod sys;
 pub mod telemetry;
 #[cfg(feature = "test-op")]
@@ -108,7 +112,7 @@ pub use crate::index::{MemoryIndex, SessionIndex, StoreError};
 pub use crate::index::{RedisIndex, RedisTarget};
 pub use crate::inputs::backchannel::Receiver;
 pub use crate::logout_token::{LogoutToken, Policy, Rejection};
-pub use crate::provider::Provider;
+pub use crate::provider::{Provider, ProviderError, ProviderSettings, http_client};
 pub use crate::response::Refusal;
 #[cfg(feature = "session-store")]
 pub use crate::session_store::{Login, LogoutAware, OidcSessionStore};

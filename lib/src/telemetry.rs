@@ -14,47 +14,48 @@ use axum::http::HeaderName;
 /// `unavailable`) and, for rejections, `reason` (a
 /// [`Rejection::reason`](crate::logout_token::Rejection::reason) or `content_type`, `body`,
 /// `form`).
-pub const LOGOUTS: &str = "oidc_logout_logouts_total";
+pub(crate) const LOGOUTS: &str = "oidc_logout_logouts_total";
 /// Sessions ended by logouts.
-pub const SESSIONS_ENDED: &str = "oidc_logout_sessions_ended_total";
+pub(crate) const SESSIONS_ENDED: &str = "oidc_logout_sessions_ended_total";
 /// JWKS fetches, by `issuer` and `result` (`ok`, `error`).
-pub const JWKS_FETCHES: &str = "oidc_logout_jwks_fetches_total";
+pub(crate) const JWKS_FETCHES: &str = "oidc_logout_jwks_fetches_total";
 /// Redis calls that failed, by `operation`.
-pub const REDIS_ERRORS: &str = "oidc_logout_redis_errors_total";
+pub(crate) const REDIS_ERRORS: &str = "oidc_logout_redis_errors_total";
 /// HTTP request latency in seconds, by `path` (route template) and `status`.
+#[doc(hidden)]
 pub const REQUEST_DURATION: &str = "oidc_logout_http_request_duration_seconds";
 /// Refresh tokens revoked after logouts, by `result` (`revoked`, `failed`).
-pub const REFRESH_REVOCATIONS: &str = "oidc_logout_refresh_token_revocations_total";
+pub(crate) const REFRESH_REVOCATIONS: &str = "oidc_logout_refresh_token_revocations_total";
 /// Seconds the access-token denylist has been unable to confirm it is in sync (0 when in sync).
-pub const DENYLIST_UNSYNCED: &str = "oidc_logout_denylist_unsynced_seconds";
+pub(crate) const DENYLIST_UNSYNCED: &str = "oidc_logout_denylist_unsynced_seconds";
 /// Access-token denylist markers held in memory.
-pub const DENYLIST_MARKERS: &str = "oidc_logout_denylist_markers";
+pub(crate) const DENYLIST_MARKERS: &str = "oidc_logout_denylist_markers";
 /// Requests the denylist layer refused, by `reason` (`revoked`, `out_of_sync`, `invalid_token`,
 /// `missing_token`).
-pub const DENYLIST_REFUSALS: &str = "oidc_logout_denylist_refusals_total";
+pub(crate) const DENYLIST_REFUSALS: &str = "oidc_logout_denylist_refusals_total";
 
 /// Security Event Tokens received, by `outcome` (`applied`, `duplicate`, `rejected` with the
 /// RFC 8935 `reason`, `unavailable`).
-pub const SECURITY_EVENTS: &str = "oidc_logout_security_events_total";
+pub(crate) const SECURITY_EVENTS: &str = "oidc_logout_security_events_total";
 
 /// FusionAuth webhooks received, by `outcome` (`applied`, `ignored`, `duplicate`,
 /// `unauthenticated`, `invalid_request`, `temporarily_unavailable`).
-pub const WEBHOOKS: &str = "oidc_logout_webhooks_total";
+pub(crate) const WEBHOOKS: &str = "oidc_logout_webhooks_total";
 
 /// New connections closed at once because the listener (`full`) or their source
 /// (`per_source`) held as many as it may and none could give way, by `listener` (`main`,
 /// `metrics`, `admin`) and `reason`.
-pub const CONNECTIONS_REFUSED: &str = "oidc_logout_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED: &str = "oidc_logout_connections_refused_total";
 
 /// Open connections closed by the listener, by `listener` and `reason`: `slow` (a request
 /// behind the minimum data rate), `idle` (no request for the idle timeout), `full` and
 /// `per_source` (its place given to a new connection).
-pub const CONNECTIONS_SHED: &str = "oidc_logout_connections_shed_total";
+pub(crate) const CONNECTIONS_SHED: &str = "oidc_logout_connections_shed_total";
 
 /// Requests refused before they were authenticated (a wrong bearer token, a bad signature), by
 /// `input` and `reason`. Logged as an aggregate per interval, never a line per request, so that
 /// nobody can fill the logs by sending garbage.
-pub const UNAUTHENTICATED: &str = "oidc_logout_unauthenticated_total";
+pub(crate) const UNAUTHENTICATED: &str = "oidc_logout_unauthenticated_total";
 
 /// How often the refusals of unauthenticated requests are logged, at most.
 #[cfg_attr(
@@ -128,12 +129,13 @@ pub(crate) fn refused_unauthenticated(input: &'static str, reason: &'static str)
 }
 
 /// Latency buckets (seconds) for [`REQUEST_DURATION`]: a logout takes about a millisecond.
+#[doc(hidden)]
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// The header that carries a request's id, in and out.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[cfg(feature = "server")]
 pub use layer::observe;

@@ -13,10 +13,16 @@
 //! `OIDC_LOGOUT_*` variable that is not one of them stops startup, naming it, so a misspelt
 //! variable is never silently ignored.
 
+// The parts of the settings, each validated by its concern; reached through `Config` and
+// `Settings`, not part of the API on their own.
+#[doc(hidden)]
 pub mod issuers;
+#[doc(hidden)]
 pub mod listeners;
+#[doc(hidden)]
 pub mod redis;
 mod secret;
+#[doc(hidden)]
 pub mod senders;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,17 +30,23 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+#[doc(hidden)]
 pub use crate::inputs::{InputsConfig, InputsSettings};
+#[doc(hidden)]
 pub use issuers::{ClientConfig, IssuerConfig, IssuerSettings, SingleIssuer};
+#[doc(hidden)]
 pub use listeners::{
     DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE, Limits, ListenerConfig, Listeners, Networks,
 };
+#[doc(hidden)]
 pub use redis::RedisConfig;
+#[doc(hidden)]
 pub use secret::{RedisUrls, Secret};
 
 use crate::index::{IndexSettings, RedisTarget};
 
 /// The prefix of every environment variable.
+#[doc(hidden)]
 pub const ENV_PREFIX: &str = "OIDC_LOGOUT_";
 
 /// Variables with the prefix that are not settings of `serve` but are used by other parts of
@@ -44,6 +56,7 @@ const OTHER_VARIABLES: &[&str] = &["OIDC_LOGOUT_OP_KEYS", "OIDC_LOGOUT_BIN"];
 /// What kind of value a flag or variable takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub enum Kind {
     /// A string.
     Text,
@@ -64,6 +77,7 @@ pub enum Kind {
 /// A setting offered as a flag and an environment variable.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub struct Flag {
     /// The key in the file (and the flag and variable, spelled their way).
     pub key: &'static str,
@@ -98,6 +112,7 @@ fn env_name(key: &str) -> String {
 }
 
 /// Every setting that has a flag and a variable (docs/configuration.md lists them too).
+#[doc(hidden)]
 pub const FLAGS: &[Flag] = &[
     Flag::new(
         "issuer",
@@ -328,6 +343,7 @@ pub enum ConfigError {
 
 /// Whoever validates a part of the settings: names keys by their origin, collects warnings.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct Check<'a> {
     origins: &'a Origins,
     warnings: Vec<String>,

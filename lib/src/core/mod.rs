@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
+#[doc(hidden)]
 pub use self::audit::TARGET as AUDIT_TARGET;
 pub use self::event::{Action, Done, Event, Outcome, Scope, Sender};
 pub use self::view::SessionView;
@@ -57,6 +58,7 @@ pub const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long an event id (a Security Event Token's `jti`, a webhook's id) is remembered once
 /// its event was applied.
+#[doc(hidden)]
 pub const EVENT_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How long a delivery holds an event's id while it applies it: a process that dies meanwhile
@@ -65,10 +67,12 @@ const EVENT_LEASE: Duration = Duration::from_secs(30);
 
 /// How old an event may be unless configured: senders retry failed deliveries for hours, not
 /// days, and an older event is more likely a replay than news.
+#[doc(hidden)]
 pub const DEFAULT_EVENT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest event age that may be configured: a day shorter than [`EVENT_MEMORY`], so a
 /// replay is refused either as stale or as seen before, by construction.
+#[doc(hidden)]
 pub const MAX_EVENT_MAX_AGE: Duration = Duration::from_secs(6 * 24 * 3600);
 
 /// How far the OP's clock may be ahead of this one, by default, for revocations that come from

@@ -223,6 +223,7 @@ impl<S> tower::Layer<S> for DenylistLayer {
 
 /// The service [`DenylistLayer`] wraps around an inner service.
 #[derive(Debug, Clone)]
+#[doc(hidden)]
 pub struct DenylistService<S> {
     inner: S,
     layer: DenylistLayer,

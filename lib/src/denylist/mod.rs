@@ -24,6 +24,7 @@ pub use sync::DenylistSettings;
 /// What a marker revokes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub enum Kind {
     /// Tokens of one OP session (`sid`).
     Sid,
@@ -56,6 +57,7 @@ impl Kind {
 /// One revocation: tokens issued at or before `revoked_at` are refused until `expires_at` (both
 /// seconds since the epoch, on the OP's clock for `revoked_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
 pub struct Marker {
     /// Tokens with `iat` up to this are refused.
     pub revoked_at: u64,

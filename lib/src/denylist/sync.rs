@@ -53,6 +53,8 @@ impl DenylistSettings {
     }
 }
 
+/// The channel denylist markers are published on, under a key prefix.
+#[doc(hidden)]
 pub use crate::index::deny_channel as channel;
 
 /// Start following Redis: returns once the first full load succeeded (so a wrong URL fails

@@ -48,11 +48,18 @@ use std::time::Duration;
 #[cfg(feature = "denylist")]
 pub(crate) use connection::RedisConnection;
 #[cfg(feature = "redis")]
-pub use connection::{DEFAULT_SENTINEL_MASTER, RedisTarget, redact_url};
+pub use connection::RedisTarget;
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use connection::{DEFAULT_SENTINEL_MASTER, redact_url};
+// The SCIM input's user directory: how it is kept is the input's business.
 #[cfg(feature = "scim")]
+#[doc(hidden)]
 pub use directory::{Found, Lookup, MemoryDirectory, Owner, ScimUser, UserDirectory, Written};
 #[cfg(feature = "denylist")]
 pub(crate) use keys::decode_component;
+// The key layout's helpers: docs/redis-schema.md is the contract for other languages.
+#[doc(hidden)]
 pub use keys::{
     BUCKET_HEX, IssuerKeys, LAYOUT_VERSION, bucket, deny_channel, encode_component, ended_channel,
 };
@@ -232,6 +239,7 @@ pub enum Registration {
 /// What [`SessionIndex::claim_event`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub enum EventClaim {
     /// Nobody applied it yet: it is this caller's to apply.
     Claimed,

@@ -43,6 +43,7 @@ pub mod shared_signals;
 pub mod universal_logout;
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub use self::server::{InputsConfig, InputsSettings};
 #[cfg(feature = "server")]
 pub(crate) use self::server::{Mount, MountError, Mounted, Place, mount_all};

@@ -26,16 +26,24 @@ mod revocation;
 use secrecy::SecretString;
 
 #[cfg(feature = "openidconnect")]
+#[doc(hidden)]
 pub use http::{HttpClient, HttpError};
 #[cfg(feature = "openidconnect")]
 pub use relying_party::{
-    Callback, IdToken, IdTokenClaims, LOGIN_PENDING_KEY, LOGOUT_STATE_KEY, LoggedOut, OidcClient,
-    ProviderMetadata, REAUTH_KEY, Refreshed, RelyingParty, RpError, SidClaim, TokenResponse,
-    check_logout_state,
+    Callback, LoggedOut, Refreshed, RelyingParty, RpError, check_logout_state,
+};
+// openidconnect's types as this client uses them, and the session keys of its steps.
+#[cfg(feature = "openidconnect")]
+#[doc(hidden)]
+pub use relying_party::{
+    IdToken, IdTokenClaims, LOGIN_PENDING_KEY, LOGOUT_STATE_KEY, OidcClient, ProviderMetadata,
+    REAUTH_KEY, SidClaim, TokenResponse,
 };
 #[cfg(feature = "openidconnect")]
 pub use revalidate::{Checked, Revalidation};
-pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport, revoke_refresh_token};
+#[doc(hidden)]
+pub use revocation::revoke_refresh_token;
+pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport};
 
 /// How an application is registered at the OP, for the receiver to revoke its refresh tokens.
 /// Build it with [`Client::new`].

@@ -37,6 +37,7 @@ pub(crate) mod http;
 pub use self::error::ServerError;
 
 /// Renders the metrics exposition served at `/metrics` on the metrics listener.
+#[doc(hidden)]
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A service built from [`Settings`]; see the module docs.

@@ -50,18 +50,26 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::net::NotANetwork;
-pub use aware::{INDEXED_KEY, LogoutAware};
-pub use details::{DETAILS_KEY, SessionDetails};
+#[doc(hidden)]
+pub use aware::INDEXED_KEY;
+pub use aware::LogoutAware;
+#[doc(hidden)]
+pub use details::DETAILS_KEY;
+pub use details::SessionDetails;
 #[cfg(feature = "openidconnect")]
 pub(crate) use extract::plain;
 pub use extract::{LoggedIn, LoggedInPage, LoginPage, LoginRejection};
 #[cfg(feature = "openidconnect")]
 pub(crate) use middleware::Sealed;
+// The plumbing of the per-request layers (`SessionDetails::layer`, `Revalidation::layer`).
+#[doc(hidden)]
 pub use middleware::{PerRequest, SessionLayer, SessionService};
 pub use own::OwnSessions;
+#[doc(hidden)]
+pub use policy::Chooser;
 pub use policy::{
-    Chooser, Policies, PoliciesConfig, PolicyConfig, PolicyError, PolicyInput, PolicyRule,
-    SessionPolicy, Unreachable,
+    Policies, PoliciesConfig, PolicyConfig, PolicyError, PolicyInput, PolicyRule, SessionPolicy,
+    Unreachable,
 };
 pub use records::Records;
 #[cfg(feature = "rp")]
@@ -79,6 +87,7 @@ pub const LOGIN_KEY: &str = "oidc_logout.login";
 
 /// The session data key of what a request's policy check reads: small, so that checking a
 /// session that needs nothing costs little.
+#[doc(hidden)]
 pub const CHECK_KEY: &str = "oidc_logout.check";
 
 /// What a request's policy check needs of the login, and when the OP last confirmed the user's

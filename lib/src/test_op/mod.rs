@@ -8,14 +8,20 @@
 //! Any user name logs in: it is not an OP for real users.
 
 mod browser;
+#[doc(hidden)]
 pub mod forge;
+#[doc(hidden)]
 pub mod keys;
 mod login;
+#[doc(hidden)]
 pub mod send;
 
 pub use browser::{Browser, BrowserError, Page};
+#[doc(hidden)]
 pub use forge::{Defect, logout_claims};
-pub use keys::{CryptoError, KeyFile, SigningAlg, SigningKey, random_id};
+#[doc(hidden)]
+pub use keys::{CryptoError, KeyFile, random_id};
+pub use keys::{SigningAlg, SigningKey};
 pub use login::Client;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

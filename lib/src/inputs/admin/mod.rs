@@ -31,12 +31,15 @@ use crate::inputs::bearer::BearerTokens;
 use crate::response::{self, Protocol, Refusal};
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 
 /// Where the admin API is mounted.
+#[doc(hidden)]
 pub const PREFIX: &str = "/admin/v1";
 
 /// The largest request body read, in bytes (requests are a few short strings).
+#[doc(hidden)]
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Who made a request: the sender its token is.
@@ -54,6 +57,7 @@ pub fn router<S: SessionIndex + RecordStore>(core: Core<S>, tokens: &[SecretStri
 }
 
 /// The admin router for tokens each with its own scope (one issuer, optionally a customer).
+#[doc(hidden)]
 pub fn scoped_router<'a, S: SessionIndex + RecordStore>(
     core: Core<S>,
     tokens: impl IntoIterator<Item = (&'a SecretString, Scope)>,

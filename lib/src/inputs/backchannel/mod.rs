@@ -33,12 +33,15 @@ use crate::telemetry;
 pub const PATH: &str = "/backchannel-logout";
 
 /// The liveness check: 200 while the process answers.
+#[doc(hidden)]
 pub const LIVE_PATH: &str = "/healthz";
 
 /// The readiness check: 200 when logouts can be applied, 503 otherwise.
+#[doc(hidden)]
 pub const READY_PATH: &str = "/readyz";
 
 /// The largest request body read, in bytes: a maximal token plus room for other parameters.
+#[doc(hidden)]
 pub const MAX_BODY_BYTES: usize = MAX_TOKEN_BYTES + 4096;
 
 /// A logout that was applied.
@@ -199,6 +202,7 @@ impl<S: SessionIndex + RecordStore> Receiver<S> {
 /// where `/readyz` may say which check failed and name the configured issuers: on a listener
 /// the OPs cannot reach. Without it `/readyz` says only `ready` or `not ready`.
 #[derive(Debug, Clone, Copy)]
+#[doc(hidden)]
 pub struct HealthDetail;
 
 async fn ready<S: SessionIndex + RecordStore>(
@@ -225,6 +229,7 @@ async fn ready<S: SessionIndex + RecordStore>(
 ///
 /// Written here rather than with a form extractor because the spec's rules are not a generic
 /// form's: a repeated `logout_token` must be refused, not resolved by taking the first or last.
+#[doc(hidden)]
 pub fn request_token(content_type: Option<&[u8]>, body: &[u8]) -> Result<String, &'static str> {
     if !content_type.is_some_and(is_form) {
         return Err("content type must be application/x-www-form-urlencoded");

@@ -43,13 +43,17 @@ use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 
 /// The path the receiver serves.
+#[doc(hidden)]
 pub const PATH: &str = "/webhooks/fusionauth";
 /// The header carrying the signature.
+#[doc(hidden)]
 pub const SIGNATURE_HEADER: &str = "x-fusionauth-signature-jwt";
 /// The largest body read, in bytes: FusionAuth's user events carry the user, a few KiB.
+#[doc(hidden)]
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Clock skew allowed on `exp` and `iat`, in seconds.
 const LEEWAY: u64 = 30;
@@ -97,6 +101,7 @@ impl Tenant {
 /// What was done with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub enum Handled {
     /// The user was revoked, or some of their sessions ended; the ids of the sessions ended.
     Applied(Vec<String>),
@@ -151,6 +156,7 @@ enum Signer {
 
 /// A signature header that verified, waiting for the body it covers.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct Authenticated {
     signer: Signer,
     body_sha256: Vec<u8>,

@@ -23,6 +23,7 @@
 //! ETags.
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 mod patch;
 mod path;
@@ -55,12 +56,15 @@ use crate::response::{self, Protocol, Refusal};
 use crate::sys::{random_id, unix_now};
 
 /// Where the endpoint is mounted.
+#[doc(hidden)]
 pub const PREFIX: &str = "/scim/v2";
 
 /// The largest request body read, in bytes (a user resource is a few hundred bytes).
+#[doc(hidden)]
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The attribute mapped to `sub` unless configured.
+#[doc(hidden)]
 pub const DEFAULT_SUB_ATTRIBUTE: &str = "externalId";
 
 /// How many times a change is tried again when the user changed between its read and its

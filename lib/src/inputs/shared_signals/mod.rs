@@ -37,22 +37,29 @@ use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 
 /// The path the receiver serves.
+#[doc(hidden)]
 pub const PATH: &str = "/shared-signals/events";
 /// The request's content type (RFC 8935 §2).
+#[doc(hidden)]
 pub const CONTENT_TYPE: &str = "application/secevent+jwt";
 /// CAEP: sessions were revoked.
+#[doc(hidden)]
 pub const SESSION_REVOKED: &str =
     "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 /// RISC: the account was disabled.
+#[doc(hidden)]
 pub const ACCOUNT_DISABLED: &str =
     "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
 /// SSF: a verification event, sent to check the stream.
+#[doc(hidden)]
 pub const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
 
 /// The largest SET accepted, in bytes.
+#[doc(hidden)]
 pub const MAX_SET_BYTES: usize = 16 * 1024;
 /// How far in the future `iat` may be, for clock skew.
 const LEEWAY: u64 = 60;
@@ -143,6 +150,7 @@ impl Transmitter {
 /// A verified SET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[doc(hidden)]
 pub struct VerifiedSet {
     /// The transmitter (`iss`).
     pub issuer: String,
@@ -197,6 +205,7 @@ fn jose_refusal(error: JoseError) -> Refusal {
 }
 
 /// Verify a SET against the configured transmitters at `now`, and say what its events ask for.
+#[doc(hidden)]
 pub async fn verify(
     token: &str,
     transmitters: &HashMap<String, Transmitter>,

@@ -42,12 +42,15 @@ use crate::response::{self, Protocol, Refusal};
 use crate::sys::unix_now;
 
 #[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod config;
 
 /// Where the endpoint is mounted.
+#[doc(hidden)]
 pub const PATH: &str = "/global-token-revocation";
 
 /// The largest request body read, in bytes.
+#[doc(hidden)]
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Clock difference allowed on `exp`, `nbf` and `iat`.
