@@ -4,29 +4,51 @@
 //! 1.0 receiver that verifies logout tokens to the letter and ends the application sessions they
 //! name, through a session index that every application shares in Redis.
 //!
+//! ## Where to start
+//!
+//! - **An axum application that logs users in** with openidconnect and keeps sessions with
+//!   tower-sessions: wrap your store in [`LogoutAware`], record the login with [`Login`], mount
+//!   the [`Receiver`]. The [adoption guide] is the whole change (about 25 lines, the logout button
+//!   and its return included), and [`examples/app.rs`] an application written with this crate
+//!   from the start. Handlers take the login with the [`LoggedIn`](session_store::LoggedIn)
+//!   extractor.
+//! - **An API** that must refuse a revoked user's access tokens:
+//!   [`DenylistLayer`](denylist::DenylistLayer) ([denylist guide], [`examples/api.rs`]).
+//! - **One receiver service for many applications**, configured by file and environment: the
+//!   `oidc-logout serve` command, or [`server::Server`] in your own `main` ([configuration]).
+//! - **Deprovisioning** (SCIM, Shared Signals, FusionAuth, Okta Universal Logout, admin API) and
+//!   per-customer session policies: [deprovisioning guide].
+//!
+//! Dependency line, until the crate is published:
+//!
+//! ```toml
+//! oidc-logout = { git = "https://github.com/oidc-logout/oidc-logout", features = ["openidconnect"] }
+//! ```
+//!
 //! ## The path of one logout
 //!
-//! 1. [`inputs::backchannel`] — the axum endpoint, `POST /backchannel-logout`: checks the
-//!    request and finds the token;
-//! 2. [`logout_token`] — the claim rules of the token, on top of [`jose`] (compact JWS, header
-//!    rules, signatures) with [`provider`] supplying the issuer's keys;
-//! 3. [`core`] — the one place sessions end: applies the logout as of its `iat`, writes the
-//!    denylist marker, runs the after-logout hooks;
-//! 4. [`index`] — the session index (Redis or memory) that applications register sessions in;
-//! 5. `response` (private) — the answer, shaped like every endpoint's.
+//! 1. [`Receiver`] — the axum endpoint, `POST /backchannel-logout`: checks the request and
+//!    finds the token;
+//! 2. [`LogoutToken`] — the claim rules of the token (its [`Policy`]), with the issuer's keys
+//!    from [`Provider`];
+//! 3. [`Core`] — the one place sessions end, whoever asks: scope, exactly-once, the denylist
+//!    marker, the after-logout hooks, the audit line;
+//! 4. [`index`] — the session index (Redis or memory) that applications register sessions in
+//!    (its Redis layout is a contract for applications in other languages: [redis-schema]);
+//! 5. the answer, shaped like every endpoint's ([`Refusal`]).
 //!
-//! Around it: [`session_store`] makes an application's tower-sessions store logout-aware and keeps
-//! the index as users log in, [`rp`] is the relying party's side (login into the store, the
-//! logout button and refresh on openidconnect; refresh-token revocation), [`telemetry`] names the
-//! metrics and gives requests ids and spans.
+//! Around it: [`session_store`] makes an application's tower-sessions store logout-aware and
+//! keeps the index as users log in, [`rp`] is the relying party's side (login into the store, the
+//! logout button and refresh on openidconnect; refresh-token revocation), [`inputs`] are the other
+//! ways a logout arrives, [`telemetry`] gives requests ids and spans.
 //!
 //! ## Features
 //!
 //! | feature | what it adds | default |
 //! |---|---|---|
-//! | `redis` | [`index::RedisIndex`]: one server, Cluster, Sentinel, TLS | yes |
-//! | `session-store` | [`session_store`]: `LogoutAware` around any tower-sessions 0.15 store, and `OidcSessionStore` | yes |
-//! | `tower-sessions-014` | the same for tower-sessions 0.14 (tower-sessions-redis-store 0.16) | |
+//! | `redis` | [`RedisIndex`]: one server, Cluster, Sentinel, TLS | yes |
+//! | `session-store` | [`session_store`]: `LogoutAware` around any tower-sessions 0.15 store, `OidcSessionStore`, the extractors | yes |
+//! | `tower-sessions-014` | the same for tower-sessions 0.14 (axum-login 0.18, tower-sessions-redis-store 0.16) | |
 //! | `rp` | [`rp`]: refresh-token revocation of the sessions a logout ends | yes |
 //! | `openidconnect` | `rp::RelyingParty`: login, the logout button and refresh on openidconnect; `rp::Revalidation`, the per-request policy checks | |
 //! | `admin` | [`inputs::admin`]: the admin API | |
@@ -35,7 +57,7 @@
 //! | `scim` | [`inputs::scim`]: SCIM 2.0 deprovisioning (Entra ID, Okta provisioning) | |
 //! | `universal-logout` | [`inputs::universal_logout`]: Okta Universal Logout (Global Token Revocation) | |
 //! | `denylist` | `denylist`: the access-token denylist layer for APIs | |
-//! | `test-op` | `test_op`: a test OpenID Provider and token forge | |
+//! | `test-op` | `test_op`: a test OpenID Provider for an application's own tests | |
 //! | `server` | `server` and `config`: settings to a running service (what `oidc-logout serve` runs) | |
 //! | `full` | the service's features: `server`, `denylist`, `test-op` | |
 //!
@@ -49,15 +71,23 @@
 //!
 //! let index = RedisIndex::connect("redis://127.0.0.1/", Default::default()).await?;
 //! let issuer = "https://op.example.com";
-//! let keys = Provider::discover(issuer, oidc_logout::provider::http_client()?, Default::default()).await?;
+//! let keys = Provider::discover(issuer, oidc_logout::http_client()?, Default::default()).await?;
 //! let core = Core::builder(index).issuer(issuer).build();
 //! let logout = Receiver::new(core).with_issuer(keys, Policy::new(issuer, "my-app")).into_router();
 //! let app = axum::Router::new().merge(logout); // add your own routes
 //! # let _ = app; Ok(()) }
 //! ```
 //!
-//! With the `server` feature, `server::Server` runs what the `oidc-logout serve` command runs
-//! (every enabled input on its listeners, graceful shutdown) from your own `main`.
+//! Items hidden from this documentation are public for this project's command and tests only:
+//! no promise is made about them.
+//!
+//! [adoption guide]: https://github.com/oidc-logout/oidc-logout/blob/main/docs/adopting.md
+//! [`examples/app.rs`]: https://github.com/oidc-logout/oidc-logout/blob/main/examples/app.rs
+//! [`examples/api.rs`]: https://github.com/oidc-logout/oidc-logout/blob/main/examples/api.rs
+//! [denylist guide]: https://github.com/oidc-logout/oidc-logout/blob/main/docs/denylist.md
+//! [configuration]: https://github.com/oidc-logout/oidc-logout/blob/main/docs/configuration.md
+//! [deprovisioning guide]: https://github.com/oidc-logout/oidc-logout/blob/main/docs/deprovisioning.md
+//! [redis-schema]: https://github.com/oidc-logout/oidc-logout/blob/main/docs/redis-schema.md
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

@@ -185,6 +185,22 @@ fn check_claims(
 }
 
 /// The layer; see the module docs.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use oidc_logout::denylist::sync::{self, DenylistSettings};
+/// use oidc_logout::denylist::{AccessTokenValidator, DenylistLayer};
+/// use oidc_logout::{Algorithm, Provider, ProviderSettings, http_client};
+///
+/// let issuer = "https://login.example.com/realms/main";
+/// // Follow the logouts' denylist markers in Redis (the receiver writes them).
+/// let denylist = sync::start(DenylistSettings::new("redis://127.0.0.1/", vec![issuer.into()])).await?;
+/// let keys = Provider::discover(issuer, http_client()?, ProviderSettings::default()).await?;
+/// let validator = AccessTokenValidator::new().with_issuer(keys, &["orders-api"], &[Algorithm::RS256]);
+/// // A revoked user's access token is refused with 401 from the next request on.
+/// let api: axum::Router = axum::Router::new().layer(DenylistLayer::validating(denylist, validator));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct DenylistLayer {
     denylist: Denylist,

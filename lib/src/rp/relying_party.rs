@@ -582,6 +582,27 @@ where
     /// Start a login: remember `state`, `nonce` and the PKCE verifier in the session and return
     /// the OP's authorization URL to send the browser to. `scopes` come on top of `openid`
     /// (`offline_access` for a refresh token).
+    ///
+    /// ```no_run
+    /// use axum::extract::{Query, State};
+    /// use axum::response::Redirect;
+    /// use oidc_logout::rp::{Callback, RelyingParty, RpError};
+    /// use tower_sessions::Session;
+    ///
+    /// async fn login(State(rp): State<RelyingParty>, session: Session) -> Result<Redirect, RpError> {
+    ///     Ok(Redirect::to(&rp.begin_login(&session, &["offline_access"]).await?))
+    /// }
+    ///
+    /// // The redirect URI: the login is recorded in the session (and the index) on return.
+    /// async fn callback(
+    ///     State(rp): State<RelyingParty>,
+    ///     session: Session,
+    ///     Query(back): Query<Callback>,
+    /// ) -> Result<Redirect, RpError> {
+    ///     rp.finish_login(&session, &back).await?;
+    ///     Ok(Redirect::to("/"))
+    /// }
+    /// ```
     pub async fn begin_login(
         &self,
         session: &impl SessionAccess,
@@ -690,6 +711,36 @@ where
 
     /// The logout button: revoke the refresh token, end the local session (and through the
     /// store its index entry), and say where to send the browser.
+    ///
+    /// ```no_run
+    /// use axum::extract::{Query, State};
+    /// use axum::response::Redirect;
+    /// use oidc_logout::rp::{RelyingParty, RpError, check_logout_state};
+    /// use tower_sessions::Session;
+    ///
+    /// // The logout button (a POST): the refresh token revoked, the session ended everywhere, the
+    /// // browser sent to the OP's end-session endpoint, and back to /logged-out.
+    /// async fn logout(State(rp): State<RelyingParty>, session: Session) -> Result<Redirect, RpError> {
+    ///     let done = rp.logout(&session).await?;
+    ///     Ok(Redirect::to(done.redirect.as_deref().unwrap_or("/")))
+    /// }
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Back {
+    ///     state: Option<String>,
+    /// }
+    ///
+    /// async fn logged_out(session: Session, Query(back): Query<Back>) -> Result<&'static str, RpError> {
+    ///     Ok(match check_logout_state(&session, back.state.as_deref()).await? {
+    ///         true => "You are logged out.",
+    ///         false => "Unexpected logout response.",
+    ///     })
+    /// }
+    /// # async fn build(rp: RelyingParty) -> Result<(), RpError> {
+    /// // `with_post_logout_redirect_uri` names the return registered at the OP.
+    /// let rp = rp.with_post_logout_redirect_uri("https://app.example.com/logged-out")?;
+    /// # let _ = rp; Ok(()) }
+    /// ```
     pub async fn logout(&self, session: &impl SessionAccess) -> Result<LoggedOut, RpError> {
         let login = Login::from_session(session).await?;
         let revocation = match login.as_ref().and_then(|l| l.refresh_token.clone()) {
@@ -761,6 +812,22 @@ where
     /// otherwise, or when the OP answers `invalid_grant`, the session ends. The session keeps
     /// the original ID token: every later refresh is compared with it, and it is the
     /// `id_token_hint` at logout (RP-Initiated Logout accepts an expired one).
+    ///
+    /// ```no_run
+    /// use axum::extract::State;
+    /// use axum::http::StatusCode;
+    /// use oidc_logout::rp::{Refreshed, RelyingParty, RpError};
+    /// use tower_sessions::Session;
+    ///
+    /// // New tokens before calling an API with the access token; a user the OP disabled is logged out.
+    /// async fn renew(State(rp): State<RelyingParty>, session: Session) -> Result<StatusCode, RpError> {
+    ///     Ok(match rp.refresh(&session).await? {
+    ///         Refreshed::Refreshed => StatusCode::NO_CONTENT,
+    ///         Refreshed::LoggedOut | Refreshed::Rejected(_) => StatusCode::UNAUTHORIZED,
+    ///         _ => StatusCode::SERVICE_UNAVAILABLE,
+    ///     })
+    /// }
+    /// ```
     pub async fn refresh(&self, session: &impl SessionAccess) -> Result<Refreshed, RpError> {
         let Some(mut login) = Login::from_session(session).await? else {
             return Ok(Refreshed::NothingToRefresh);

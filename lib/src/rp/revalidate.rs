@@ -121,6 +121,30 @@ where
     /// through `core` when a refused user is logged out everywhere
     /// ([`SessionPolicy::revoke_user_for`]): with its clock skew, its denylist marker lifetime
     /// for the issuer and its after-logout hooks (refresh-token revocation).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use oidc_logout::rp::RelyingParty;
+    /// use oidc_logout::session_store::{OidcSessionStore, Policies, SessionPolicy, Unreachable};
+    /// use oidc_logout::MemoryIndex;
+    /// use tower_sessions::SessionManagerLayer;
+    ///
+    /// // A disabled user is out within 5 minutes, even if the OP stops pushing logouts.
+    /// let policy = SessionPolicy::default()
+    ///     .with_revalidate_after(Duration::from_secs(240))
+    ///     .with_unreachable(Unreachable::ClosedAfter(Duration::from_secs(60)));
+    /// let rp = RelyingParty::discover("https://op.example", "web-app", None, "https://app.example/callback")
+    ///     .await?
+    ///     .with_policies(Policies::default().with_default(policy));
+    /// let index = MemoryIndex::default();
+    /// let core = rp.core(index.clone());
+    /// let store = OidcSessionStore::new(index).with_core(core.clone()).with_policies(rp.policies().clone());
+    /// let app: axum::Router = axum::Router::new()
+    ///     .layer(rp.revalidation(core).layer()) // inside the session layer
+    ///     .layer(SessionManagerLayer::new(store));
+    /// # Ok(()) }
+    /// ```
     pub fn revalidation<I: SessionIndex + RecordStore>(&self, core: Core<I>) -> Revalidation<I, H> {
         Revalidation {
             shared: Arc::new(Shared {

@@ -170,6 +170,22 @@ const LOOKUP_BATCH: usize = 64;
 /// The logout's response does not wait for any of it: ended sessions are queued to one
 /// background worker (started on first use) that looks up their records in batches, one round
 /// trip per batch, and revokes each refresh token it finds in a task of its own.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use oidc_logout::rp::{Client, RefreshTokenRevocation};
+/// use oidc_logout::{Core, Provider, ProviderSettings, RedisIndex, http_client};
+///
+/// let index = RedisIndex::connect("redis://127.0.0.1/", Default::default()).await?;
+/// let issuer = "https://login.example.com/realms/main";
+/// let op = Provider::discover(issuer, http_client()?, ProviderSettings::default()).await?;
+/// let app = Client::new("web-app").with_secret(Some(std::env::var("CLIENT_SECRET")?.into()));
+/// // Every session a logout ends has its refresh token revoked at the OP (RFC 7009).
+/// let revocation = RefreshTokenRevocation::new(index.clone()).with_issuer(op, vec![app]);
+/// let core = Core::builder(index).issuer(issuer).after_logout(Arc::new(revocation)).build();
+/// # let _ = core; Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRevocation<B> {
     records: B,

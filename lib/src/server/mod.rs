@@ -41,6 +41,17 @@ pub use self::error::ServerError;
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A service built from [`Settings`]; see the module docs.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use oidc_logout::config::{Settings, Sources};
+/// use oidc_logout::server::{Server, shutdown_signal};
+///
+/// // What `oidc-logout serve` runs: the settings from a file, the environment and no flags.
+/// let settings = Settings::load(&Sources::from_env(Some("/etc/oidc-logout.toml".into())))?;
+/// Server::new(settings).run(shutdown_signal()).await?;
+/// # Ok(()) }
+/// ```
 pub struct Server {
     settings: Settings,
     metrics: Option<MetricsRender>,

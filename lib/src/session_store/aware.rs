@@ -85,6 +85,19 @@ fn fingerprint(login: &LoginFacts<'_>) -> String {
 /// which login and until when the session is registered. That is what lets a save skip the index.
 /// Each rule is written once, over plain values; the trait implementations for each supported
 /// tower-sessions version only translate.
+///
+/// ```
+/// use oidc_logout::session_store::{LogoutAware, SessionPolicy};
+/// use oidc_logout::MemoryIndex;
+/// use std::time::Duration;
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// // Your store, kept as it is; the index shared with the receiver (Redis in production).
+/// let store = LogoutAware::wrap(MemoryStore::default(), MemoryIndex::default())
+///     .with_default_policy(SessionPolicy::default().with_idle_timeout(Duration::from_secs(1800)));
+/// let sessions = SessionManagerLayer::new(store);
+/// let app: axum::Router = axum::Router::new().layer(sessions);
+/// ```
 #[derive(Clone, Debug)]
 pub struct LogoutAware<S, I> {
     inner: S,

@@ -41,6 +41,18 @@ pub(crate) struct Details {
 }
 
 /// What to record of each logged-in session's requests: by default the last-seen time only.
+///
+/// ```
+/// use oidc_logout::session_store::SessionDetails;
+///
+/// // Remember when each session was last seen, from which browser and address (behind one
+/// // trusted proxy), for the user's and the admin's session lists.
+/// let details = SessionDetails::new()
+///     .with_client_details()
+///     .with_trusted_proxy("10.0.0.0/8")?;
+/// let app: axum::Router = axum::Router::new().layer(details.layer());
+/// # Ok::<(), oidc_logout::session_store::NotANetwork>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SessionDetails {
     client: bool,

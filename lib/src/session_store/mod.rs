@@ -80,6 +80,21 @@ pub use seal::{TokenKeyError, TokenKeys};
 /// as the index ([`RedisIndex`](crate::index::RedisIndex) or
 /// [`MemoryIndex`](crate::index::MemoryIndex)). The receiver reads its records to revoke the
 /// refresh tokens of the sessions a logout ends.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use oidc_logout::session_store::{OidcSessionStore, TokenKeys};
+/// use oidc_logout::RedisIndex;
+/// use oidc_logout::index::IndexSettings;
+/// use tower_sessions::SessionManagerLayer;
+///
+/// // Records and index in the same Redis; the tokens in the records sealed.
+/// let index = RedisIndex::connect("redis://127.0.0.1/", IndexSettings::default()).await?;
+/// let keys = TokenKeys::parse(&std::env::var("APP_TOKEN_KEYS")?)?;
+/// let store = OidcSessionStore::new(index).with_token_keys(keys);
+/// let app: axum::Router = axum::Router::new().layer(SessionManagerLayer::new(store));
+/// # Ok(()) }
+/// ```
 pub type OidcSessionStore<B> = LogoutAware<Records<B>, B>;
 
 /// The session data key under which the [`Login`] is kept.

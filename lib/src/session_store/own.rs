@@ -41,6 +41,16 @@ const MAX_BODY_BYTES: usize = 1024;
 /// its after-logout hooks, such as refresh-token revocation, run for the sessions a user
 /// ends). Build its router with [`router`](Self::router) (tower-sessions 0.15) inside the
 /// session layer.
+///
+/// ```
+/// use oidc_logout::session_store::OwnSessions;
+/// use oidc_logout::{Core, MemoryIndex};
+///
+/// let core = Core::builder(MemoryIndex::default()).issuer("https://op.example").build();
+/// // GET /account/sessions, POST /account/sessions/end and /end-others, behind the session layer.
+/// let app: axum::Router = axum::Router::new()
+///     .nest("/account/sessions", OwnSessions::new(core).router());
+/// ```
 #[derive(Debug)]
 pub struct OwnSessions<I> {
     core: Core<I>,

@@ -22,6 +22,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Limits on how long a session lives and how often its user's access is confirmed.
+///
+/// ```
+/// use std::time::Duration;
+/// use oidc_logout::session_store::{SessionPolicy, Unreachable};
+///
+/// // A customer who wants a disabled user out within 5 minutes, even with the OP down.
+/// let strict = SessionPolicy::default()
+///     .with_idle_timeout(Duration::from_secs(30 * 60))
+///     .with_absolute_lifetime(Duration::from_secs(8 * 3600))
+///     .with_revalidate_after(Duration::from_secs(240))
+///     .with_unreachable(Unreachable::ClosedAfter(Duration::from_secs(60)));
+/// assert!(strict.checks_requests());
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionPolicy {
@@ -254,6 +267,27 @@ fn has_value(claim: Option<&Value>, want: &str) -> bool {
 pub type Chooser = dyn Fn(&PolicyInput<'_>) -> Option<String> + Send + Sync;
 
 /// Named policies, a default, and what chooses between them. Cheap to clone.
+///
+/// ```
+/// use oidc_logout::session_store::{Policies, PoliciesConfig, PolicyInput};
+///
+/// // What a deployment writes (APP_SESSION_POLICIES in examples/app): customers' limits, and the
+/// // rules that choose them per login.
+/// let config: PoliciesConfig = toml::from_str(r#"
+///     [policies.acme]
+///     idle_timeout_secs = 1800
+///     revalidate_after_secs = 300
+///     unreachable = "closed"
+///
+///     [[rules]]
+///     policy = "acme"
+///     customer = "acme"
+///     claims = { tid = "acme" }
+/// "#)?;
+/// let policies = Policies::from_config(config)?;
+/// assert!(policies.checks_requests());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Policies {
     default: SessionPolicy,

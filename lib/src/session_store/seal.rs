@@ -30,6 +30,18 @@ const KEY_LEN: usize = 32;
 
 /// The keys that seal the tokens kept in session records: the first seals, every one opens.
 /// Cheap to clone; its `Debug` shows the key ids only.
+///
+/// ```
+/// use oidc_logout::session_store::TokenKeys;
+///
+/// // `openssl rand -base64 32` makes a key; the new one first, the old ones after it.
+/// let keys = TokenKeys::parse(
+///     "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+/// )?;
+/// assert_eq!(keys.ids().count(), 2);
+/// assert!(TokenKeys::parse("too-short").is_err());
+/// # Ok::<(), oidc_logout::session_store::TokenKeyError>(())
+/// ```
 #[derive(Clone)]
 pub struct TokenKeys(Arc<Keys>);
 

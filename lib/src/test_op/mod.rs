@@ -59,6 +59,20 @@ pub enum RevocationMode {
 }
 
 /// The built-in OP: an issuer URL, its published keys and its discovery endpoints.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use oidc_logout::test_op::{Client, TestOp};
+///
+/// // An OpenID Provider on a free loopback port, for an application's own tests.
+/// let (op, issuer) = TestOp::start_local().await?;
+/// op.register_client(Client::new("app", "app-secret", "http://127.0.0.1:3000"));
+/// op.set_auto_user(Some("alice".into())); // every login is alice's, without a form
+/// let discovery = reqwest::get(format!("{issuer}/.well-known/openid-configuration")).await?;
+/// assert!(discovery.status().is_success());
+/// # Ok(()) }
+/// ```
 pub struct TestOp {
     issuer: String,
     published: RwLock<Vec<Arc<SigningKey>>>,

@@ -62,6 +62,20 @@ struct Issuer {
 }
 
 /// The receiver: the issuers whose logout tokens it verifies, and the core that applies them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use oidc_logout::{Core, Policy, Provider, ProviderSettings, Receiver, RedisIndex, http_client};
+///
+/// let index = RedisIndex::connect("redis://127.0.0.1/", Default::default()).await?;
+/// let issuer = "https://login.example.com/realms/main";
+/// let keys = Provider::discover(issuer, http_client()?, ProviderSettings::default()).await?;
+/// let core = Core::builder(index).issuer(issuer).build();
+/// // POST /backchannel-logout: the URI registered at the OP for the client "web-app".
+/// let receiver = Receiver::new(core).with_issuer(keys, Policy::new(issuer, "web-app"));
+/// let app: axum::Router = axum::Router::new().merge(receiver.into_router());
+/// # Ok(()) }
+/// ```
 pub struct Receiver<S> {
     issuers: HashMap<String, Issuer>,
     core: Core<S>,
