@@ -6,7 +6,8 @@
 //!
 //! Settings as `examples/app.rs` takes them: `OIDC_LOGOUT_ISSUER`, `OIDC_LOGOUT_CLIENT_ID`,
 //! `OIDC_LOGOUT_CLIENT_SECRET`, `OIDC_LOGOUT_REDIS_URL`, `APP_LISTEN`, `APP_BASE_URL`,
-//! `APP_SESSION_COOKIE`. Register `<APP_BASE_URL>/callback` as redirect URI and
+//! `APP_SESSION_COOKIE`. Register `<APP_BASE_URL>/callback` as redirect URI,
+//! `<APP_BASE_URL>/logged-out` as post-logout redirect URI and
 //! `<APP_BASE_URL>/backchannel-logout` as back-channel logout URI at the OP.
 //!
 //! ```sh
@@ -23,7 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use oidc_logout::index::{IndexSettings, RedisIndex};
-use oidc_logout::rp::RelyingParty;
+use oidc_logout::rp::{self, RelyingParty};
 use oidc_logout::session_store::LogoutAware;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -154,8 +155,9 @@ async fn callback(
         Ok(claims) => claims.subject().to_string(),
         Err(e) => return failed(e),
     };
-    let Ok(login) = app.rp.login(&token, &nonce).await else {
-        return failed("invalid login");
+    let login = match app.rp.login(&token, &nonce).await {
+        Ok(login) => login,
+        Err(e) => return failed(e),
     };
     if let Err(e) = login.save_to(&session).await {
         return failed(e);
@@ -182,6 +184,11 @@ async fn logout(State(app): State<App>, session: Session) -> Response {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Logs at info (RUST_LOG overrides); tower-sessions' warning for a cookie whose session is
+    // gone kept to errors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_sessions_core::session=error".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let issuer = env("OIDC_LOGOUT_ISSUER").context("set OIDC_LOGOUT_ISSUER")?;
     let client_id = env("OIDC_LOGOUT_CLIENT_ID").context("set OIDC_LOGOUT_CLIENT_ID")?;
     let secret = env("OIDC_LOGOUT_CLIENT_SECRET").context("set OIDC_LOGOUT_CLIENT_SECRET")?;
@@ -198,6 +205,7 @@ async fn main() -> Result<()> {
     let redirect = RedirectUrl::new(format!("{base_url}/callback"))?;
     let rp = RelyingParty::discover(&issuer, &client_id, Some(secret.clone().into()), &redirect);
     let rp = rp.await.context("discovery")?;
+    let rp = rp.with_post_logout_redirect_uri(&format!("{base_url}/logged-out"))?;
     let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer)?, &http);
     let metadata = metadata.await.context("discovery")?;
     let (id, secret) = (ClientId::new(client_id), Some(ClientSecret::new(secret)));
@@ -219,6 +227,7 @@ async fn main() -> Result<()> {
         .route("/callback", get(callback))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/logged-out", get(rp::logged_out::<Session>))
         .with_state(App { client, http, rp })
         .layer(layer);
     let router = router.merge(receiver);

@@ -167,6 +167,11 @@ async fn logout(session: Session) -> Response {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Logs at info (RUST_LOG overrides); tower-sessions' warning for a cookie whose session is
+    // gone kept to errors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_sessions_core::session=error".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let issuer = env("OIDC_LOGOUT_ISSUER").context("set OIDC_LOGOUT_ISSUER")?;
     let client_id = env("OIDC_LOGOUT_CLIENT_ID").context("set OIDC_LOGOUT_CLIENT_ID")?;
     let secret = env("OIDC_LOGOUT_CLIENT_SECRET").context("set OIDC_LOGOUT_CLIENT_SECRET")?;

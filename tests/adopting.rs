@@ -35,7 +35,8 @@ fn the_adoption_guide_shows_the_whole_change() {
         .lines()
         .filter(|l| l.starts_with('+') || l.starts_with('-'))
         .count();
-    assert!(changed <= 25, "{changed} changed lines:\n{hunks}");
+    // At most 30: the logout button with its return route, and the login error kept.
+    assert!(changed <= 30, "{changed} changed lines:\n{hunks}");
 
     let guide = std::fs::read_to_string(root.join("docs/adopting.md")).expect("guide");
     let shown = guide

@@ -823,6 +823,11 @@ async fn an_existing_app_that_adopts_oidc_logout_is_logged_out_everywhere() {
     }
     let back = bob.logout(&adopted.spec.base()).await;
     assert_eq!(back.status, 200, "{}: {}", back.url, back.body);
+    assert_eq!(
+        back.url,
+        format!("{}/", adopted.spec.base()),
+        "the browser comes back from the OP's logout to the application's home"
+    );
     op.wait_for("backchannel.success app-1 bob");
     assert_eq!(bob.me(&adopted.spec.base()).await, 401);
     assert_eq!(bob.me(&app.base()).await, 401, "logged out everywhere");

@@ -30,7 +30,7 @@ use secrecy::SecretString;
 pub use http::{HttpClient, HttpError};
 #[cfg(feature = "openidconnect")]
 pub use relying_party::{
-    Callback, LoggedOut, Refreshed, RelyingParty, RpError, check_logout_state,
+    Callback, LoggedOut, Refreshed, RelyingParty, RpError, check_logout_state, logged_out,
 };
 // openidconnect's types as this client uses them, and the session keys of its steps.
 #[cfg(feature = "openidconnect")]
@@ -42,8 +42,10 @@ pub use relying_party::{
 #[cfg(feature = "openidconnect")]
 pub use revalidate::{Checked, Revalidation};
 #[doc(hidden)]
+pub use revocation::RevocationReport;
+#[doc(hidden)]
 pub use revocation::revoke_refresh_token;
-pub use revocation::{RefreshTokenRevocation, Revocation, RevocationReport};
+pub use revocation::{RefreshTokenRevocation, Revocation};
 
 /// How an application is registered at the OP, for the receiver to revoke its refresh tokens.
 /// Build it with [`Client::new`].

@@ -903,8 +903,40 @@ where
     }
 }
 
+/// The route of `post_logout_redirect_uri`, ready to mount: the browser back from the OP's
+/// logout is sent home (`303` to `/`) when its `state` is the one this session sent, and told
+/// the logout response was unexpected (`400`) otherwise. `T` is the application's
+/// tower-sessions `Session`.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use oidc_logout::rp;
+/// use tower_sessions::Session;
+///
+/// let app: Router = Router::new().route("/logged-out", get(rp::logged_out::<Session>));
+/// ```
+pub async fn logged_out<T: SessionAccess>(
+    session: T,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let state = uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "state")
+            .map(|(_, value)| value.into_owned())
+    });
+    match check_logout_state(&session, state.as_deref()).await {
+        Ok(true) => axum::response::Redirect::to("/").into_response(),
+        Ok(false) => crate::session_store::plain(
+            axum::http::StatusCode::BAD_REQUEST,
+            "unexpected logout response (state does not match); you may still be logged in at the identity provider",
+        ),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// When the browser comes back to `post_logout_redirect_uri`: whether its `state` is the one
-/// this session sent. The stored state is used up either way.
+/// this session sent. The stored state is used up either way. ([`logged_out`] is the route.)
 pub async fn check_logout_state(
     session: &impl SessionAccess,
     state: Option<&str>,
