@@ -128,9 +128,12 @@ where
         .route("/logged-out", get(logged_out))
         .with_state(rp.clone())
         // Where else am I logged in? GET /account/sessions, POST …/end, …/end-others.
-        .nest("/account/sessions", OwnSessions::new(core.clone()).router())
-        .layer(SessionDetails::new().layer())
-        .layer(rp.revalidation(core.clone()).layer())
+        .nest(
+            "/account/sessions",
+            OwnSessions::new(core.clone()).router::<Session>(),
+        )
+        .layer(SessionDetails::new().layer::<Session>())
+        .layer(rp.revalidation(core.clone()).layer::<Session>())
         .layer(
             SessionManagerLayer::new(store)
                 .with_secure(secure)

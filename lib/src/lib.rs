@@ -47,8 +47,8 @@
 //! | feature | what it adds | default |
 //! |---|---|---|
 //! | `redis` | [`RedisIndex`]: one server, Cluster, Sentinel, TLS | yes |
-//! | `session-store` | [`session_store`]: `LogoutAware` around any tower-sessions 0.15 store, `OidcSessionStore`, the extractors | yes |
-//! | `tower-sessions-014` | the same for tower-sessions 0.14 (axum-login 0.18, tower-sessions-redis-store 0.16) | |
+//! | `tower-sessions-014` | [`session_store`] for tower-sessions 0.14: `LogoutAware` around any store, `OidcSessionStore`, the extractors (0.14 because axum-login 0.18 and tower-sessions-redis-store 0.16 are on it) | yes |
+//! | `tower-sessions-015` | the same for tower-sessions 0.15 (both may be on) | |
 //! | `rp` | [`rp`]: refresh-token revocation of the sessions a logout ends | yes |
 //! | `openidconnect` | `rp::RelyingParty`: login, the logout button and refresh on openidconnect; `rp::Revalidation`, the per-request policy checks | |
 //! | `admin` | [`inputs::admin`]: the admin API | |

@@ -13,7 +13,7 @@ use oidc_logout::Core;
 use oidc_logout::index::RedisIndex;
 use oidc_logout::session_store::{OidcSessionStore, OwnSessions, SessionDetails};
 use serde_json::{Value, json};
-use tower_sessions::SessionManagerLayer;
+use tower_sessions::{Session, SessionManagerLayer};
 
 const ISS: &str = "https://idp.example.com";
 
@@ -25,9 +25,9 @@ fn app(index: RedisIndex) -> Router {
     common::app::routes(ISS)
         .nest(
             "/account/sessions",
-            OwnSessions::new(Core::builder(index.clone()).issuer(ISS).build()).router(),
+            OwnSessions::new(Core::builder(index.clone()).issuer(ISS).build()).router::<Session>(),
         )
-        .layer(details.layer())
+        .layer(details.layer::<Session>())
         .layer(SessionManagerLayer::new(OidcSessionStore::new(index)).with_secure(false))
 }
 
@@ -249,7 +249,7 @@ async fn an_untrusted_peer_cannot_choose_its_recorded_address() {
         .expect("network");
     let router = common::app::routes(ISS)
         .route("/ping", get(|| async { "pong" }))
-        .layer(details.layer())
+        .layer(details.layer::<Session>())
         .layer(SessionManagerLayer::new(OidcSessionStore::new(index.clone())).with_secure(false));
     let base = serve(router).await;
     let mut device = Device::new(&base, "Forger", "203.0.113.99");

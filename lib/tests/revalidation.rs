@@ -62,7 +62,10 @@ where
         )
         .with_state(rp.clone())
         .merge(common::app::routes(rp.provider().issuer()))
-        .layer(rp.revalidation(rp.core(index)).layer())
+        .layer(
+            rp.revalidation(rp.core(index))
+                .layer::<tower_sessions::Session>(),
+        )
         .layer(SessionManagerLayer::new(store).with_secure(false))
 }
 

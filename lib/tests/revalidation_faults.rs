@@ -63,7 +63,10 @@ async fn setup() -> Setup {
     let index = MemoryIndex::new(IndexSettings::default());
     let store = OidcSessionStore::new(index.clone()).with_policies(rp.policies().clone());
     let app: Router = common::app::routes(&issuer)
-        .layer(rp.revalidation(rp.core(index)).layer())
+        .layer(
+            rp.revalidation(rp.core(index))
+                .layer::<tower_sessions::Session>(),
+        )
         .layer(SessionManagerLayer::new(store).with_secure(false));
     let base = serve(app).await;
     Setup { op, proxy, base }

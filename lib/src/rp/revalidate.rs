@@ -141,7 +141,7 @@ where
     /// let core = rp.core(index.clone());
     /// let store = OidcSessionStore::new(index).with_core(core.clone()).with_policies(rp.policies().clone());
     /// let app: axum::Router = axum::Router::new()
-    ///     .layer(rp.revalidation(core).layer()) // inside the session layer
+    ///     .layer(rp.revalidation(core).layer::<tower_sessions::Session>()) // inside the session layer
     ///     .layer(SessionManagerLayer::new(store));
     /// # Ok(()) }
     /// ```
@@ -401,14 +401,9 @@ where
 
     /// A tower layer that checks every request's session (put it inside the session layer):
     /// a session the check ends reaches the handler without a login; [`Checked::Unavailable`]
-    /// answers `503` with `Retry-After`. For tower-sessions 0.15.
-    pub fn layer(&self) -> SessionLayer<Self, tower_sessions_core::Session> {
-        SessionLayer::new(self.clone())
-    }
-
-    /// [`layer`](Self::layer) for tower-sessions 0.14.
-    #[cfg(feature = "tower-sessions-014")]
-    pub fn layer_014(&self) -> SessionLayer<Self, tower_sessions_core_014::Session> {
+    /// answers `503` with `Retry-After`. `T` is the application's tower-sessions `Session`
+    /// (0.14 or 0.15): `revalidation.layer::<Session>()`.
+    pub fn layer<T: SessionAccess + Clone + 'static>(&self) -> SessionLayer<Self, T> {
         SessionLayer::new(self.clone())
     }
 }

@@ -50,7 +50,7 @@ pub(crate) struct Details {
 /// let details = SessionDetails::new()
 ///     .with_client_details()
 ///     .with_trusted_proxy("10.0.0.0/8")?;
-/// let app: axum::Router = axum::Router::new().layer(details.layer());
+/// let app: axum::Router = axum::Router::new().layer(details.layer::<tower_sessions::Session>());
 /// # Ok::<(), oidc_logout::session_store::NotANetwork>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -153,15 +153,10 @@ impl SessionDetails {
     }
 
     /// A tower layer recording the details of each logged-in session's requests (inside the
-    /// session layer). The client address needs axum's `ConnectInfo<SocketAddr>`
-    /// (`into_make_service_with_connect_info`). For tower-sessions 0.15.
-    pub fn layer(&self) -> SessionLayer<Self, tower_sessions_core::Session> {
-        SessionLayer::new(self.clone())
-    }
-
-    /// [`layer`](Self::layer) for tower-sessions 0.14.
-    #[cfg(feature = "tower-sessions-014")]
-    pub fn layer_014(&self) -> SessionLayer<Self, tower_sessions_core_014::Session> {
+    /// session layer). `T` is the application's tower-sessions `Session` (0.14 or 0.15):
+    /// `details.layer::<Session>()`. The client address needs axum's `ConnectInfo<SocketAddr>`
+    /// (`into_make_service_with_connect_info`).
+    pub fn layer<T: SessionAccess + Clone + 'static>(&self) -> SessionLayer<Self, T> {
         SessionLayer::new(self.clone())
     }
 }

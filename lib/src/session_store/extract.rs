@@ -160,6 +160,7 @@ async fn login_of(parts: &Parts) -> Result<Option<Login>, LoginRejection> {
             .await
             .map_err(LoginRejection::Unavailable)
     }
+    #[cfg(feature = "tower-sessions-015")]
     if let Some(session) = parts.extensions.get::<tower_sessions_core::Session>() {
         return read(session).await;
     }

@@ -24,11 +24,19 @@
 //! adopted this crate) pass through untouched: no logout can reach them, since nothing says whose
 //! they are, and they keep working until they expire or their user logs in again.
 
+// Without a tower-sessions version (a build for the server or the receiver alone) the store's
+// rules have no `SessionStore` to serve: they are compiled, unused.
+#![cfg_attr(
+    not(any(feature = "tower-sessions-014", feature = "tower-sessions-015")),
+    allow(dead_code, unused_imports, unused_macros, unused_variables)
+)]
+
 /// Implement a tower-sessions trait for each tower-sessions version this build supports: 0.15
 /// always, 0.14 with the feature `tower-sessions-014` (its `SessionStore` trait and `Record` are
 /// the same shape, so one body serves both).
 macro_rules! for_each_tower_sessions {
     ($implement:ident) => {
+        #[cfg(feature = "tower-sessions-015")]
         $implement!(tower_sessions_core);
         #[cfg(feature = "tower-sessions-014")]
         $implement!(tower_sessions_core_014);
@@ -405,7 +413,12 @@ pub(crate) struct Recorded {
 
 /// The login and details a stored session record (this crate's JSON) holds.
 pub(crate) fn recorded_of_bytes(data: &[u8]) -> Option<(Login, Recorded)> {
-    let record: tower_sessions_core::session::Record = serde_json::from_slice(data).ok()?;
+    /// The part of a stored tower-sessions record (the same JSON in 0.14 and 0.15) read here.
+    #[derive(Deserialize)]
+    struct Record {
+        data: std::collections::HashMap<String, serde_json::Value>,
+    }
+    let record: Record = serde_json::from_slice(data).ok()?;
     let login = record
         .data
         .get(LOGIN_KEY)

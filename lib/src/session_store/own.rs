@@ -49,7 +49,7 @@ const MAX_BODY_BYTES: usize = 1024;
 /// let core = Core::builder(MemoryIndex::default()).issuer("https://op.example").build();
 /// // GET /account/sessions, POST /account/sessions/end and /end-others, behind the session layer.
 /// let app: axum::Router = axum::Router::new()
-///     .nest("/account/sessions", OwnSessions::new(core).router());
+///     .nest("/account/sessions", OwnSessions::new(core).router::<tower_sessions::Session>());
 /// ```
 #[derive(Debug)]
 pub struct OwnSessions<I> {
@@ -62,15 +62,10 @@ impl<I: SessionIndex + RecordStore> OwnSessions<I> {
         Self { core }
     }
 
-    /// The router, for tower-sessions 0.15.
-    pub fn router(self) -> Router {
-        self.router_for::<tower_sessions_core::Session>()
-    }
-
-    /// The router, for tower-sessions 0.14.
-    #[cfg(feature = "tower-sessions-014")]
-    pub fn router_014(self) -> Router {
-        self.router_for::<tower_sessions_core_014::Session>()
+    /// The router. `T` is the application's tower-sessions `Session` (0.14 or 0.15):
+    /// `OwnSessions::new(core).router::<Session>()`.
+    pub fn router<T: SessionAccess + Clone + 'static>(self) -> Router {
+        self.router_for::<T>()
     }
 
     fn router_for<T: SessionAccess + Clone + 'static>(self) -> Router {
