@@ -4,7 +4,8 @@
 // array of client metadata), OP_TAMPER_CLIENT (optional, below). Dev interactions (any login, any
 // password) stand in for a login page. Prints `ready <issuer>` when listening, one line per
 // back-channel logout delivery, and one per refresh or userinfo request (`op-call <what>
-// <account> <status>`). A user `name.tenant` carries the claim `tid: tenant`.
+// <account> <status>`). A user `name.tenant` carries the claim `tid: tenant`; a user whose name
+// starts with `admin` is in the group `oidc-logout-admins` (claim `groups`, for the console).
 // `POST /_test/disable?sub=…` disables a user the way an administrator would, with no push:
 // their refresh tokens and access tokens stop working (their account is no longer found).
 // OP_PRINT_TOKENS=1 prints every token the token endpoint issues (`op-issued <kind> <token>`), so
@@ -42,9 +43,10 @@ const provider = new Provider(issuer, {
       sub,
       email: `${sub}@example.com`,
       ...(sub.includes('.') ? { tid: sub.split('.').pop() } : {}),
+      groups: sub.startsWith('admin') ? ['oidc-logout-admins', 'staff'] : ['staff'],
     }),
   }),
-  claims: { openid: ['sub', 'tid'], email: ['email'] },
+  claims: { openid: ['sub', 'tid', 'groups'], email: ['email'] },
   // Scope claims (tid) in the ID token too, for the applications' policy rules.
   conformIdTokenClaims: false,
   pkce: { required: () => true },

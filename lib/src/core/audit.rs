@@ -12,86 +12,100 @@ pub const TARGET: &str = "oidc_logout::audit";
 pub(super) fn line(event: &Event, result: &Result<Outcome, CoreError>) {
     let sender = event.sender();
     let id = event.id.as_ref().map(|(id, _)| id.as_str());
-    let kinds = event
+    let kinds = kinds(event);
+    let actions = named_actions(event);
+    let (outcome, ended) = outcome(result);
+    match (outcome, result) {
+        (_, Err(error)) => tracing::warn!(
+            target: TARGET,
+            input = sender.input(),
+            sender = ?sender.name(),
+            event = ?id,
+            action = %kinds,
+            actions = %actions,
+            outcome,
+            %error,
+            "event not applied"
+        ),
+        ("no_session", _) => {
+            // Nothing to end: already logged out, never logged in here, or sessions the
+            // logout does not reach (a sid logout and sessions registered without a sid).
+            let (sid, sub) = named(event);
+            tracing::info!(
+                target: TARGET,
+                input = sender.input(),
+                sender = ?sender.name(),
+                event = ?id,
+                action = %kinds,
+                actions = %actions,
+                ended,
+                named_sid = sid,
+                named_sub = sub,
+                outcome,
+                "logout matched no session"
+            );
+        }
+        ("duplicate", _) => tracing::info!(
+            target: TARGET,
+            input = sender.input(),
+            sender = ?sender.name(),
+            event = ?id,
+            action = %kinds,
+            actions = %actions,
+            ended,
+            outcome,
+            "event applied before"
+        ),
+        _ => tracing::info!(
+            target: TARGET,
+            input = sender.input(),
+            sender = ?sender.name(),
+            event = ?id,
+            action = %kinds,
+            actions = %actions,
+            ended,
+            outcome,
+            "logout applied"
+        ),
+    }
+}
+
+/// The kinds of an event's actions, comma-separated.
+pub(super) fn kinds(event: &Event) -> String {
+    event
         .actions()
         .iter()
         .map(|a| a.kind())
         .collect::<Vec<_>>()
-        .join(",");
-    let actions = event
+        .join(",")
+}
+
+/// What each of an event's actions named, `; `-separated.
+fn named_actions(event: &Event) -> String {
+    event
         .actions()
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ");
+        .join("; ")
+}
+
+/// The outcome's label (`applied`, `no_session`, `out_of_scope`, `duplicate`, or the error's)
+/// and how many sessions the event ended.
+pub(super) fn outcome(result: &Result<Outcome, CoreError>) -> (&'static str, usize) {
     match result {
         Ok(Outcome::Applied(done)) => {
             let ended: usize = done.iter().map(|d| d.ended.len()).sum();
             if done.iter().any(|d| d.out_of_scope) {
-                tracing::info!(
-                    target: TARGET,
-                    input = sender.input(),
-                    sender = ?sender.name(),
-                    event = ?id,
-                    action = %kinds,
-                    actions = %actions,
-                    ended,
-                    outcome = "out_of_scope",
-                    "logout applied"
-                );
+                ("out_of_scope", ended)
             } else if ended == 0 {
-                // Nothing to end: already logged out, never logged in here, or sessions the
-                // logout does not reach (a sid logout and sessions registered without a sid).
-                let (sid, sub) = named(event);
-                tracing::info!(
-                    target: TARGET,
-                    input = sender.input(),
-                    sender = ?sender.name(),
-                    event = ?id,
-                    action = %kinds,
-                    actions = %actions,
-                    ended,
-                    named_sid = sid,
-                    named_sub = sub,
-                    outcome = "no_session",
-                    "logout matched no session"
-                );
+                ("no_session", 0)
             } else {
-                tracing::info!(
-                    target: TARGET,
-                    input = sender.input(),
-                    sender = ?sender.name(),
-                    event = ?id,
-                    action = %kinds,
-                    actions = %actions,
-                    ended,
-                    outcome = "applied",
-                    "logout applied"
-                );
+                ("applied", ended)
             }
         }
-        Ok(Outcome::Duplicate) => tracing::info!(
-            target: TARGET,
-            input = sender.input(),
-            sender = ?sender.name(),
-            event = ?id,
-            action = %kinds,
-            actions = %actions,
-            ended = 0,
-            outcome = "duplicate",
-            "event applied before"
-        ),
-        Err(error) => tracing::warn!(
-            target: TARGET,
-            input = sender.input(),
-            sender = ?sender.name(),
-            event = ?id,
-            action = %kinds,
-            actions = %actions,
-            outcome = error.label(),
-            %error,
-            "event not applied"
-        ),
+        Ok(Outcome::Duplicate) => ("duplicate", 0),
+        Err(error) => (error.label(), 0),
     }
 }
 

@@ -25,6 +25,7 @@
 //! Nothing else in the crate writes a marker or removes an index entry. "As of now" is a
 //! logout time: a session authenticated before the event ends, one authenticated later survives.
 
+mod activity;
 mod audit;
 mod event;
 #[cfg(test)]
@@ -38,6 +39,9 @@ use std::time::Duration;
 
 use tracing::Instrument as _;
 
+pub use self::activity::Activity;
+#[cfg(feature = "console")]
+pub(crate) use self::activity::session_handle;
 #[doc(hidden)]
 pub use self::audit::TARGET as AUDIT_TARGET;
 pub use self::event::{Action, Done, Event, Outcome, Scope, Sender};
@@ -345,6 +349,9 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         to_completion(async move {
             let result = core.run(&event).await;
             audit::line(&event, &result);
+            if let Some(entry) = activity::of(&event, &result) {
+                activity::keep(core.index(), entry).await;
+            }
             result
         })
         .await

@@ -317,3 +317,88 @@ async fn empty_names_are_refused() {
         ));
     }
 }
+
+#[tokio::test]
+async fn every_event_is_in_the_activity_newest_first_as_its_viewer_may_see_it() {
+    let index = index();
+    let core = Core::builder(index.clone())
+        .issuer(ISS)
+        .issuer("https://other.example")
+        .build();
+    let s = session("the-session-id", "alice", "op-1", None);
+    register(&index, &s).await;
+    let ops = Sender::new("admin", "ops", Scope::any_issuer());
+    let end = Action::EndSession {
+        issuer: ISS.into(),
+        session_id: s.session_id.clone(),
+        sub: Some("alice".into()),
+    };
+    assert_eq!(
+        core.apply(Event::new(ops.clone(), vec![end]))
+            .await
+            .map(|o| o.ended())
+            .ok(),
+        Some(1)
+    );
+    let other = Action::RevokeUser {
+        issuer: "https://other.example".into(),
+        sub: "bob".into(),
+    };
+    assert!(
+        core.apply(Event::new(ops.clone(), vec![other]))
+            .await
+            .is_ok()
+    );
+    let refused = Event::new(
+        sender(Scope::issuer("https://other.example")),
+        vec![revoke("carol")],
+    );
+    assert!(core.apply(refused).await.is_err());
+
+    let all = core.activity(&ops, 10).await.unwrap_or_default();
+    let summary: Vec<(&str, &str, &str, usize)> = all
+        .iter()
+        .map(|a| {
+            (
+                a.action.as_str(),
+                a.whom.as_str(),
+                a.outcome.as_str(),
+                a.ended,
+            )
+        })
+        .collect();
+    let handle = session_handle("the-session-id");
+    assert_eq!(
+        summary,
+        [
+            ("revoke_user", "carol", "out_of_scope", 0),
+            ("revoke_user", "bob", "no_session", 0),
+            (
+                "end_session",
+                &*format!("alice (session {handle})"),
+                "applied",
+                1
+            ),
+        ]
+    );
+    assert!(all.iter().all(|a| !a.whom.contains("the-session-id")));
+    // One scoped to an issuer sees that issuer's; one scoped to a customer only its own.
+    let scoped = core
+        .activity(&sender(Scope::issuer("https://other.example")), 10)
+        .await
+        .unwrap_or_default();
+    assert_eq!(scoped.len(), 1, "{scoped:?}");
+    assert_eq!(scoped[0].whom, "bob");
+    let help_desk = Scope::issuer(ISS).with_customer(Some("acme".into()));
+    let help_desk = Sender::new("console", "help-desk", help_desk);
+    assert!(
+        core.activity(&help_desk, 10)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let same = sender(Scope::issuer(ISS).with_customer(Some("acme".into())));
+    let own = core.activity(&same, 10).await.unwrap_or_default();
+    assert_eq!(own.len(), 1, "the sender's own entry: {own:?}");
+    assert_eq!(core.activity(&ops, 1).await.unwrap_or_default().len(), 1);
+}

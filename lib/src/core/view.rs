@@ -62,6 +62,26 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         Ok(sessions)
     }
 
+    /// Whose session `session_id` is, when its record is in this crate's store and its
+    /// issuer is within `sender`'s scope: (issuer, sub).
+    pub async fn session_owner(
+        &self,
+        sender: &Sender,
+        session_id: &str,
+    ) -> Result<Option<(String, String)>, CoreError> {
+        let Some(record) = self.index().get_record(session_id).await? else {
+            return Ok(None);
+        };
+        Ok(login_of(&record)
+            .filter(|login| {
+                sender
+                    .scope()
+                    .the_issuer()
+                    .is_none_or(|own| own == login.issuer)
+            })
+            .map(|login| (login.issuer, login.sub)))
+    }
+
     /// The live sessions of a user, with what their records hold.
     pub(super) async fn live_sessions(
         &self,

@@ -69,6 +69,11 @@ pub fn ended_channel(prefix: &str) -> String {
     format!("{prefix}{LAYOUT_VERSION}:ended")
 }
 
+/// The activity list: the core's audit entries, newest last, for the console (a stream).
+pub(crate) fn activity_key(prefix: &str) -> String {
+    format!("{prefix}{LAYOUT_VERSION}:activity")
+}
+
 /// The key of an application session's data record: `<prefix>v1:d:{<encoded id>}`. It is keyed by
 /// session id alone (its own hash tag), so records spread over a Cluster. The record's format did
 /// not change in version 2, so neither did its key: records survive the move.

@@ -46,6 +46,8 @@ struct Inner {
     customers: HashMap<IssKey, (String, u64)>,
     leases: HashMap<IssKey, Instant>,
     records: HashMap<String, (Vec<u8>, Instant)>,
+    /// The activity list, oldest first.
+    activity: std::collections::VecDeque<Vec<u8>>,
     last_sweep: Option<Instant>,
 }
 
@@ -437,6 +439,26 @@ impl SessionIndex for MemoryIndex {
             .collect();
         found.sort_by(|a, b| (a.auth_time, &a.session_id).cmp(&(b.auth_time, &b.session_id)));
         Ok(found)
+    }
+
+    async fn record_activity(&self, entry: &[u8], keep: usize) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.activity.push_back(entry.to_vec());
+        while inner.activity.len() > keep.max(1) {
+            inner.activity.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn activity(&self, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()
+            .activity
+            .iter()
+            .rev()
+            .take(count)
+            .cloned()
+            .collect())
     }
 }
 

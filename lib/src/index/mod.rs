@@ -440,6 +440,26 @@ pub trait SessionIndex: Clone + Send + Sync + 'static {
         issuer: &str,
         sub: &str,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Append `entry` to the activity list (the core's audit entries, for the console),
+    /// keeping about the latest `keep`. Backends that keep none accept and drop it.
+    fn record_activity(
+        &self,
+        entry: &[u8],
+        keep: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (entry, keep);
+        std::future::ready(Ok(()))
+    }
+
+    /// The latest `count` entries of the activity list, newest first.
+    fn activity(
+        &self,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send {
+        let _ = count;
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// Where application session data lives: opaque bytes under the application's session id, with

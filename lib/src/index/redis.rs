@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use super::connection::{RedisConnection, RedisTarget};
 use super::follower::Follower;
 use super::keys::{
-    IssuerKeys, V1Keys, decode_component, encode_component, ended_channel, record_key,
+    IssuerKeys, V1Keys, activity_key, decode_component, encode_component, ended_channel, record_key,
 };
 use super::lua::{Scripts, also, also_field, deny_field, millis};
 use super::markers;
@@ -483,6 +483,38 @@ impl SessionIndex for RedisIndex {
         }
         found.sort_by(|a, b| (a.auth_time, &a.session_id).cmp(&(b.auth_time, &b.session_id)));
         Ok(found)
+    }
+
+    async fn record_activity(&self, entry: &[u8], keep: usize) -> Result<(), StoreError> {
+        redis::cmd("XADD")
+            .arg(activity_key(&self.settings.prefix))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(keep)
+            .arg("*")
+            .arg("e")
+            .arg(entry)
+            .query_async::<String>(&mut self.conn.clone())
+            .await
+            .or_unavailable()
+            .map(drop)
+    }
+
+    async fn activity(&self, count: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        // XREVRANGE key + - COUNT n: [[id, [field, value, …]], …], newest first.
+        let rows: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+            .arg(activity_key(&self.settings.prefix))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await
+            .or_unavailable()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, fields)| fields.into_iter().nth(1))
+            .collect())
     }
 }
 

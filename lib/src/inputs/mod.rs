@@ -5,6 +5,7 @@
 //!
 //! - [`backchannel`] — OpenID Connect Back-Channel Logout 1.0 logout tokens;
 //! - [`admin`] — the admin API (feature `admin`);
+//! - `console` — the admin console's actions, by signed-in administrators (feature `console`);
 //! - [`shared_signals`] — Shared Signals Security Event Tokens: CAEP, RISC (feature
 //!   `shared-signals`);
 //! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`);
@@ -33,6 +34,9 @@ pub mod admin;
 pub mod backchannel;
 #[cfg(any(feature = "admin", feature = "scim"))]
 mod bearer;
+#[cfg(feature = "console")]
+#[doc(hidden)]
+pub mod console;
 #[cfg(feature = "fusionauth")]
 pub mod fusionauth;
 #[cfg(feature = "scim")]
@@ -58,11 +62,12 @@ mod server {
     use serde::{Deserialize, Serialize};
 
     use super::admin::config::{AdminToken, ScopedAdminConfig};
+    use super::console::config::{ConsoleConfig, ConsoleSettings};
     use super::fusionauth::config::{FusionAuthConfig, FusionAuthSettings};
     use super::scim::config::{ScimClientConfig, ScimSettings};
     use super::shared_signals::config::{TransmitterConfig, TransmitterSettings};
     use super::universal_logout::config::{UniversalLogoutConfig, UniversalLogoutSettings};
-    use super::{admin, backchannel, fusionauth, scim, shared_signals, universal_logout};
+    use super::{admin, backchannel, console, fusionauth, scim, shared_signals, universal_logout};
     use crate::config::{Check, ConfigError, IssuerSettings, Secret, Settings};
     use crate::core::Core;
     use crate::index::{RecordStore, SessionIndex, UserDirectory};
@@ -95,6 +100,9 @@ mod server {
         /// Okta orgs whose Universal Logout requests are accepted.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub universal_logout: Vec<UniversalLogoutConfig>,
+        /// The console's sign-in through the OP, and its sessions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub console: Option<ConsoleConfig>,
     }
 
     /// Every input's section, validated: an empty one leaves its input off.
@@ -111,6 +119,8 @@ mod server {
         pub scim: Vec<ScimSettings>,
         /// Universal Logout senders; none: no `/global-token-revocation` endpoint.
         pub universal_logout: Vec<UniversalLogoutSettings>,
+        /// The console (on with admin tokens or an OIDC sign-in).
+        pub console: ConsoleSettings,
     }
 
     impl InputsConfig {
@@ -149,6 +159,12 @@ mod server {
                     allow_insecure_http,
                     check,
                 )?,
+                console: self
+                    .console
+                    .as_ref()
+                    .map(|c| c.validate(allow_insecure_http, check))
+                    .transpose()?
+                    .unwrap_or_default(),
             })
         }
     }
@@ -233,6 +249,7 @@ mod server {
             scim::mount(m),
             universal_logout::mount(m).await?,
             admin::mount(m),
+            console::mount(m),
         ]
         .into_iter()
         .flatten()

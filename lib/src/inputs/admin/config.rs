@@ -36,6 +36,18 @@ pub struct AdminToken {
     pub customer: Option<String>,
 }
 
+impl AdminToken {
+    /// What the token may act on.
+    pub fn scope(&self) -> crate::core::Scope {
+        match &self.issuer {
+            Some(issuer) => {
+                crate::core::Scope::issuer(issuer.clone()).with_customer(self.customer.clone())
+            }
+            None => crate::core::Scope::any_issuer(),
+        }
+    }
+}
+
 fn long_enough(key: &str, tokens: &[Secret], check: &Check<'_>) -> Result<(), ConfigError> {
     if tokens.iter().any(|t| t.expose().len() < 32) {
         return Err(check.invalid(

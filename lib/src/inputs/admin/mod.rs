@@ -286,13 +286,7 @@ where
     if tokens.is_empty() {
         return None;
     }
-    let scoped = tokens.iter().map(|t| {
-        let scope = match &t.issuer {
-            Some(issuer) => Scope::issuer(issuer.clone()).with_customer(t.customer.clone()),
-            None => Scope::any_issuer(),
-        };
-        (&t.token, scope)
-    });
+    let scoped = tokens.iter().map(|t| (&t.token, t.scope()));
     Some(super::Mounted {
         router: scoped_router(m.core.clone(), scoped),
         place: super::Place::Admin,

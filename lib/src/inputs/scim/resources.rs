@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::PREFIX;
 use super::path::{USER_SCHEMA, strip_core};
 use crate::index::ScimUser;
+use crate::sys::rfc3339;
 
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
@@ -208,28 +209,6 @@ pub(super) fn schemas() -> Value {
 
 pub(super) fn schema(id: &str) -> Option<Value> {
     (id == USER_SCHEMA).then(user_schema)
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC date-time (`2026-11-30T03:51:28Z`).
-fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rest = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 #[cfg(test)]
