@@ -42,7 +42,7 @@ fn skew_ms() -> i64 {
 }
 
 /// Seconds since the epoch as an RFC 3339 UTC date-time (`2026-11-30T03:51:28Z`).
-#[cfg(any(feature = "scim", feature = "console"))]
+#[cfg(any(feature = "scim", feature = "server"))]
 pub(crate) fn rfc3339(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rest = secs % 86_400;

@@ -40,7 +40,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use self::activity::Activity;
-#[cfg(feature = "console")]
+#[cfg(feature = "server")]
 pub(crate) use self::activity::session_handle;
 #[doc(hidden)]
 pub use self::audit::TARGET as AUDIT_TARGET;

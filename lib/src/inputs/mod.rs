@@ -5,7 +5,7 @@
 //!
 //! - [`backchannel`] — OpenID Connect Back-Channel Logout 1.0 logout tokens;
 //! - [`admin`] — the admin API (feature `admin`);
-//! - `console` — the admin console's actions, by signed-in administrators (feature `console`);
+//! - `console` — the admin console's actions, by signed-in administrators (feature `server`);
 //! - [`shared_signals`] — Shared Signals Security Event Tokens: CAEP, RISC (feature
 //!   `shared-signals`);
 //! - [`fusionauth`] — FusionAuth webhooks (feature `fusionauth`);
@@ -34,7 +34,7 @@ pub mod admin;
 pub mod backchannel;
 #[cfg(any(feature = "admin", feature = "scim"))]
 mod bearer;
-#[cfg(feature = "console")]
+#[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod console;
 #[cfg(feature = "fusionauth")]
