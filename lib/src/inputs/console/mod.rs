@@ -55,8 +55,14 @@ const ACTIVITY_SHOWN: usize = 200;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// A SCIM client whose users the search looks through: (issuer, client name).
-type ScimOwner = (String, String);
+/// A SCIM client whose users the search looks through.
+pub(crate) struct ScimOwner {
+    issuer: String,
+    /// Its name among the issuer's clients.
+    client: String,
+    /// Its customer, when it is scoped to one.
+    customer: Option<String>,
+}
 
 struct Console<S, D> {
     core: Core<S>,
@@ -483,20 +489,31 @@ async fn find<S: SessionIndex + RecordStore, D: UserDirectory>(
             add(issuer, q, "sub".into(), sessions.len());
         }
     }
-    for (issuer, client) in console.scim.iter().filter(|(i, _)| visible(i)) {
-        let owner = Owner { issuer, client };
+    // A sender scoped to a customer looks only through that customer's SCIM clients.
+    let own_clients = console.scim.iter().filter(|c| {
+        visible(&c.issuer)
+            && sender
+                .scope()
+                .customer()
+                .is_none_or(|own| c.customer.as_deref() == Some(own))
+    });
+    for c in own_clients {
+        let owner = Owner {
+            issuer: &c.issuer,
+            client: &c.client,
+        };
         if let Some(user) = console.directory.find(owner, Lookup::UserName, q).await? {
             let sessions = console
                 .core
-                .sessions(sender, issuer, &user.user.sub)
+                .sessions(sender, &c.issuer, &user.user.sub)
                 .await?;
-            let client = if client.is_empty() {
+            let client = if c.client.is_empty() {
                 "SCIM"
             } else {
-                client.as_str()
+                c.client.as_str()
             };
             add(
-                issuer,
+                &c.issuer,
                 &user.user.sub,
                 format!("userName at {client}"),
                 sessions.len(),
@@ -752,7 +769,11 @@ where
             .inputs
             .scim
             .iter()
-            .map(|c| (c.issuer.clone(), c.name.clone()))
+            .map(|c| ScimOwner {
+                issuer: c.issuer.clone(),
+                client: c.name.clone(),
+                customer: c.customer.clone(),
+            })
             .collect(),
         issuers: m
             .issuers
