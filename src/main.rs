@@ -11,6 +11,8 @@
 
 mod demo;
 mod op;
+#[cfg(feature = "otel")]
+mod otel;
 mod sessions;
 
 use std::path::PathBuf;
@@ -141,13 +143,17 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => {
             let settings = args.settings()?;
-            init_logs(settings.log_format);
+            let traces = init_logs(settings.log_format)?;
             let mut server = Server::new(settings.clone());
             // Before anything records a metric (the issuers' first JWKS fetches).
             if settings.listeners.metrics.is_some() {
                 server = server.with_metrics(prometheus()?);
             }
-            Ok(server.run(shutdown_signal()).await?)
+            let served = server.run(shutdown_signal()).await;
+            if let Some(traces) = traces {
+                traces.shutdown().await;
+            }
+            Ok(served?)
         }
         Command::CheckConfig(args) => {
             let settings = args.settings()?;
@@ -159,19 +165,19 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => {
-            init_logs(LogFormat::Text);
+            init_logs(LogFormat::Text)?;
             demo::run(args).await
         }
         Command::Op(command) => {
-            init_logs(LogFormat::Text);
+            init_logs(LogFormat::Text)?;
             op::run(command).await
         }
         Command::Sessions(command) => {
-            init_logs(LogFormat::Text);
+            init_logs(LogFormat::Text)?;
             sessions::sessions(command).await
         }
         Command::Revoke(args) => {
-            init_logs(LogFormat::Text);
+            init_logs(LogFormat::Text)?;
             sessions::revoke(args).await
         }
     }
@@ -179,20 +185,22 @@ async fn run(command: Command) -> Result<()> {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`). Text lines escape control
 /// characters in every field and message (a value from a request cannot start a forged line or
-/// send terminal escapes); JSON escapes them by itself.
-fn init_logs(format: LogFormat) {
+/// send terminal escapes); JSON escapes them by itself, and names the line's span and the spans
+/// it is in (the request's, with its id). With the feature `otel` and an OTLP endpoint set, the
+/// same spans are exported as traces (`otel.rs`); what flushes them is returned.
+fn init_logs(format: LogFormat) -> Result<Option<Traces>> {
     use tracing_subscriber::field::MakeExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         LogFormat::Json => logs
             .json()
             .with_current_span(true)
-            .with_span_list(false)
-            .init(),
+            .with_span_list(true)
+            .boxed(),
         _ => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .fmt_fields(
@@ -206,7 +214,32 @@ fn init_logs(format: LogFormat) {
                 })
                 .delimited(" "),
             )
-            .init(),
+            .boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    #[cfg(feature = "otel")]
+    {
+        let (traces, flush) = match otel::layer()? {
+            Some((layer, flush)) => (Some(layer), Some(flush)),
+            None => (None, None),
+        };
+        registry.with(traces).init();
+        Ok(flush.map(Traces))
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        Ok(None)
+    }
+}
+
+/// What flushes the exported traces at exit (nothing without the feature `otel`).
+struct Traces(#[cfg(feature = "otel")] otel::Traces);
+
+impl Traces {
+    async fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        self.0.shutdown().await;
     }
 }
 

@@ -161,7 +161,7 @@ mod layer {
     };
     use tracing::Instrument as _;
 
-    use super::{REQUEST_DURATION, REQUEST_ID, is_acceptable_id, new_request_id};
+    use super::{REQUEST_DURATION, REQUEST_ID, is_acceptable_id, new_request_id, outcome_of};
 
     /// Wrap a router so that each request has an id (the caller's `X-Request-Id` when it is short
     /// and printable, or a new one), returned in the response, and runs in a span carrying it (so
@@ -218,12 +218,35 @@ mod layer {
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str)
             .to_owned();
-        let span =
-            tracing::info_span!("request", request_id = %id, method = %request.method(), path);
-        let response = next.run(request).instrument(span).await;
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %request.method(),
+            path,
+            status = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let response = next.run(request).instrument(span.clone()).await;
+        let status = response.status();
+        span.record("status", status.as_u16());
+        span.record("outcome", outcome_of(status));
         metrics::histogram!(REQUEST_DURATION, "path" => path, "status" => response.status().as_str().to_owned())
             .record(started.elapsed().as_secs_f64());
         response
+    }
+}
+
+/// A request's outcome, from its answer's status: `ok` (2xx, 3xx), `refused` (4xx: the sender's
+/// request was wrong or not authenticated), `failed` (5xx: this side or its store failed). The
+/// core's own outcome (`applied`, `no_session`, …) is on the request's `core.apply` span.
+#[cfg(any(test, feature = "server"))]
+pub(crate) fn outcome_of(status: axum::http::StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "failed"
+    } else if status.is_client_error() {
+        "refused"
+    } else {
+        "ok"
     }
 }
 

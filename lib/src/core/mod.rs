@@ -347,7 +347,20 @@ impl<S: SessionIndex + RecordStore> Core<S> {
     pub async fn apply(&self, event: Event) -> Result<Outcome, CoreError> {
         let core = self.clone();
         to_completion(async move {
-            let result = core.run(&event).await;
+            // The action's span, a child of the request's (traces: docs/configuration.md).
+            let span = tracing::info_span!(
+                "core.apply",
+                input = event.sender().input(),
+                sender = event.sender().name(),
+                action = %audit::kinds(&event),
+                ended = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let result = core.run(&event).instrument(span.clone()).await;
+            let (outcome, ended) = audit::outcome(&result);
+            span.record("outcome", outcome);
+            span.record("ended", ended);
+            // The audit line in the request's span, where its request id is.
             audit::line(&event, &result);
             if let Some(entry) = activity::of(&event, &result) {
                 activity::keep(core.index(), entry).await;
