@@ -105,7 +105,9 @@ pub use seal::{TokenKeyError, TokenKeys};
 /// ```
 pub type OidcSessionStore<B> = LogoutAware<Records<B>, B>;
 
-/// The session data key under which the [`Login`] is kept.
+/// The session data key under which the [`Login`] is kept (docs/redis-schema.md documents the
+/// record; applications read the login through [`Login::from_session`] or the extractors).
+#[doc(hidden)]
 pub const LOGIN_KEY: &str = "oidc_logout.login";
 
 /// The session data key of what a request's policy check reads: small, so that checking a

@@ -2,7 +2,7 @@
 //! in, and where?" — a help desk, a security engineer — at `/console` on the admin listener.
 //! Server-rendered HTML that works without JavaScript.
 //!
-//! - **Sign-in** through the OP ([`sign_in`]: administrators are those whose ID token's
+//! - **Sign-in** through the OP (`sign_in.rs`: administrators are those whose ID token's
 //!   configured claim holds a configured value) or, for break-glass, with an admin API token;
 //!   every other page refuses before sign-in (pages redirect to the sign-in page, forms answer
 //!   403).
@@ -16,7 +16,7 @@
 //! Every change is an [`Event`] of the sender `console:<who>` through [`Core::apply`], like
 //! every input's: the same scope (a scoped token's issuer and customer), hooks and audit line.
 //! Every form carries the session's CSRF token; the cookies are `HttpOnly` and
-//! `SameSite=Strict` ([`session`]); every answer forbids framing, scripts and caching.
+//! `SameSite=Strict` (`session.rs`); every answer forbids framing, scripts and caching.
 
 pub mod config;
 mod pages;
