@@ -23,7 +23,9 @@ async fn receiver() -> (String, Spans) {
     let spans: Spans = Arc::default();
     async fn export(State(spans): State<Spans>, body: Bytes) -> &'static str {
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let mut kept = spans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = spans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for resource in request["resourceSpans"].as_array().into_iter().flatten() {
             for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
                 kept.extend(scope["spans"].as_array().into_iter().flatten().cloned());
@@ -72,7 +74,11 @@ async fn a_logout_is_a_request_span_with_the_cores_action_inside() {
     );
     let receiver_url = endpoint(&running);
     let index = index_on(&redis).await;
-    common::register(&index, &common::session(op.issuer(), "s-1", "alice", common::now() - 60)).await;
+    common::register(
+        &index,
+        &common::session(op.issuer(), "s-1", "alice", common::now() - 60),
+    )
+    .await;
 
     let http = reqwest::Client::new();
     let token = op.sign(&op.claims(Some("alice"), None));
@@ -115,10 +121,24 @@ async fn a_logout_is_a_request_span_with_the_cores_action_inside() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(attribute(&request, "outcome").as_deref(), Some("ok"), "{request}");
-    assert_eq!(attribute(&request, "status").as_deref(), Some("200"), "{request}");
-    assert_eq!(attribute(&refused_request, "outcome").as_deref(), Some("refused"));
-    assert_eq!(attribute(&refused_request, "status").as_deref(), Some("400"));
+    assert_eq!(
+        attribute(&request, "outcome").as_deref(),
+        Some("ok"),
+        "{request}"
+    );
+    assert_eq!(
+        attribute(&request, "status").as_deref(),
+        Some("200"),
+        "{request}"
+    );
+    assert_eq!(
+        attribute(&refused_request, "outcome").as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        attribute(&refused_request, "status").as_deref(),
+        Some("400")
+    );
 
     // The core's action: a child of the logout's request span, in the same trace.
     let action = all
@@ -126,8 +146,16 @@ async fn a_logout_is_a_request_span_with_the_cores_action_inside() {
         .find(|s| s["name"] == "core.apply" && s["parentSpanId"] == request["spanId"])
         .unwrap_or_else(|| panic!("no core.apply span under {request}: {all:?}"));
     assert_eq!(action["traceId"], request["traceId"]);
-    assert_eq!(attribute(action, "input").as_deref(), Some("backchannel"), "{action}");
-    assert_eq!(attribute(action, "outcome").as_deref(), Some("applied"), "{action}");
+    assert_eq!(
+        attribute(action, "input").as_deref(),
+        Some("backchannel"),
+        "{action}"
+    );
+    assert_eq!(
+        attribute(action, "outcome").as_deref(),
+        Some("applied"),
+        "{action}"
+    );
     assert_eq!(attribute(action, "ended").as_deref(), Some("1"), "{action}");
     // The refused request never reached the core.
     assert!(
