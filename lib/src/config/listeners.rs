@@ -30,6 +30,9 @@ pub struct ListenerConfig {
     /// `host:port` of a listener of its own for the admin API; absent: the main listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
+    /// `host:port` of the gateways' listener (`/v1/check`); absent: no such listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_listen: Option<String>,
     /// Seconds in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
     /// Seconds a request's headers may take to arrive, counted from when the connection is
@@ -71,6 +74,7 @@ impl Default for ListenerConfig {
             listen: DEFAULT_LISTEN.to_owned(),
             metrics_listen: None,
             admin_listen: None,
+            gateway_listen: None,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE.as_secs(),
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,
@@ -166,6 +170,8 @@ pub struct Listeners {
     pub metrics: Option<SocketAddr>,
     /// The admin API's own listener; `None`: the main listener (when tokens are set).
     pub admin: Option<SocketAddr>,
+    /// The gateways' listener (the forward-auth check), if any.
+    pub gateway: Option<SocketAddr>,
     /// How long in-flight requests may take to finish after the shutdown signal.
     pub shutdown_grace: Duration,
     /// What every listener enforces on its connections.
@@ -178,6 +184,7 @@ impl Default for Listeners {
             main: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics: None,
             admin: None,
+            gateway: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             limits: Limits::default(),
         }
@@ -240,6 +247,7 @@ impl ListenerConfig {
             main: address("listen", &self.listen, DEFAULT_LISTEN)?,
             metrics: optional("metrics_listen", &self.metrics_listen, "127.0.0.1:9090")?,
             admin: optional("admin_listen", &self.admin_listen, "127.0.0.1:9091")?,
+            gateway: optional("gateway_listen", &self.gateway_listen, "127.0.0.1:8081")?,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             limits,
         })

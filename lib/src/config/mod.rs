@@ -190,6 +190,11 @@ pub const FLAGS: &[Flag] = &[
         "host:port of the admin API's own listener; absent: the main listener",
     ),
     Flag::new(
+        "gateway_listen",
+        Kind::Text,
+        "host:port of the gateways' listener, with the forward-auth check /v1/check; absent: none",
+    ),
+    Flag::new(
         "admin_tokens",
         Kind::SecretList,
         "Bearer tokens of the admin API, comma-separated (32+ characters each); none: off",
@@ -579,6 +584,12 @@ impl Config {
             self.allow_insecure_http,
             &mut check,
         )?;
+        if listeners.gateway.is_some() && redis.is_none() {
+            return Err(check.invalid(
+                "gateway_listen",
+                "the forward-auth check follows the denylist in Redis: set redis_url too",
+            ));
+        }
         if listeners.admin.is_some() && inputs.admin.is_empty() {
             check.warn("admin_listen is set but no admin_tokens: the admin API stays off");
         }

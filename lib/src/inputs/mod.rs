@@ -39,6 +39,9 @@ mod bearer;
 pub mod console;
 #[cfg(feature = "fusionauth")]
 pub mod fusionauth;
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub mod gateway;
 #[cfg(feature = "scim")]
 pub mod scim;
 #[cfg(feature = "shared-signals")]
@@ -64,10 +67,13 @@ mod server {
     use super::admin::config::{AdminToken, ScopedAdminConfig};
     use super::console::config::{ConsoleConfig, ConsoleSettings};
     use super::fusionauth::config::{FusionAuthConfig, FusionAuthSettings};
+    use super::gateway::config::{CheckConfig, CheckSettings};
     use super::scim::config::{ScimClientConfig, ScimSettings};
     use super::shared_signals::config::{TransmitterConfig, TransmitterSettings};
     use super::universal_logout::config::{UniversalLogoutConfig, UniversalLogoutSettings};
-    use super::{admin, backchannel, console, fusionauth, scim, shared_signals, universal_logout};
+    use super::{
+        admin, backchannel, console, fusionauth, gateway, scim, shared_signals, universal_logout,
+    };
     use crate::config::{Check, ConfigError, IssuerSettings, Secret, Settings};
     use crate::core::Core;
     use crate::index::{RecordStore, SessionIndex, UserDirectory};
@@ -103,6 +109,9 @@ mod server {
         /// The console's sign-in through the OP, and its sessions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub console: Option<ConsoleConfig>,
+        /// The forward-auth check on `gateway_listen`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub check: Option<CheckConfig>,
     }
 
     /// Every input's section, validated: an empty one leaves its input off.
@@ -121,6 +130,8 @@ mod server {
         pub universal_logout: Vec<UniversalLogoutSettings>,
         /// The console (on with admin tokens or an OIDC sign-in).
         pub console: ConsoleSettings,
+        /// The forward-auth check (on with `gateway_listen`).
+        pub check: CheckSettings,
     }
 
     impl InputsConfig {
@@ -165,6 +176,12 @@ mod server {
                     .map(|c| c.validate(allow_insecure_http, check))
                     .transpose()?
                     .unwrap_or_default(),
+                check: self
+                    .check
+                    .as_ref()
+                    .map(|c| c.validate(check))
+                    .transpose()?
+                    .unwrap_or_default(),
             })
         }
     }
@@ -200,6 +217,8 @@ mod server {
         Main,
         /// The admin listener (the main one when none is configured).
         Admin,
+        /// The gateway listener (`gateway_listen`), which only the gateways reach.
+        Gateway,
     }
 
     /// An input's routes, and where they are served.
@@ -234,6 +253,8 @@ mod server {
             issuer: String,
             source: ProviderError,
         },
+        /// The denylist in Redis could not be followed (the forward-auth check).
+        Denylist(crate::index::StoreError),
     }
 
     /// Every configured input, in turn.
@@ -250,6 +271,7 @@ mod server {
             universal_logout::mount(m).await?,
             admin::mount(m),
             console::mount(m),
+            gateway::mount(m).await?,
         ]
         .into_iter()
         .flatten()

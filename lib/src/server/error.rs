@@ -55,6 +55,9 @@ pub enum ServerError {
         #[source]
         source: StoreError,
     },
+    /// The forward-auth check could not load the denylist from Redis.
+    #[error("cannot follow the access-token denylist in Redis for the forward-auth check")]
+    Denylist(#[source] StoreError),
     /// The HTTP client could not be built (no TLS roots).
     #[error("cannot build the HTTP client")]
     Http(#[source] reqwest::Error),
@@ -75,6 +78,7 @@ impl From<crate::inputs::MountError> for ServerError {
                 issuer,
                 source,
             },
+            crate::inputs::MountError::Denylist(source) => Self::Denylist(source),
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct Bound {
     main: (TcpListener, Router),
     metrics: Option<(TcpListener, Router)>,
     admin: Option<(TcpListener, Router)>,
+    gateway: Option<(TcpListener, Router)>,
     grace: Duration,
     limits: Limits,
 }
@@ -220,6 +221,7 @@ impl Inputs<'_> {
         let mut main = Router::new();
         let mut health = Router::new();
         let mut admin_api: Option<Router> = None;
+        let mut gateway_api = Router::new();
         for mounted in crate::inputs::mount_all(&mount).await? {
             if let Some(h) = mounted.health {
                 health = health.merge(h);
@@ -232,6 +234,7 @@ impl Inputs<'_> {
                         None => mounted.router,
                     });
                 }
+                Place::Gateway => gateway_api = gateway_api.merge(mounted.router),
             }
         }
         main = main.merge(health.clone());
@@ -258,6 +261,21 @@ impl Inputs<'_> {
             }
             (None, _) => None,
         };
+        let gateway = match listeners.gateway {
+            Some(address) => {
+                let listener = bind(address, settings.name("gateway_listen")).await?;
+                tracing::info!(
+                    "forward-auth check on http://{}{}",
+                    local(&listener),
+                    crate::inputs::gateway::CHECK_PATH
+                );
+                Some((
+                    listener,
+                    telemetry::observe(gateway_api.merge(health.clone())),
+                ))
+            }
+            None => None,
+        };
         let metrics = match listeners.metrics {
             None => None,
             Some(address) => {
@@ -278,6 +296,7 @@ impl Inputs<'_> {
             main: (main_listener, telemetry::observe(main)),
             metrics,
             admin,
+            gateway,
             grace: listeners.shutdown_grace,
             limits: listeners.limits.clone(),
         })
@@ -333,22 +352,28 @@ impl Bound {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stop.send(true);
         });
-        // The main listener takes what the file descriptors allow, less what the other two
-        // may hold, so an attack on it leaves room for metrics, the admin API and Redis.
+        // The main listener takes what the file descriptors allow, less what the others may
+        // hold, so an attack on it leaves room for metrics, the admin API, the gateways and
+        // Redis. The gateways keep many connections open to the check, one per worker.
         let side = 32;
+        let gateway_places = if self.gateway.is_some() { 256 } else { 0 };
         let main_limits = Limits {
-            max_connections: Some(
-                self.limits
-                    .max_connections
-                    .unwrap_or_else(|| http::connection_budget().saturating_sub(2 * side).max(16)),
-            ),
+            max_connections: Some(self.limits.max_connections.unwrap_or_else(|| {
+                http::connection_budget()
+                    .saturating_sub(2 * side + gateway_places)
+                    .max(16)
+            })),
             ..self.limits.clone()
         };
         let side_limits = Limits {
             max_connections: Some(side),
+            ..self.limits.clone()
+        };
+        let gateway_limits = Limits {
+            max_connections: Some(gateway_places.max(side)),
             ..self.limits
         };
-        let serving = futures_util::future::try_join3(
+        let serving = futures_util::future::try_join4(
             serve("main", Some(self.main), main_limits, stopped.clone()),
             serve(
                 "metrics",
@@ -357,6 +382,7 @@ impl Bound {
                 stopped.clone(),
             ),
             serve("admin", self.admin, side_limits, stopped.clone()),
+            serve("gateway", self.gateway, gateway_limits, stopped.clone()),
         );
         let grace = self.grace;
         let deadline = async move {
