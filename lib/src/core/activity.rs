@@ -25,7 +25,8 @@ pub struct Activity {
     pub input: String,
     /// Its sender (an issuer, a token's fingerprint, an operator).
     pub sender: String,
-    /// The issuer of its first action.
+    /// The issuer its actions name (`*` when they name several: then only viewers of every
+    /// issuer see it).
     pub issuer: String,
     /// The kinds of its actions, comma-separated.
     pub action: String,
@@ -46,7 +47,11 @@ pub(super) fn of(event: &Event, result: &Result<Outcome, CoreError>) -> Option<A
         at: unix_now(),
         input: event.sender().input().to_owned(),
         sender: event.sender().name().to_owned(),
-        issuer: first.issuer().to_owned(),
+        issuer: if event.actions().iter().all(|a| a.issuer() == first.issuer()) {
+            first.issuer().to_owned()
+        } else {
+            "*".to_owned()
+        },
         action: audit::kinds(event),
         whom: event
             .actions()

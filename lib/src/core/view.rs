@@ -45,6 +45,19 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         issuer: &str,
         sub: &str,
     ) -> Result<Vec<SessionView>, CoreError> {
+        let sessions = self.sessions_unlisted(sender, issuer, sub).await?;
+        super::audit::listed(sender, issuer, sub, sessions.len());
+        Ok(sessions)
+    }
+
+    /// [`sessions`](Self::sessions) without the audit line: for a search, which must not log
+    /// what was typed (a session id, an address), only the users it found.
+    pub(crate) async fn sessions_unlisted(
+        &self,
+        sender: &Sender,
+        issuer: &str,
+        sub: &str,
+    ) -> Result<Vec<SessionView>, CoreError> {
         let scope = sender.scope();
         match scope.the_issuer() {
             Some(own) if own != issuer => return Err(CoreError::OutOfScope),
@@ -58,7 +71,6 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         } else {
             self.live_sessions(issuer, sub).await?
         };
-        super::audit::listed(sender, issuer, sub, sessions.len());
         Ok(sessions)
     }
 

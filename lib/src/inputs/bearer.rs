@@ -42,6 +42,16 @@ impl<T: Clone> BearerTokens<T> {
         }
     }
 
+    /// What the token with this fingerprint grants, while it is still accepted (a console
+    /// sign-in made with it checks this on every request).
+    #[cfg(feature = "server")]
+    pub(crate) fn by_fingerprint(&self, fingerprint: &str) -> Option<T> {
+        self.tokens
+            .iter()
+            .find(|t| t.fingerprint == fingerprint)
+            .map(|t| t.grants.clone())
+    }
+
     /// What a presented token grants, and its fingerprint; `None` when it is not accepted.
     pub(crate) fn find(&self, presented: &str) -> Option<(String, T)> {
         let presented = digest::digest(&digest::SHA256, presented.as_bytes());

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::senders;
 use crate::config::{Check, ConfigError, Secret};
+use crate::provider::check_transport;
 
 /// How long a console sign-in lasts unless set: a working day.
 const DEFAULT_SESSION_MINUTES: u64 = 8 * 60;
@@ -40,6 +41,14 @@ pub struct ConsoleConfig {
     /// Minutes a sign-in lasts.
     #[serde(default = "default_session_minutes")]
     pub session_minutes: u64,
+    /// Whether the console's cookies are `Secure` (and named `__Secure-…`): true unless the
+    /// console is reached over plain http (on loopback, or behind `allow_insecure_http`).
+    #[serde(default = "default_secure_cookies")]
+    pub secure_cookies: bool,
+}
+
+fn default_secure_cookies() -> bool {
+    true
 }
 
 fn default_claim() -> String {
@@ -60,6 +69,7 @@ impl Default for ConsoleConfig {
             admin_claim: default_claim(),
             admin_values: Vec::new(),
             session_minutes: DEFAULT_SESSION_MINUTES,
+            secure_cookies: true,
         }
     }
 }
@@ -92,6 +102,8 @@ pub struct ConsoleSettings {
     pub oidc: Option<ConsoleOidc>,
     /// How long a sign-in lasts.
     pub session: Duration,
+    /// Whether the cookies are `Secure`.
+    pub secure_cookies: bool,
 }
 
 impl Default for ConsoleSettings {
@@ -99,6 +111,7 @@ impl Default for ConsoleSettings {
         Self {
             oidc: None,
             session: Duration::from_secs(DEFAULT_SESSION_MINUTES * 60),
+            secure_cookies: true,
         }
     }
 }
@@ -142,13 +155,15 @@ impl ConsoleConfig {
                 let redirect_uri = Url::parse(redirect_uri)
                     .ok()
                     .filter(|u| {
-                        matches!(u.scheme(), "https" | "http") && u.path() == "/console/callback"
+                        check_transport(u, allow_insecure_http).is_ok()
+                            && u.path() == "/console/callback"
                     })
                     .ok_or_else(|| {
                         check.invalid(
                             "console.redirect_uri",
-                            "must be an http(s) URL ending in /console/callback, where \
-                             browsers reach the admin listener",
+                            "must be an https URL (http only on loopback or with \
+                             allow_insecure_http) ending in /console/callback, where browsers \
+                             reach the admin listener",
                         )
                     })?;
                 if self.admin_claim.is_empty() || self.admin_values.is_empty() {
@@ -175,6 +190,10 @@ impl ConsoleConfig {
                 ));
             }
         };
-        Ok(ConsoleSettings { oidc, session })
+        Ok(ConsoleSettings {
+            oidc,
+            session,
+            secure_cookies: self.secure_cookies,
+        })
     }
 }

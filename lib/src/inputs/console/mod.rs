@@ -41,13 +41,16 @@ use self::pages::{Chrome, Match};
 use self::session::{Admin, Sessions, Signed};
 use self::sign_in::Oidc;
 use super::bearer::BearerTokens;
-use crate::core::{Action, Core, CoreError, Event, Scope, Sender};
+use crate::core::{Action, Core, CoreError, Event, Outcome, Scope, Sender};
 use crate::index::{Lookup, Owner, RecordStore, SessionIndex, UserDirectory};
 
 /// The largest form read, in bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The longest search accepted.
 const MAX_QUERY_CHARS: usize = 512;
+/// OIDC code exchanges in flight at once: enough for people signing in, not for a flood of
+/// replayed callbacks to keep the OP busy.
+const MAX_EXCHANGES: usize = 4;
 /// How many activity entries the page shows.
 const ACTIVITY_SHOWN: usize = 200;
 
@@ -66,6 +69,8 @@ pub(crate) struct ScimOwner {
 
 struct Console<S, D> {
     core: Core<S>,
+    /// Code exchanges in flight at most (see [`MAX_EXCHANGES`]).
+    exchanges: tokio::sync::Semaphore,
     sessions: Sessions<S>,
     oidc: Option<Oidc>,
     tokens: BearerTokens<Scope>,
@@ -93,12 +98,9 @@ where
     S: SessionIndex + RecordStore,
     D: UserDirectory,
 {
-    let secure = parts
-        .settings
-        .oidc
-        .as_ref()
-        .is_some_and(|o| o.redirect_uri.scheme() == "https");
+    let secure = parts.settings.secure_cookies;
     let console = Arc::new(Console {
+        exchanges: tokio::sync::Semaphore::new(MAX_EXCHANGES),
         sessions: Sessions::new(parts.core.index().clone(), parts.settings.session, secure),
         core: parts.core,
         oidc: parts
@@ -197,7 +199,22 @@ async fn signed<S: SessionIndex + RecordStore, D>(
     headers: &HeaderMap,
     page: bool,
 ) -> Result<(String, Signed), Response> {
-    match console.sessions.signed_in(headers).await {
+    let found = console.sessions.signed_in(headers).await;
+    // A sign-in with a token lasts only while that token is configured, with the same scope.
+    let found = found.map(|found| {
+        found.filter(|(_, signed)| {
+            signed.admin.token.as_ref().is_none_or(|fingerprint| {
+                console
+                    .tokens
+                    .by_fingerprint(fingerprint)
+                    .is_some_and(|scope| {
+                        scope.the_issuer() == signed.admin.issuer.as_deref()
+                            && scope.customer() == signed.admin.customer.as_deref()
+                    })
+            })
+        })
+    });
+    match found {
         Ok(Some(found)) => Ok(found),
         Ok(None) if page => Err(see_other("/console/sign-in")),
         Ok(None) => Err(html(
@@ -232,7 +249,7 @@ async fn signed_form<S: SessionIndex + RecordStore, D>(
 
 fn chrome(signed: &Signed) -> Chrome<'_> {
     Chrome {
-        admin: &signed.admin.name,
+        admin: &signed.admin.display,
         csrf: &signed.csrf,
     }
 }
@@ -269,7 +286,11 @@ fn sign_in_form<S: SessionIndex + RecordStore, D>(
     status: StatusCode,
     problem: Option<&str>,
 ) -> Response {
-    match session::start(session::pending(headers), None, console.sessions.secure) {
+    match session::start(
+        session::pending(headers, console.sessions.secure),
+        None,
+        console.sessions.secure,
+    ) {
         Ok((pending, cookie)) => with_cookies(
             html(
                 status,
@@ -300,7 +321,7 @@ async fn oidc_begin<S: SessionIndex + RecordStore, D>(
         }
     };
     match session::start(
-        session::pending(&headers),
+        session::pending(&headers, console.sessions.secure),
         Some(pending),
         console.sessions.secure,
     ) {
@@ -333,7 +354,7 @@ async fn oidc_finish<S: SessionIndex + RecordStore, D>(
     let Some(oidc) = &console.oidc else {
         return not_found().await;
     };
-    let pending = session::pending(&headers).and_then(|p| p.oidc);
+    let pending = session::pending(&headers, console.sessions.secure).and_then(|p| p.oidc);
     let Some(pending) = pending else {
         return sign_in_form(
             &console,
@@ -346,10 +367,20 @@ async fn oidc_finish<S: SessionIndex + RecordStore, D>(
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
+    // A few code exchanges at a time: each is a request to the OP with the client's secret.
+    let Ok(_exchanging) = console.exchanges.try_acquire() else {
+        return sign_in_form(
+            &console,
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Too many sign-ins at once: try again in a moment."),
+        );
+    };
     match oidc.finish(&pending, &answer).await {
         Ok(admin) => signed_in(&console, admin).await,
         Err(error) => {
-            tracing::info!(%error, "console: a sign-in through the OP was refused");
+            // Counted, with one aggregate line per interval: anyone may send junk callbacks.
+            crate::telemetry::refused_unauthenticated("console", error.reason());
             let status = match error {
                 sign_in::SignInError::NotAdmin => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
@@ -365,7 +396,7 @@ async fn token_sign_in<S: SessionIndex + RecordStore, D>(
     body: Bytes,
 ) -> Response {
     let form = fields(&body);
-    let csrf_matches = session::pending(&headers).is_some_and(|p| {
+    let csrf_matches = session::pending(&headers, console.sessions.secure).is_some_and(|p| {
         form.get("csrf")
             .is_some_and(|c| crate::sys::secrets_equal(c.as_bytes(), p.csrf.as_bytes()))
     });
@@ -389,6 +420,8 @@ async fn token_sign_in<S: SessionIndex + RecordStore, D>(
     };
     let admin = Admin {
         name: format!("token:{fingerprint}"),
+        display: format!("token:{fingerprint}"),
+        token: Some(fingerprint),
         issuer: scope.the_issuer().map(str::to_owned),
         customer: scope.customer().map(str::to_owned),
     };
@@ -483,8 +516,10 @@ async fn find<S: SessionIndex + RecordStore, D: UserDirectory>(
             });
         }
     };
+    // What was typed is never logged (it may be a session id or an address): the lookups are
+    // unlisted, and only the users found are, below.
     for issuer in console.issuers.iter().filter(|i| visible(i)) {
-        let sessions = console.core.sessions(sender, issuer, q).await?;
+        let sessions = console.core.sessions_unlisted(sender, issuer, q).await?;
         if !sessions.is_empty() {
             add(issuer, q, "sub".into(), sessions.len());
         }
@@ -521,11 +556,18 @@ async fn find<S: SessionIndex + RecordStore, D: UserDirectory>(
         }
     }
     if let Some((issuer, sub)) = console.core.session_owner(sender, q).await? {
-        let sessions = console.core.sessions(sender, &issuer, &sub).await?;
+        let sessions = console
+            .core
+            .sessions_unlisted(sender, &issuer, &sub)
+            .await?;
         // A customer-scoped sender sees no session of another customer's user: no match.
         if !sessions.is_empty() {
             add(&issuer, &sub, "session id".into(), sessions.len());
         }
+    }
+    // Who looked at whom: the audit line of each user found.
+    for m in &found {
+        console.core.sessions(sender, &m.issuer, &m.sub).await?;
     }
     Ok(found)
 }
@@ -723,6 +765,9 @@ async fn act<S: SessionIndex + RecordStore, D>(
         );
     }
     match console.core.apply(Event::new(sender, vec![action])).await {
+        Ok(Outcome::Applied(done_list)) if done_list.iter().any(|d| d.out_of_scope) => {
+            refused(&signed, &CoreError::OutOfScope)
+        }
         Ok(outcome) => see_other(&format!("{back}&done={done}&n={}", outcome.ended())),
         Err(error) => refused(&signed, &error),
     }

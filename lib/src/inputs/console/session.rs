@@ -4,8 +4,9 @@
 //! browser's own, and `HttpOnly`). A sign-in creates a record in the index's record store under
 //! `console:<random id>` for the sign-in's lifetime, named by a second cookie; it holds who
 //! signed in, with what scope, and the CSRF token every form carries. Both cookies are
-//! `HttpOnly`, `SameSite=Strict` and limited to `/console` (`Secure` when the console is reached
-//! over https). Signing out deletes the record, so a copied cookie dies with it.
+//! `HttpOnly`, `SameSite=Strict`, limited to `/console`, and `Secure` with the `__Secure-` name
+//! prefix unless `console.secure_cookies = false` (a console reached over plain http on
+//! loopback). Signing out deletes the record, so a copied cookie dies with it.
 
 use std::time::Duration;
 
@@ -19,9 +20,10 @@ use crate::core::{Scope, Sender};
 use crate::index::{RecordStore, StoreError};
 use crate::sys::{random_id, secrets_equal, unix_now};
 
-/// The signed-in session's cookie.
+/// The signed-in session's cookie (`__Secure-` first when the cookies are `Secure`, so that no
+/// plain-http page or sibling domain can set it).
 pub(super) const COOKIE: &str = "oidc_logout_console";
-/// The cookie of a sign-in in progress.
+/// The cookie of a sign-in in progress (likewise).
 pub(super) const PRE_COOKIE: &str = "oidc_logout_console_signin";
 /// How long a sign-in may take (the OP's login page included).
 const PRE_LIFETIME: Duration = Duration::from_secs(10 * 60);
@@ -33,9 +35,15 @@ const RECORD_PREFIX: &str = "console:";
 /// Who signed in, and what they may act on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Admin {
-    /// How the audit line and the activity name them: `oidc:<name at the OP>` or
+    /// How the audit line and the activity name them: `oidc:<sub at the OP>` or
     /// `token:<the token's fingerprint>`.
     pub(super) name: String,
+    /// How the pages name them (the OP's `preferred_username` or e-mail, or `name`).
+    pub(super) display: String,
+    /// The fingerprint of the admin token they signed in with: the sign-in lasts only while
+    /// that token is configured, with the same scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) token: Option<String>,
     /// Their issuer (`None`: every configured issuer).
     pub(super) issuer: Option<String>,
     /// Their customer, for a scoped token.
@@ -122,7 +130,7 @@ impl<S: RecordStore> Sessions<S> {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<(String, Signed)>, StoreError> {
-        let Some(id) = cookie(headers, COOKIE).filter(|id| plausible_id(id)) else {
+        let Some(id) = cookie(headers, COOKIE, self.secure).filter(|id| plausible_id(id)) else {
             return Ok(None);
         };
         let Some(bytes) = self.store.get_record(&record_id(&id)).await? else {
@@ -162,8 +170,8 @@ impl<S: RecordStore> Sessions<S> {
 }
 
 /// The sign-in in progress the request's cookie holds, if it is still good.
-pub(super) fn pending(headers: &HeaderMap) -> Option<Pending> {
-    let raw = cookie(headers, PRE_COOKIE)?;
+pub(super) fn pending(headers: &HeaderMap, secure: bool) -> Option<Pending> {
+    let raw = cookie(headers, PRE_COOKIE, secure)?;
     if raw.len() > 1024 {
         return None;
     }
@@ -203,7 +211,17 @@ pub(super) fn clear(name: &str, secure: bool) -> HeaderValue {
     set_cookie(name, "", Duration::ZERO, secure)
 }
 
+/// A cookie's name as sent: `__Secure-<name>` when the cookies are `Secure`.
+pub(super) fn cookie_name(name: &str, secure: bool) -> String {
+    if secure {
+        format!("__Secure-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
 fn set_cookie(name: &str, value: &str, lifetime: Duration, secure: bool) -> HeaderValue {
+    let name = cookie_name(name, secure);
     let secure = if secure { "; Secure" } else { "" };
     // Values are base64url: always a valid header value.
     HeaderValue::from_str(&format!(
@@ -213,10 +231,11 @@ fn set_cookie(name: &str, value: &str, lifetime: Duration, secure: bool) -> Head
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str, secure: bool) -> Option<String> {
+    let name = cookie_name(name, secure);
     headers
         .typed_get::<Cookie>()
-        .and_then(|c| c.get(name).map(str::to_owned))
+        .and_then(|c| c.get(&name).map(str::to_owned))
 }
 
 fn record_id(id: &str) -> String {

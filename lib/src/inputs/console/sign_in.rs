@@ -47,6 +47,21 @@ pub(super) enum SignInError {
     Random,
 }
 
+impl SignInError {
+    /// The reason label of the refusal metric.
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Self::Discovery => "op_unreachable",
+            Self::Refused => "op_refused",
+            Self::NoSignIn => "no_sign_in",
+            Self::BadAnswer => "bad_answer",
+            Self::BadIdToken => "bad_id_token",
+            Self::NotAdmin => "not_admin",
+            Self::Random => "random",
+        }
+    }
+}
+
 /// Where the OP takes sign-ins and codes.
 struct Endpoints {
     provider: Arc<Provider>,
@@ -226,16 +241,18 @@ impl Oidc {
         let now = unix_now();
         let client = self.settings.client_id.clone();
         let azp = claims.get("azp").and_then(Value::as_str);
-        let several_audiences = claims
-            .get("aud")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.len() > 1);
+        // OpenID Connect Core §3.1.3.7: the client is an audience and no other audience is
+        // trusted here, so the client must be the only one.
+        let only_this_client = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == client,
+            Some(Value::Array(list)) => !list.is_empty() && list.iter().all(|a| *a == *client),
+            _ => false,
+        };
         let good = claims.get("iss").and_then(Value::as_str) == Some(self.settings.issuer.as_str())
-            && jose::audience_names_one_of(&claims, std::slice::from_ref(&client))
+            && only_this_client
             && azp.is_none_or(|azp| azp == client)
-            && (!several_audiences || azp.is_some())
-            && matches!(jose::numeric_date(&claims, "exp"), Ok(Some(exp)) if exp + LEEWAY_SECS > now)
-            && matches!(jose::numeric_date(&claims, "iat"), Ok(Some(iat)) if iat <= now + LEEWAY_SECS)
+            && matches!(jose::numeric_date(&claims, "exp"), Ok(Some(exp)) if exp.saturating_add(LEEWAY_SECS) > now)
+            && matches!(jose::numeric_date(&claims, "iat"), Ok(Some(iat)) if iat <= now.saturating_add(LEEWAY_SECS))
             && claims
                 .get("nonce")
                 .and_then(Value::as_str)
@@ -265,12 +282,17 @@ impl Oidc {
         if !admitted {
             return Err(SignInError::NotAdmin);
         }
-        let name = ["preferred_username", "email", "sub"]
+        // Named by `sub` (unique, stable) in the audit; shown by a friendlier claim.
+        let text = |claim: &str| claims.get(claim).and_then(Value::as_str);
+        let sub = text("sub").unwrap_or_default();
+        let display = ["preferred_username", "email"]
             .iter()
-            .find_map(|c| claims.get(*c).and_then(Value::as_str))
-            .unwrap_or_default();
+            .find_map(|c| text(c))
+            .unwrap_or(sub);
         Ok(Admin {
-            name: format!("oidc:{}", printable(name)),
+            name: format!("oidc:{}", printable(sub)),
+            display: printable(display),
+            token: None,
             issuer: None,
             customer: None,
         })
