@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "gateway-admin-token-0123456789abcdef0123";
 const SCIM_TOKEN: &str = "gateway-scim-token-0123456789abcdef01234";
+const APP_TOKEN: &str = "python-app-token-0123456789abcdef0123456";
 
 fn any_stack() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/any-stack")
@@ -50,6 +51,60 @@ async fn listening(port: u16, proc: &Proc) {
             proc.drain()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Python application.
+struct App {
+    base: String,
+    _proc: Proc,
+}
+
+impl App {
+    /// Log `sub` in (as its OIDC login would, with the OP session `op-<sub>`): a client holding
+    /// the session cookie, and the login's status.
+    async fn log_in(&self, sub: &str, auth_time: u64) -> (reqwest::Client, u16) {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client");
+        let status = browser
+            .post(format!("{}/login", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("sub={sub}&sid=op-{sub}&auth_time={auth_time}"))
+            .send()
+            .await
+            .expect("the app answers")
+            .status()
+            .as_u16();
+        (browser, status)
+    }
+
+    async fn me(&self, browser: &reqwest::Client) -> u16 {
+        browser
+            .get(format!("{}/me", self.base))
+            .send()
+            .await
+            .expect("the app answers")
+            .status()
+            .as_u16()
+    }
+
+    /// Wait until the app sees `browser`'s session ended (`/me` answers 401).
+    async fn until_ended(&self, browser: &reqwest::Client, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            match self.me(browser).await {
+                401 => return started.elapsed(),
+                200 => {}
+                other => panic!("{what}: the app answered {other}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: the app still sees the session live"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -151,7 +206,11 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     let settings = dir.join("oidc-logout.toml");
     std::fs::write(
         &settings,
-        "[check]\naudiences = [\"orders-api\"]\nmax_unsynced_secs = 1\n",
+        format!(
+            "[check]\naudiences = [\"orders-api\"]\nmax_unsynced_secs = 1\n\n\
+             [[applications]]\nname = \"shop\"\ntokens = [\"{APP_TOKEN}\"]\nissuer = \"{}\"\n",
+            op.issuer()
+        ),
     )
     .expect("settings");
     let redis_url = redis.url();
@@ -170,6 +229,21 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     );
     let receiver = endpoint(&running);
     running.wait_for("forward-auth check on");
+
+    // The application, in Python too, keeping its sessions through the sessions API.
+    let app_port = free_port();
+    let mut command = Command::new("python3");
+    command
+        .arg(any_stack().join("app.py"))
+        .env("APP_PORT", app_port.to_string())
+        .env("SESSIONS_API", format!("http://{check}"))
+        .env("APP_TOKEN", APP_TOKEN);
+    let app = Proc::spawn("app.py", command);
+    app.wait_for("app listening");
+    let app = App {
+        base: format!("http://127.0.0.1:{app_port}"),
+        _proc: app,
+    };
     let main = receiver.trim_end_matches("/backchannel-logout").to_owned();
 
     // nginx and Caddy in front of the API.
@@ -264,6 +338,17 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
         }
     }
 
+    // Each user also has a session in the Python application.
+    let sessions = [
+        app.log_in("alice", now() - 10).await,
+        app.log_in("bob", now() - 10).await,
+        app.log_in("carol", now() - 10).await,
+    ];
+    for (browser, status) in &sessions {
+        assert_eq!(*status, 200);
+        assert_eq!(app.me(browser).await, 200);
+    }
+
     // A back-channel logout of alice.
     let logout = op.sign(&op.claims(Some("alice"), None));
     let answer = http
@@ -276,6 +361,20 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     assert_eq!(answer.status(), 200);
     let took = until_refused(&http, &gateways, &alice).await;
     eprintln!("back-channel logout: refused at both gateways {took:?} after the 200");
+    let took = app.until_ended(&sessions[0].0, "back-channel logout").await;
+    eprintln!("back-channel logout: the Python app saw its session ended {took:?} later");
+    // A late registration of a session the logout covers is refused: log in again.
+    assert_eq!(app.log_in("alice", now() - 10).await.1, 401);
+    let (again, status) = app.log_in("alice", now() + 1).await;
+    assert_eq!((status, app.me(&again).await), (200, 200));
+    // The application's own logout ends it.
+    let out = again
+        .post(format!("{}/logout", app.base))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 200);
+    assert_eq!(app.me(&again).await, 401);
 
     // An admin revoke of bob.
     let bob = access_token(&op, "bob");
@@ -296,6 +395,7 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     assert_eq!(answer.status(), 200);
     let took = until_refused(&http, &gateways, &bob).await;
     eprintln!("admin revoke: refused at both gateways {took:?} after the 200");
+    app.until_ended(&sessions[1].0, "admin revoke").await;
 
     // A SCIM deactivation of carol.
     let carol = access_token(&op, "carol");
@@ -339,6 +439,7 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     assert_eq!(answer.status(), 200);
     let took = until_refused(&http, &gateways, &carol).await;
     eprintln!("SCIM deactivation: refused at both gateways {took:?} after the 200");
+    app.until_ended(&sessions[2].0, "SCIM deactivation").await;
 
     // Redis goes away: once the view has been out of sync for a second, nothing passes.
     let dave = access_token(&op, "dave");

@@ -590,6 +590,12 @@ impl Config {
                 "the forward-auth check follows the denylist in Redis: set redis_url too",
             ));
         }
+        if !inputs.applications.is_empty() && listeners.gateway.is_none() {
+            return Err(check.invalid(
+                "applications",
+                "the sessions API is served on gateway_listen: set it too",
+            ));
+        }
         if listeners.admin.is_some() && inputs.admin.is_empty() {
             check.warn("admin_listen is set but no admin_tokens: the admin API stays off");
         }

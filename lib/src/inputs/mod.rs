@@ -44,6 +44,9 @@ pub mod fusionauth;
 pub mod gateway;
 #[cfg(feature = "scim")]
 pub mod scim;
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub mod sessions_api;
 #[cfg(feature = "shared-signals")]
 pub mod shared_signals;
 #[cfg(feature = "universal-logout")]
@@ -69,10 +72,12 @@ mod server {
     use super::fusionauth::config::{FusionAuthConfig, FusionAuthSettings};
     use super::gateway::config::{CheckConfig, CheckSettings};
     use super::scim::config::{ScimClientConfig, ScimSettings};
+    use super::sessions_api::config::{ApplicationConfig, ApplicationSettings};
     use super::shared_signals::config::{TransmitterConfig, TransmitterSettings};
     use super::universal_logout::config::{UniversalLogoutConfig, UniversalLogoutSettings};
     use super::{
-        admin, backchannel, console, fusionauth, gateway, scim, shared_signals, universal_logout,
+        admin, backchannel, console, fusionauth, gateway, scim, sessions_api, shared_signals,
+        universal_logout,
     };
     use crate::config::{Check, ConfigError, IssuerSettings, Secret, Settings};
     use crate::core::Core;
@@ -112,6 +117,9 @@ mod server {
         /// The forward-auth check on `gateway_listen`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub check: Option<CheckConfig>,
+        /// Applications of the sessions API (on `gateway_listen`), each with its tokens.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub applications: Vec<ApplicationConfig>,
     }
 
     /// Every input's section, validated: an empty one leaves its input off.
@@ -132,6 +140,8 @@ mod server {
         pub console: ConsoleSettings,
         /// The forward-auth check (on with `gateway_listen`).
         pub check: CheckSettings,
+        /// The sessions API's applications; none: no sessions API.
+        pub applications: Vec<ApplicationSettings>,
     }
 
     impl InputsConfig {
@@ -182,6 +192,7 @@ mod server {
                     .map(|c| c.validate(check))
                     .transpose()?
                     .unwrap_or_default(),
+                applications: sessions_api::config::validate(&self.applications, issuers, check)?,
             })
         }
     }
@@ -272,6 +283,7 @@ mod server {
             admin::mount(m),
             console::mount(m),
             gateway::mount(m).await?,
+            sessions_api::mount(m),
         ]
         .into_iter()
         .flatten()
