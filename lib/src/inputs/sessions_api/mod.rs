@@ -323,10 +323,17 @@ async fn end<S: SessionIndex + RecordStore>(
         Ok(kept) => kept,
         Err(refused) => return refused,
     };
+    // Nothing registered under this id by this application (or its lifetime is over).
+    let Some(kept) = kept else {
+        return answer(
+            StatusCode::OK,
+            &json!({"session_id": session_id, "ended": false, "state": "unknown"}),
+        );
+    };
     let end = Action::EndSession {
         issuer: app.scope().the_issuer().unwrap_or_default().to_owned(),
         session_id: indexed,
-        sub: kept.map(|k| k.sub),
+        sub: Some(kept.sub),
     };
     match api.core.apply(Event::new((*app).clone(), vec![end])).await {
         Ok(outcome) => answer(
