@@ -48,6 +48,77 @@ fn summary(mut times: Vec<Duration>) -> String {
     )
 }
 
+/// Callers at once in the "under load" part.
+const CALLERS: usize = 16;
+
+/// What is called under load.
+#[derive(Clone, Copy)]
+enum Kind {
+    Layer,
+    Check,
+    RoundTrip,
+}
+
+#[derive(Clone)]
+struct Target {
+    api: axum::Router,
+    http: reqwest::Client,
+    check: String,
+    healthz: String,
+    token: String,
+}
+
+async fn one(target: &Target, kind: Kind) -> u16 {
+    match kind {
+        Kind::Layer => {
+            let request = Request::get("/")
+                .header("authorization", format!("Bearer {}", target.token))
+                .body(Body::empty())
+                .expect("request");
+            let answer = target.api.clone().oneshot(request).await.expect("answer");
+            answer.status().as_u16()
+        }
+        Kind::Check => {
+            let answer = target
+                .http
+                .get(&target.check)
+                .bearer_auth(&target.token)
+                .send();
+            answer.await.expect("check").status().as_u16()
+        }
+        Kind::RoundTrip => {
+            let answer = target.http.get(&target.healthz).send().await;
+            answer.expect("healthz").status().as_u16()
+        }
+    }
+}
+
+/// `CALLERS` tasks calling `kind` `per_caller` times each: latency percentiles and the rate.
+async fn under_load(target: &Target, kind: Kind, per_caller: usize) -> String {
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(per_caller);
+                for _ in 0..per_caller {
+                    let began = Instant::now();
+                    let status = one(&target, kind).await;
+                    times.push(began.elapsed());
+                    assert_eq!(status, 200);
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for caller in callers {
+        all.extend(caller.await.expect("caller"));
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    format!("{}, {rate:.0}/s", summary(all))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let requests = count("CHECK_REQUESTS", 20_000);
@@ -112,50 +183,57 @@ async fn main() {
         .route("/", axum::routing::get(|| async { "ok" }))
         .layer(DenylistLayer::validating(denylist, validator));
     let token = access_token(&key, &issuer, "alice", "op-alice");
-    let mut layer = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let request = Request::get("/")
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .expect("request");
-        let started = Instant::now();
-        let response = api.clone().oneshot(request).await.expect("answer");
-        layer.push(started.elapsed());
-        assert_eq!(response.status(), 200);
-    }
-
-    // The check over loopback, and a bare round trip to the same listener.
     let http = reqwest::Client::new();
     let check = format!("http://{gateway}/v1/check");
-    let healthz = format!("http://{gateway}/healthz");
-    let (mut over_http, mut round_trip) = (Vec::new(), Vec::new());
-    for _ in 0..requests {
-        let started = Instant::now();
-        let answer = http
-            .get(&check)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("check");
-        over_http.push(started.elapsed());
-        assert_eq!(answer.status(), 200);
-        let started = Instant::now();
-        let answer = http.get(&healthz).send().await.expect("healthz");
-        round_trip.push(started.elapsed());
-        assert_eq!(answer.status(), 200);
+    let target = Target {
+        api,
+        http: http.clone(),
+        check: check.clone(),
+        healthz: format!("http://{gateway}/healthz"),
+        token,
+    };
+
+    // One at a time: the layer in process, the check over loopback, and a bare round trip to
+    // the same listener.
+    println!("{requests} tokens each, one at a time, 100,000 markers loaded:");
+    for (name, kind) in [
+        (
+            "in-process DenylistLayer (RS256 verify + lookup)",
+            Kind::Layer,
+        ),
+        ("/v1/check over loopback HTTP", Kind::Check),
+        (
+            "loopback round trip to the same listener (/healthz)",
+            Kind::RoundTrip,
+        ),
+    ] {
+        let mut times = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let began = Instant::now();
+            let status = one(&target, kind).await;
+            times.push(began.elapsed());
+            assert_eq!(status, 200);
+        }
+        println!("  {name}: {}", summary(times));
     }
-    println!("{requests} tokens each, 100,000 markers loaded:");
+
+    // Under load: 16 callers at once (a gateway's workers), about as many tokens.
+    let per_caller = requests / CALLERS;
     println!(
-        "  in-process DenylistLayer (RS256 verify + lookup): {}",
-        summary(layer)
+        "{CALLERS} callers at once, {} tokens in all:",
+        per_caller * CALLERS
     );
     println!(
-        "  /v1/check over loopback HTTP:                     {}",
-        summary(over_http)
+        "  in-process DenylistLayer: {}",
+        under_load(&target, Kind::Layer, per_caller).await
     );
     println!(
-        "  loopback round trip to the same listener (/healthz): {}",
-        summary(round_trip)
+        "  /v1/check over loopback HTTP: {}",
+        under_load(&target, Kind::Check, per_caller).await
+    );
+    println!(
+        "  loopback round trip (/healthz): {}",
+        under_load(&target, Kind::RoundTrip, per_caller).await
     );
 
     // From a logout's 200 to the check's first 401.
