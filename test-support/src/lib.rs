@@ -40,11 +40,23 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A loopback port free now, and never handed out before in this process: tests running in
+/// parallel each get their own (the kernel may hand a released port out again at once).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A `redis-server` of our own on a free loopback port, without persistence unless durable.
@@ -63,8 +75,20 @@ impl RedisServer {
             child: None,
             durable: None,
         };
-        server.spawn();
+        server.spawn_on_a_free_port();
         server
+    }
+
+    /// Start it; when its port was taken meanwhile (another process bound it between
+    /// `free_port` and redis-server's bind: redis-server exits), on another free port.
+    fn spawn_on_a_free_port(&mut self) {
+        for _ in 0..5 {
+            if self.try_spawn() {
+                return;
+            }
+            self.port = free_port();
+        }
+        panic!("redis-server could not bind a free loopback port five times");
     }
 
     /// A server whose data survives [`stop`](Self::stop) (a crash: SIGKILL) and
@@ -79,7 +103,7 @@ impl RedisServer {
             child: None,
             durable: Some(dir),
         };
-        server.spawn();
+        server.spawn_on_a_free_port();
         server
     }
 
@@ -87,7 +111,9 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// Start it on its port and wait until that port is answered by this very redis-server
+    /// (its `INFO` names the child's pid); `false` when the child exited (the port was taken).
+    fn try_spawn(&mut self) -> bool {
         let mut command = Command::new("redis-server");
         command
             .args([
@@ -111,9 +137,19 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}); install it with `apt-get install redis-server` or run .ci/run")
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return false;
+            }
+            if redis_pid(self.port) == Some(pid) {
+                return true;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start on port {}",
@@ -134,8 +170,33 @@ impl RedisServer {
     /// Start it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        assert!(
+            self.try_spawn(),
+            "redis-server could not start again on port {}: another process took it",
+            self.port
+        );
     }
+}
+
+/// The pid of the redis-server answering on `port`, if one answers (`INFO server`).
+fn redis_pid(port: u16) -> Option<u32> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(11).any(|w| w == b"process_id:") || !answer.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 impl Drop for RedisServer {
@@ -679,4 +740,25 @@ pub async fn state_of<I: SessionIndex + RecordStore>(
         auth_time: login["auth_time"].as_u64().unwrap_or_default(),
     };
     index.state(&key).await.expect("state")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_server_whose_port_is_taken_moves_to_another() {
+        // Another process's listener on the port: redis-server cannot bind it and exits.
+        let taken = StdListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let mut server = RedisServer {
+            port,
+            child: None,
+            durable: None,
+        };
+        assert!(!server.try_spawn(), "the taken port looked like ours");
+        server.spawn_on_a_free_port();
+        assert_ne!(server.port, port);
+        assert!(redis_pid(server.port).is_some());
+    }
 }
