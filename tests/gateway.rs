@@ -470,3 +470,89 @@ async fn nginx_and_caddy_refuse_a_revoked_users_token_at_a_python_api() {
     drop(api);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_denylist_mode_the_check_only_looks_tokens_up() {
+    let redis = RedisServer::start();
+    let op = Op::start().await;
+    let check = format!("127.0.0.1:{}", free_port());
+    let settings = std::env::temp_dir().join(format!("oidc-logout-check-{}.toml", free_port()));
+    std::fs::write(&settings, "[check]\nmode = \"denylist\"\n").expect("settings");
+    let redis_url = redis.url();
+    let running = start(
+        &["serve", "--config", &settings.to_string_lossy()],
+        &[
+            ("OIDC_LOGOUT_ISSUER", op.issuer()),
+            ("OIDC_LOGOUT_CLIENT_ID", CLIENT),
+            ("OIDC_LOGOUT_REDIS_URL", &redis_url),
+            ("OIDC_LOGOUT_LISTEN", "127.0.0.1:0"),
+            ("OIDC_LOGOUT_GATEWAY_LISTEN", &check),
+            ("OIDC_LOGOUT_ADMIN_TOKENS", ADMIN_TOKEN),
+        ],
+    );
+    let receiver = endpoint(&running);
+    running.wait_for("forward-auth check on");
+    let main = receiver.trim_end_matches("/backchannel-logout").to_owned();
+    let url = format!("http://{check}/v1/check");
+    let http = reqwest::Client::new();
+    // The API verifies tokens itself: here a token is only looked up, so its signature does
+    // not matter, and nothing vouches for its identity (no identity headers).
+    let unsigned = |issuer: &str, sub: &str| {
+        let encode = |v: Value| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                v.to_string(),
+            )
+        };
+        format!(
+            "{}.{}.c2ln",
+            encode(json!({"alg": "RS256", "typ": "at+jwt"})),
+            encode(json!({"iss": issuer, "sub": sub, "iat": now() - 5, "exp": now() + 600}))
+        )
+    };
+    let erin = unsigned(op.issuer(), "erin");
+    let answer = http
+        .get(&url)
+        .bearer_auth(&erin)
+        .send()
+        .await
+        .expect("check");
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers().get("x-auth-sub").is_none());
+    // Another issuer's token, or none, is refused.
+    let elsewhere = unsigned("https://elsewhere.example", "erin");
+    let answer = http
+        .get(&url)
+        .bearer_auth(&elsewhere)
+        .send()
+        .await
+        .expect("check");
+    assert_eq!(answer.status(), 401);
+    assert_eq!(http.get(&url).send().await.expect("check").status(), 401);
+    // Revoked: refused.
+    let revoked = http
+        .post(format!("{main}/admin/v1/users/revoke"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"issuer": op.issuer(), "sub": "erin"}).to_string())
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    let started = Instant::now();
+    loop {
+        let status = http
+            .get(&url)
+            .bearer_auth(&erin)
+            .send()
+            .await
+            .expect("check")
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still allowed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = std::fs::remove_file(&settings);
+}
