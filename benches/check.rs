@@ -1,7 +1,7 @@
 //! The forward-auth check (`/v1/check` on `gateway_listen`) against the in-process
 //! `DenylistLayer` it shares its code with: each one's latency per token (p50, p99) with 100,000
-//! markers loaded, a bare loopback round trip to the same listener (`/healthz`) for what the
-//! network and HTTP cost, and the time from a back-channel logout's `200` to the check's first
+//! markers loaded, a bare loopback round trip of the same request to the same listener
+//! (`/healthz`, bearer header included) for what the network and HTTP cost, and the time from a back-channel logout's `200` to the check's first
 //! `401` (what a gateway sees: nginx and Caddy ask the check for every request).
 //!
 //! Run: `cargo bench --bench check` (`CHECK_REQUESTS=N`, default 20,000; `CHECK_LOGOUTS=N`,
@@ -87,7 +87,14 @@ async fn one(target: &Target, kind: Kind) -> u16 {
             answer.await.expect("check").status().as_u16()
         }
         Kind::RoundTrip => {
-            let answer = target.http.get(&target.healthz).send().await;
+            // The same request as the check's (its bearer header too), to a handler that reads
+            // nothing: what loopback HTTP costs for it.
+            let answer = target
+                .http
+                .get(&target.healthz)
+                .bearer_auth(&target.token)
+                .send()
+                .await;
             answer.expect("healthz").status().as_u16()
         }
     }
