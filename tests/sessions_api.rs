@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 const SHOP: &str = "shop-token-0123456789abcdef0123456789abcd";
 const BLOG: &str = "blog-token-0123456789abcdef0123456789abcd";
+const ACME_APP: &str = "acme-app-token-0123456789abcdef0123456789";
+const GLOBEX_DESK: &str = "globex-help-desk-0123456789abcdef01234567";
+const ACME_DESK: &str = "acme-help-desk-0123456789abcdef0123456789";
 
 async fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let http = reqwest::Client::new();
@@ -54,7 +57,11 @@ async fn applications_register_ask_and_end_their_own_sessions_only() {
         &settings,
         format!(
             "[[applications]]\nname = \"shop\"\ntokens = [\"{SHOP}\"]\nissuer = \"{0}\"\n\n\
-             [[applications]]\nname = \"blog\"\ntokens = [\"{BLOG}\"]\nissuer = \"{0}\"\n",
+             [[applications]]\nname = \"blog\"\ntokens = [\"{BLOG}\"]\nissuer = \"{0}\"\n\n\
+             [[applications]]\nname = \"acme\"\ntokens = [\"{ACME_APP}\"]\nissuer = \"{0}\"\n\
+             customer = \"acme\"\n\n\
+             [[admin]]\ntokens = [\"{GLOBEX_DESK}\"]\nissuer = \"{0}\"\ncustomer = \"globex\"\n\n\
+             [[admin]]\ntokens = [\"{ACME_DESK}\"]\nissuer = \"{0}\"\ncustomer = \"acme\"\n",
             op.issuer()
         ),
     )
@@ -143,4 +150,25 @@ async fn applications_register_ask_and_end_their_own_sessions_only() {
     // And its late registration is refused.
     let (status, body) = call("POST", &api, BLOG, Some(register("alice", "b-2", None))).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("logged_out")));
+
+    // An application scoped to a customer registers its sessions as that customer's: another
+    // customer's help desk cannot end them, its own can.
+    assert_eq!(
+        call("POST", &api, ACME_APP, Some(register("zoe", "a-1", None)))
+            .await
+            .0,
+        201
+    );
+    let main = receiver.trim_end_matches("/backchannel-logout").to_owned();
+    let revoke = format!("{main}/admin/v1/users/revoke");
+    let zoe = json!({"issuer": op.issuer(), "sub": "zoe"});
+    assert_eq!(
+        call("POST", &revoke, GLOBEX_DESK, Some(zoe.clone()))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(state(ACME_APP, "a-1").await, "live");
+    assert_eq!(call("POST", &revoke, ACME_DESK, Some(zoe)).await.0, 200);
+    assert_eq!(state(ACME_APP, "a-1").await, "ended");
 }

@@ -46,8 +46,14 @@ impl<S: SessionIndex + RecordStore> Core<S> {
         sub: &str,
     ) -> Result<Vec<SessionView>, CoreError> {
         let sessions = self.sessions_unlisted(sender, issuer, sub).await?;
-        super::audit::listed(sender, issuer, sub, sessions.len());
+        self.listed(sender, issuer, sub, sessions.len());
         Ok(sessions)
+    }
+
+    /// The audit line of a listing made with [`sessions_unlisted`](Self::sessions_unlisted):
+    /// who looked at whose sessions, and how many there were.
+    pub(crate) fn listed(&self, sender: &Sender, issuer: &str, sub: &str, sessions: usize) {
+        super::audit::listed(sender, issuer, sub, sessions);
     }
 
     /// [`sessions`](Self::sessions) without the audit line: for a search, which must not log

@@ -22,6 +22,8 @@ pub mod config;
 mod pages;
 mod session;
 mod sign_in;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -567,7 +569,7 @@ async fn find<S: SessionIndex + RecordStore, D: UserDirectory>(
     }
     // Who looked at whom: the audit line of each user found.
     for m in &found {
-        console.core.sessions(sender, &m.issuer, &m.sub).await?;
+        console.core.listed(sender, &m.issuer, &m.sub, m.sessions);
     }
     Ok(found)
 }

@@ -243,13 +243,24 @@ async fn register<S: SessionIndex + RecordStore>(
     )
 }
 
-/// What the API kept of an application's session, if it still lives.
+/// The index's id of the application's session `session_id`, and what the API kept of it if it
+/// still lives; a malformed id, or a store that fails, is the answer.
 async fn kept<S: SessionIndex + RecordStore>(
     api: &Api<S>,
-    indexed: &str,
-) -> Result<Option<Kept>, Response> {
-    match api.core.index().get_record(&kept_id(indexed)).await {
-        Ok(found) => Ok(found.and_then(|bytes: Vec<u8>| serde_json::from_slice(&bytes).ok())),
+    app: &Sender,
+    session_id: &str,
+) -> Result<(String, Option<Kept>), Response> {
+    if !text_ok(session_id) {
+        return Err(invalid(
+            "the session id must be 1 to 512 printable characters",
+        ));
+    }
+    let indexed = indexed_id(app.name(), session_id);
+    match api.core.index().get_record(&kept_id(&indexed)).await {
+        Ok(found) => {
+            let kept = found.and_then(|bytes: Vec<u8>| serde_json::from_slice(&bytes).ok());
+            Ok((indexed, kept))
+        }
         Err(error) => Err(Refusal::from(error).render(Protocol::OAuth)),
     }
 }
@@ -261,12 +272,8 @@ async fn state<S: SessionIndex + RecordStore>(
     axum::Extension(Caller(app)): axum::Extension<Caller>,
     Path(session_id): Path<String>,
 ) -> Response {
-    if !text_ok(&session_id) {
-        return invalid("the session id must be 1 to 512 printable characters");
-    }
-    let indexed = indexed_id(app.name(), &session_id);
-    let kept = match kept(&api, &indexed).await {
-        Ok(kept) => kept,
+    let (indexed, kept) = match kept(&api, &app, &session_id).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     let issuer = app.scope().the_issuer().unwrap_or_default();
@@ -315,12 +322,8 @@ async fn end<S: SessionIndex + RecordStore>(
     axum::Extension(Caller(app)): axum::Extension<Caller>,
     Path(session_id): Path<String>,
 ) -> Response {
-    if !text_ok(&session_id) {
-        return invalid("the session id must be 1 to 512 printable characters");
-    }
-    let indexed = indexed_id(app.name(), &session_id);
-    let kept = match kept(&api, &indexed).await {
-        Ok(kept) => kept,
+    let (indexed, kept) = match kept(&api, &app, &session_id).await {
+        Ok(found) => found,
         Err(refused) => return refused,
     };
     // Nothing registered under this id by this application (or its lifetime is over).
