@@ -71,7 +71,8 @@ pub(crate) struct ScimOwner {
 
 struct Console<S, D> {
     core: Core<S>,
-    /// Code exchanges in flight at most (see [`MAX_EXCHANGES`]).
+    /// Requests to the OP in flight at most, discovery and code exchanges (see
+    /// [`MAX_EXCHANGES`]).
     exchanges: tokio::sync::Semaphore,
     sessions: Sessions<S>,
     oidc: Option<Oidc>,
@@ -310,6 +311,15 @@ async fn oidc_begin<S: SessionIndex + RecordStore, D>(
 ) -> Response {
     let Some(oidc) = &console.oidc else {
         return not_found().await;
+    };
+    // Until the OP is discovered, starting a sign-in asks it: as few at once as code exchanges.
+    let Ok(_discovering) = console.exchanges.try_acquire() else {
+        return sign_in_form(
+            &console,
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Too many sign-ins at once: try again in a moment."),
+        );
     };
     let (pending, url) = match oidc.begin().await {
         Ok(begun) => begun,
